@@ -1,0 +1,60 @@
+/**
+ * What the data pipeline hands to training: samples (one image with its metadata) and batches
+ * (one uint8 HWC Buffer plus labels). Shared by src/data (producer) and src/train (consumer).
+ */
+
+/** Where an image's JPEG bytes live: a span of a TFRecord file or a file of its own. */
+export type ImageSource =
+  | { kind: 'tfrecord'; file: string; recordIndex: number; offset: number; length: number }
+  | { kind: 'file'; path: string }
+  | { kind: 'memory'; bytes: Buffer };
+
+/** One lesion image with its metadata (SIIM-ISIC columns). */
+export interface LesionSample {
+  imageName: string;
+  patientId: string;
+  /** 1 = melanoma, 0 = benign; null for test sets. */
+  target: 0 | 1 | null;
+  sex: string | null;
+  ageApprox: number | null;
+  anatomSite: string | null;
+  diagnosis: string | null;
+  image: ImageSource;
+}
+
+/** One batch ready for the engine. */
+export interface Batch {
+  /** uint8 RGB, HWC, row-major: batchSize * height * width * 3 bytes. */
+  images: Buffer;
+  batchSize: number;
+  height: number;
+  width: number;
+  /** target of each sample as 0/1 (0 for samples without a target). */
+  labels: Float32Array;
+  /** The samples of this batch, in order: predictions carry their image_name/patient_id. */
+  samples: LesionSample[];
+}
+
+export interface LoaderOptions {
+  batchSize: number;
+  /** Square training size in pixels: each image is decoded and resized to imageSize x imageSize. */
+  imageSize: number;
+  /** Shuffle each epoch (training); validation/test loaders keep order. */
+  shuffle: boolean;
+  seed: number;
+  dropLast: boolean;
+  /** Batches decoded ahead of the consumer. */
+  prefetchBatches: number;
+  /** Images decoded at once (sharp calls in flight). */
+  decodeConcurrency: number;
+}
+
+/** Throughput figures a loader reports after (or during) an epoch. */
+export interface LoaderStats {
+  images: number;
+  decodeSeconds: number;
+  /** Time the consumer spent waiting for a batch that was not ready. */
+  waitSeconds: number;
+  imagesPerSecond: number;
+  skipped: { imageName: string; source: string; reason: string }[];
+}

@@ -1,0 +1,318 @@
+/**
+ * The single typed surface of the two native addons.
+ *
+ * - `io` (binding.gyp, node-gyp, no LibTorch): TFRecord framing, CRC32C, tf.Example parsing.
+ * - `engine` (CMakeLists.txt, cmake-js, LibTorch): EfficientNet training and inference.
+ *
+ * Nothing else in the package loads a `.node` file. A failed load becomes an error that says
+ * what is missing and the command that fixes it; everything that only reads data works without
+ * the engine (and so without LibTorch).
+ */
+import * as path from 'path';
+// node-gyp-build has no type declarations: it is a function from a package folder to the addon.
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const nodeGypBuild: (dir: string) => unknown = require('node-gyp-build');
+
+/** Package root: dist/native.js and src/native.ts both sit one level below it. */
+export const PACKAGE_ROOT = path.resolve(__dirname, '..');
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/** The native addon could not be loaded (not built, LibTorch missing, wrong ABI). */
+export class NativeLoadError extends Error {
+  override name = 'NativeLoadError';
+}
+
+/**
+ * A failure inside the engine: a LibTorch error (`c10::Error`), a C++ exception, or a misuse of
+ * the engine's state (disposed, wrong device). `code` tells which; `message` carries the native
+ * text.
+ */
+export class EngineError extends Error {
+  override name = 'EngineError';
+  constructor(
+    message: string,
+    readonly code: EngineErrorCode,
+  ) {
+    super(message);
+  }
+}
+
+export type EngineErrorCode =
+  | 'ERR_ENGINE_TORCH' // c10::Error from LibTorch (shape mismatch, CUDA error, out of memory ...)
+  | 'ERR_ENGINE_STD' // another std::exception
+  | 'ERR_ENGINE_DISPOSED' // the engine was disposed
+  | 'ERR_ENGINE_DEVICE' // the requested device is not available in this LibTorch build
+  | 'ERR_ENGINE_NONFINITE'; // a NaN/inf loss in fp32 (or bf16) training
+
+function translateEngineError(err: unknown): Error {
+  if (err instanceof Error) {
+    const code = (err as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('ERR_ENGINE_')) {
+      const translated = new EngineError(err.message, code as EngineErrorCode);
+      translated.stack = `${translated.name}: ${err.message}\n${(new Error().stack ?? '').split('\n').slice(2).join('\n')}`;
+      return translated;
+    }
+    return err;
+  }
+  return new Error(String(err));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine addon
+// ---------------------------------------------------------------------------------------------
+
+/** One stage of an EfficientNet after width/depth scaling (see src/model/architectures.ts). */
+export interface StageSpec {
+  repeats: number;
+  kernel: number;
+  stride: number;
+  expandRatio: number;
+  outChannels: number;
+}
+
+/** A fully resolved architecture: C++ builds exactly this and decides nothing. */
+export interface ModelSpec {
+  stemChannels: number;
+  stages: StageSpec[];
+  headChannels: number;
+  seRatio: number;
+  /** Stochastic depth rate of the last block; block i gets dropPathRate * i / nBlocks. */
+  dropPathRate: number;
+  /** Width of the optional hidden dense layer of the head; 0 = direct Linear(features, 1). */
+  headHidden: number;
+  /** Dropout before the output layer (and after the hidden layer when there is one). */
+  headDropout: number;
+  bnEps: number;
+  bnMomentum: number;
+  /** 'symmetric' (torchvision, timm) or TensorFlow 'same' (lukemelas, timm tf_*). */
+  padding: 'symmetric' | 'same';
+}
+
+/** The one plain, fully defaulted object that crosses into C++ when an engine is created. */
+export interface EngineConfig {
+  model: ModelSpec;
+  device: 'cpu' | 'cuda';
+  precision: 'fp32' | 'bf16' | 'fp16';
+  seed: number;
+  /** Adam / AdamW hyper-parameters; the learning rate itself comes with every train step. */
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Positive-class weight of BCE-with-logits (negatives / positives of the training fold). */
+  posWeight: number;
+  labelSmoothing: number;
+  /** Optimizer step every N train steps (micro-batches); the loss is divided by N. */
+  accumulateSteps: number;
+  /** Keep BatchNorm in eval mode (running statistics) during training steps. */
+  freezeBatchNorm: boolean;
+  channelsLast: boolean;
+}
+
+/** A batch as it crosses the boundary: uint8 HWC RGB images, row-major, one Buffer. */
+export interface ImageBatch {
+  images: Buffer;
+  batchSize: number;
+  height: number;
+  width: number;
+}
+
+export interface TrainStepRequest extends ImageBatch {
+  labels: Float32Array;
+  lr: number;
+}
+
+export interface TrainStepResult {
+  /** Loss of this micro-batch (not divided by accumulateSteps). */
+  loss: number;
+  /** Whether this call ended an accumulation window and stepped the optimizer. */
+  optimizerStepped: boolean;
+  /** Optimizer steps taken so far (skipped fp16 overflow steps not included). */
+  step: number;
+  /** fp16 only: the step was skipped because gradients overflowed; the loss scale shrank. */
+  overflowSkipped: boolean;
+  lossScale: number;
+}
+
+export interface EvaluateRequest extends ImageBatch {
+  /** When given, the (class-weighted) loss summed over the batch is returned too. */
+  labels?: Float32Array;
+}
+
+export interface EvaluateResult {
+  logits: Float32Array;
+  lossSum: number | null;
+}
+
+export type TensorDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'U8' | 'BOOL';
+
+/** A named tensor as plain bytes (little-endian, contiguous): the unit of checkpoints. */
+export interface NamedTensor {
+  name: string;
+  dtype: TensorDType;
+  shape: number[];
+  data: Buffer;
+}
+
+export interface EngineState {
+  /** Model parameters and buffers, named as timm names them (`blocks.1.0.conv_pw.weight`). */
+  model: NamedTensor[];
+  /** Optimizer moments, named after the parameter they belong to. */
+  optimizer: NamedTensor[];
+  /** Scalars that complete the training state (step, loss scale, RNG seed stream). */
+  step: number;
+  lossScale: number;
+  /** Opaque generator state of the engine's RNG (CPU generator), so a resumed run draws the same. */
+  rngState: Buffer;
+}
+
+export interface EngineInfo {
+  parameterCount: number;
+  device: string;
+  precision: string;
+  parameterNames: string[];
+}
+
+export interface TorchInfo {
+  torchVersion: string;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  cudnnAvailable: boolean;
+  /** Whether this build of the engine was compiled with CUDA code paths. */
+  compiledWithCuda: boolean;
+}
+
+/** The raw native class; use `Engine` below, which adds error translation. */
+interface NativeEngine {
+  trainStep(request: TrainStepRequest): Promise<TrainStepResult>;
+  evaluate(request: EvaluateRequest): Promise<EvaluateResult>;
+  exportState(): Promise<EngineState>;
+  importState(state: Partial<EngineState> & { model: NamedTensor[] }, strict: boolean): Promise<void>;
+  info(): EngineInfo;
+  dispose(): Promise<void>;
+  readonly disposed: boolean;
+}
+
+interface EngineAddon {
+  Engine: new (config: EngineConfig) => NativeEngine;
+  torchInfo(): TorchInfo;
+}
+
+let engineAddon: EngineAddon | undefined;
+
+function engineFixHint(): string {
+  return [
+    'Possible solutions:',
+    '- Build it: `npm run build:engine` (needs CMake, a C++17 compiler and LibTorch).',
+    '- Install LibTorch: `sudo apt-get install -y libtorch-dev` (Debian/Ubuntu, CPU), or point the build at',
+    '  an existing one: `Torch_DIR=/path/to/libtorch/share/cmake/Torch npm run build:engine`, or at a',
+    '  PyTorch install: `CMAKE_PREFIX_PATH=$(python3 -c "import torch;print(torch.utils.cmake_prefix_path)") npm run build:engine`.',
+    '- If it was built against a PyTorch LibTorch, its lib folder must be on LD_LIBRARY_PATH at run time.',
+  ].join('\n');
+}
+
+export function loadEngineAddon(): EngineAddon {
+  if (engineAddon) return engineAddon;
+  const dir = path.join(PACKAGE_ROOT, 'native', 'engine');
+  try {
+    engineAddon = nodeGypBuild(dir) as EngineAddon;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new NativeLoadError(
+      `The training engine addon could not be loaded from ${path.join(dir, 'build', 'Release')}: ${reason}\n${engineFixHint()}`,
+    );
+  }
+  return engineAddon;
+}
+
+/** LibTorch build facts: version, CUDA, cuDNN. */
+export function torchInfo(): TorchInfo {
+  return loadEngineAddon().torchInfo();
+}
+
+/**
+ * One model with its optimizer state, living on one device, driven by one dedicated native
+ * thread. Every call returns a Promise and never blocks the event loop.
+ */
+export class Engine {
+  private readonly native: NativeEngine;
+
+  /** The config must come fully validated and defaulted (see src/model/config.ts). */
+  constructor(config: EngineConfig) {
+    const addon = loadEngineAddon();
+    try {
+      this.native = new addon.Engine(config);
+    } catch (err) {
+      throw translateEngineError(err);
+    }
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw translateEngineError(err);
+    }
+  }
+
+  trainStep(request: TrainStepRequest): Promise<TrainStepResult> {
+    return this.call(() => this.native.trainStep(request));
+  }
+
+  evaluate(request: EvaluateRequest): Promise<EvaluateResult> {
+    return this.call(() => this.native.evaluate(request));
+  }
+
+  exportState(): Promise<EngineState> {
+    return this.call(() => this.native.exportState());
+  }
+
+  /** strict: every model tensor must be present with the same shape (no extra names). */
+  importState(state: Partial<EngineState> & { model: NamedTensor[] }, strict = true): Promise<void> {
+    return this.call(() => this.native.importState(state, strict));
+  }
+
+  info(): EngineInfo {
+    try {
+      return this.native.info();
+    } catch (err) {
+      throw translateEngineError(err);
+    }
+  }
+
+  get disposed(): boolean {
+    return this.native.disposed;
+  }
+
+  dispose(): Promise<void> {
+    return this.call(() => this.native.dispose());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IO addon (TFRecord framing, CRC32C, tf.Example): typed by the data pipeline
+// ---------------------------------------------------------------------------------------------
+
+/** Filled in by the data pipeline (native/io); see IoAddon's methods. */
+export interface IoAddon {
+  [name: string]: unknown;
+}
+
+let ioAddon: IoAddon | undefined;
+
+export function loadIoAddon(): IoAddon {
+  if (ioAddon) return ioAddon;
+  try {
+    ioAddon = nodeGypBuild(PACKAGE_ROOT) as IoAddon;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new NativeLoadError(
+      `The io addon (TFRecord reading) could not be loaded from ${path.join(PACKAGE_ROOT, 'build', 'Release')}: ${reason}\n` +
+        'Possible solutions:\n- Build it: `npm run build:io` (needs python3, make and a C++ compiler; no LibTorch).',
+    );
+  }
+  return ioAddon;
+}
