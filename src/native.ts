@@ -296,9 +296,62 @@ export class Engine {
 // IO addon (TFRecord framing, CRC32C, tf.Example): typed by the data pipeline
 // ---------------------------------------------------------------------------------------------
 
-/** Filled in by the data pipeline (native/io); see IoAddon's methods. */
+/** Options of the record scanners; every field is optional. */
+export interface IoScanOptions {
+  /** Check both masked CRC32Cs of every record (default true). */
+  verifyCrc?: boolean;
+  /** Stop quietly before an incomplete last record instead of failing (streaming reads). */
+  partial?: boolean;
+  /** File offset of the first scanned byte: offsets and messages are absolute. */
+  baseOffset?: number;
+  /** Record index of the first scanned record (for messages). */
+  firstIndex?: number;
+  /** Named in error messages. */
+  file?: string;
+}
+
+/** Record spans found by a scan: offsets[i] is where payload i starts, lengths[i] its size. */
+export interface IoScanResult {
+  offsets: Float64Array;
+  lengths: Float64Array;
+  /** Bytes of complete records from the start of the scanned data. */
+  consumed: number;
+  /** Bytes scanned (the file size for scanFile). */
+  size: number;
+}
+
+/**
+ * One feature of a tf.train.Example. Bytes values are not copied: `spans` holds
+ * (offset, length) pairs into the parsed buffer.
+ */
+export type IoFeature =
+  | { key: string; kind: 'bytes'; spans: Float64Array }
+  | { key: string; kind: 'float'; values: Float32Array }
+  | { key: string; kind: 'int64'; values: BigInt64Array }
+  | { key: string; kind: 'none' };
+
+/**
+ * Errors thrown by the io addon carry `code`:
+ * - ERR_TFRECORD_TRUNCATED / ERR_TFRECORD_CRC / ERR_TFRECORD_IO with `recordIndex`, `offset`
+ *   (the record's first byte), `detail` and `file` (when one was given);
+ * - ERR_EXAMPLE_MALFORMED with `offset` (where in the payload parsing failed).
+ */
 export interface IoAddon {
-  [name: string]: unknown;
+  /** CRC32C (Castagnoli); `impl` forces a path (tests compare them), `initial` continues a CRC. */
+  crc32c(bytes: Uint8Array, impl?: 'auto' | 'hardware' | 'software', initial?: number): number;
+  /** Whether the SSE4.2 crc32 instruction is used (x86 CPUs since 2008). */
+  crc32cHardwareAvailable(): boolean;
+  /** TFRecord's CRC mask: ((crc >>> 15) | (crc << 17)) + 0xa282ead8. */
+  maskCrc(crc: number): number;
+  unmaskCrc(masked: number): number;
+  /** Synchronous scan of in-memory TFRecord bytes. */
+  scanBuffer(bytes: Uint8Array, options?: IoScanOptions): IoScanResult;
+  /** Scan of a file on the libuv pool, reading it piecewise (multi-GB files stay out of memory). */
+  scanFile(path: string, options?: Omit<IoScanOptions, 'file' | 'partial' | 'baseOffset' | 'firstIndex'>): Promise<IoScanResult>;
+  /** Decodes a tf.train.Example payload; every length is bounds-checked. */
+  parseExample(bytes: Uint8Array): IoFeature[];
+  /** Frames payloads as TFRecords (length, masked CRCs) into one Buffer. */
+  frameRecords(payloads: Uint8Array[]): Buffer;
 }
 
 let ioAddon: IoAddon | undefined;
