@@ -47,6 +47,15 @@ export interface LoaderOptions {
   prefetchBatches: number;
   /** Images decoded at once (sharp calls in flight). */
   decodeConcurrency: number;
+  /** An image that cannot be read or decoded: 'error' (default) stops the epoch, 'skip' lists it in stats().skipped. */
+  onBadImage?: 'skip' | 'error';
+  /** Non-square images: 'fill' (default) stretches, 'cover' crops the centre (see src/data/images.ts). */
+  fit?: 'fill' | 'cover';
+  /**
+   * Class-balanced sampling: oversample positives so they make up this fraction of each epoch
+   * (e.g. 0.5); negatives are each seen once. Implies a shuffled order. Default: off.
+   */
+  positiveFraction?: number;
 }
 
 /** Throughput figures a loader reports after (or during) an epoch. */

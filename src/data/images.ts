@@ -1,0 +1,148 @@
+/**
+ * JPEG bytes -> imageSize x imageSize RGB uint8 (HWC) with sharp.
+ *
+ * sharp (libvips + mozjpeg) shrinks on load: a 1024 px JPEG is decoded at 1/2, 1/4 or 1/8 scale
+ * by the IDCT itself before the final resize, which is most of the speed at small sizes.
+ */
+import { promises as fsp } from 'fs';
+import sharp from 'sharp';
+import { DataError } from './errors';
+import { readSpan } from './tfrecord';
+import { ImageSource, LesionSample } from './types';
+
+/**
+ * How a non-square image becomes square:
+ * - 'fill' (default): stretch to size x size, every pixel of the lesion kept (what tf.image.resize
+ *   does in the TFRecord pipelines; the SIIM-ISIC resized sets are square already);
+ * - 'cover': keep the aspect ratio and crop the centre.
+ */
+export type ResizeFit = 'fill' | 'cover';
+
+export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'tiff' | 'bmp';
+
+/** The image format from magic bytes, or null when the bytes are none we know. */
+export function sniffImageFormat(bytes: Uint8Array): ImageFormat | null {
+  const b = bytes;
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47) return 'png';
+  if (b.length >= 4 && b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x38) return 'gif';
+  if (b.length >= 12 && Buffer.from(b.subarray(0, 4)).toString('latin1') === 'RIFF' && Buffer.from(b.subarray(8, 12)).toString('latin1') === 'WEBP')
+    return 'webp';
+  if (b.length >= 4 && ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a) || (b[0] === 0x4d && b[1] === 0x4d && b[3] === 0x2a))) return 'tiff';
+  if (b.length >= 2 && b[0] === 0x42 && b[1] === 0x4d) return 'bmp';
+  return null;
+}
+
+/** libvips repeats its warnings line by line: keep each distinct line once. */
+function conciseMessage(err: unknown): string {
+  const lines = String(err instanceof Error ? err.message : err)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  return [...new Set(lines)].join('; ');
+}
+
+/** Where an image came from, for messages: a file, or a record of a TFRecord file. */
+export function describeSource(source: ImageSource): string {
+  switch (source.kind) {
+    case 'file':
+      return source.path;
+    case 'tfrecord':
+      return `${source.file} record ${source.recordIndex} (JPEG at byte ${source.offset})`;
+    case 'memory':
+      return 'an in-memory buffer';
+  }
+}
+
+export interface DecodeOptions {
+  size: number;
+  fit?: ResizeFit;
+  /** Named in errors. */
+  imageName?: string;
+  source?: ImageSource;
+}
+
+/**
+ * Decodes a JPEG to size x size x 3 uint8 RGB: EXIF orientation applied, grayscale/CMYK turned
+ * to sRGB, alpha dropped. Non-JPEG bytes give ERR_IMAGE_FORMAT, undecodable ones ERR_IMAGE_DECODE,
+ * both naming the image and its source.
+ */
+export async function decodeImage(bytes: Buffer, options: DecodeOptions): Promise<Buffer> {
+  const { size, fit = 'fill', imageName = 'image', source } = options;
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`Expected positive integer for size but received ${size}`);
+  const where = source ? describeSource(source) : 'an in-memory buffer';
+  const context = { imageName, file: source?.kind === 'file' ? source.path : source?.kind === 'tfrecord' ? source.file : undefined };
+  const format = sniffImageFormat(bytes);
+  if (format !== 'jpeg') {
+    throw new DataError(
+      'ERR_IMAGE_FORMAT',
+      `${imageName} from ${where} is ${format ? `a ${format.toUpperCase()} image` : `not an image (first bytes ${bytes.subarray(0, 4).toString('hex') || 'none'})`}, ` +
+        'not a JPEG: the pipeline reads JPEGs only; convert the image to JPEG or remove it from the dataset',
+      context,
+    );
+  }
+  try {
+    const { data, info } = await sharp(bytes, { failOn: 'truncated' })
+      .rotate() // EXIF orientation
+      .resize(size, size, { fit, position: 'centre' })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== size || info.height !== size)
+      throw new Error(`decoded to ${info.width}x${info.height}x${info.channels} instead of ${size}x${size}x3`);
+    return data;
+  } catch (err) {
+    throw new DataError(
+      'ERR_IMAGE_DECODE',
+      `Cannot decode ${imageName} from ${where}: ${conciseMessage(err)}. The JPEG is damaged: replace it or remove it from the dataset`,
+      { ...context, cause: err },
+    );
+  }
+}
+
+/**
+ * Reads image bytes from their source. TFRecord spans reuse one open handle per file; call
+ * close() when done (the loader does at the end of each epoch).
+ */
+export class ImageBytesReader {
+  private readonly handles = new Map<string, Promise<fsp.FileHandle>>();
+
+  async read(source: ImageSource, imageName = 'image'): Promise<Buffer> {
+    try {
+      switch (source.kind) {
+        case 'memory':
+          return source.bytes;
+        case 'file':
+          return await fsp.readFile(source.path);
+        case 'tfrecord': {
+          let handle = this.handles.get(source.file);
+          if (!handle) {
+            handle = fsp.open(source.file, 'r');
+            this.handles.set(source.file, handle);
+          }
+          return await readSpan(await handle, source.offset, source.length);
+        }
+      }
+    } catch (err) {
+      if (err instanceof DataError) throw err;
+      throw new DataError('ERR_IMAGE_MISSING', `Cannot read ${imageName} from ${describeSource(source)}: ${(err as Error).message}`, {
+        imageName,
+        file: source.kind === 'file' ? source.path : source.kind === 'tfrecord' ? source.file : undefined,
+        cause: err,
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.all(handles.map(async (h) => (await h.catch(() => null))?.close()));
+  }
+}
+
+/** Reads and decodes one sample's image. */
+export async function loadSampleImage(sample: LesionSample, size: number, reader: ImageBytesReader, fit: ResizeFit = 'fill'): Promise<Buffer> {
+  const bytes = await reader.read(sample.image, sample.imageName);
+  return decodeImage(bytes, { size, fit, imageName: sample.imageName, source: sample.image });
+}
