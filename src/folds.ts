@@ -1,0 +1,168 @@
+/**
+ * Cross-validation folds that never split a patient.
+ *
+ * - `stratifiedGroupKFold`: any dataset; groups = patient_id, positives spread evenly, image
+ *   counts balanced, seeded.
+ * - `fileFolds` / `assignFileFolds`: TFRecord sets whose files are already patient-grouped and
+ *   stratified (the community's triple-stratified files): a fold is a union of whole files.
+ * - `writeFoldsCsv` / `readFoldsCsv`: the assignment as `image_name,patient_id,target,fold`.
+ */
+import { createReadStream, promises as fsp } from 'fs';
+import * as path from 'path';
+import { parse } from 'csv-parse';
+import { DataError } from './data/errors';
+import { mixSeed, mulberry32, shuffleInPlace } from './data/random';
+import { LesionSample } from './data/types';
+
+export interface FoldAssignment {
+  imageName: string;
+  patientId: string;
+  target: 0 | 1 | null;
+  fold: number;
+}
+
+export type FoldSample = Pick<LesionSample, 'imageName' | 'patientId' | 'target'>;
+
+function checkK(k: number, available: number, what: string): void {
+  if (!Number.isInteger(k) || k < 2) throw new RangeError(`Expected integer >= 2 for k but received ${k}`);
+  if (k > available) throw new RangeError(`Cannot make ${k} folds from ${available} ${what}: use k <= ${available}`);
+}
+
+/** Index of the smallest key; ties broken by the seeded generator (so ties do not favour fold 0). */
+function argminRandomTie(keys: number[][], random: () => number): number {
+  let best: number[] = [];
+  let bestKey: number[] | null = null;
+  keys.forEach((key, i) => {
+    const cmp = bestKey === null ? -1 : compareKeys(key, bestKey);
+    if (cmp < 0) {
+      best = [i];
+      bestKey = key;
+    } else if (cmp === 0) best.push(i);
+  });
+  return best[Math.floor(random() * best.length)];
+}
+
+function compareKeys(a: number[], b: number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return 0;
+}
+
+/**
+ * Patient-level stratified group k-fold. Patients with positives are placed first, most
+ * positives first, each in the fold with the fewest positives (then fewest images); the others
+ * follow, largest first, each in the fold with the fewest images. With at most one positive per
+ * patient (or enough single-positive patients to even out the last steps) every fold's positive
+ * count is within 1 of positives/k, and image counts are within one patient's images of each
+ * other. A null target counts as negative. Output is in input order.
+ */
+export function stratifiedGroupKFold(samples: readonly FoldSample[], k: number, seed: number): FoldAssignment[] {
+  if (!Number.isInteger(seed)) throw new RangeError(`Expected integer for seed but received ${seed}`);
+  const groups = new Map<string, { indices: number[]; positives: number }>();
+  samples.forEach((s, i) => {
+    let g = groups.get(s.patientId);
+    if (!g) groups.set(s.patientId, (g = { indices: [], positives: 0 }));
+    g.indices.push(i);
+    if (s.target === 1) g.positives++;
+  });
+  checkK(k, groups.size, 'patients');
+  const random = mulberry32(mixSeed(seed, 0xf01d));
+  // Shuffle first so the stable sort leaves equal patients in a seeded order.
+  const ordered = shuffleInPlace([...groups.values()], random).sort(
+    (a, b) => b.positives - a.positives || b.indices.length - a.indices.length,
+  );
+  const positives = new Array<number>(k).fill(0);
+  const images = new Array<number>(k).fill(0);
+  const foldOf = new Array<number>(samples.length);
+  for (const g of ordered) {
+    const fold =
+      g.positives > 0
+        ? argminRandomTie(positives.map((p, f) => [p, images[f]]), random)
+        : argminRandomTie(images.map((n) => [n]), random);
+    positives[fold] += g.positives;
+    images[fold] += g.indices.length;
+    for (const i of g.indices) foldOf[i] = fold;
+  }
+  return samples.map((s, i) => ({ imageName: s.imageName, patientId: s.patientId, target: s.target, fold: foldOf[i] }));
+}
+
+/**
+ * Folds as unions of whole TFRecord files. Files are sorted by name; with a seed they are
+ * shuffled first (the community's seeded KFold over file indices), without one file i goes to
+ * fold i mod k (5 files, 5 folds: fold k = file k).
+ */
+export function fileFolds(files: readonly string[], k: number, seed?: number): Map<string, number> {
+  const unique = [...new Set(files)].sort();
+  checkK(k, unique.length, 'files');
+  if (seed !== undefined) shuffleInPlace(unique, mulberry32(mixSeed(seed, 0xf11e)));
+  return new Map(unique.map((f, i) => [f, i % k]));
+}
+
+/** File-based folds for TFRecord samples. */
+export function assignFileFolds(samples: readonly LesionSample[], k: number, seed?: number): FoldAssignment[] {
+  const fileOf = (s: LesionSample) => {
+    if (s.image.kind !== 'tfrecord')
+      throw new TypeError(`File-based folds need TFRecord samples but ${s.imageName} comes from a ${s.image.kind} source; use stratifiedGroupKFold`);
+    return s.image.file;
+  };
+  const folds = fileFolds(samples.map(fileOf), k, seed);
+  return samples.map((s) => ({ imageName: s.imageName, patientId: s.patientId, target: s.target, fold: folds.get(fileOf(s))! }));
+}
+
+/** The samples of one fold as validation and the rest as training, matched on image_name. */
+export function splitByFold(
+  samples: readonly LesionSample[],
+  assignments: readonly FoldAssignment[],
+  fold: number,
+): { train: LesionSample[]; valid: LesionSample[] } {
+  const foldOf = new Map(assignments.map((a) => [a.imageName, a.fold]));
+  const train: LesionSample[] = [];
+  const valid: LesionSample[] = [];
+  for (const s of samples) {
+    const f = foldOf.get(s.imageName);
+    if (f === undefined)
+      throw new DataError('ERR_CSV', `${s.imageName} has no fold in the assignment: regenerate the folds for this dataset`, { imageName: s.imageName });
+    (f === fold ? valid : train).push(s);
+  }
+  return { train, valid };
+}
+
+function csvField(v: string): string {
+  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+}
+
+/** Writes `image_name,patient_id,target,fold` (atomically: temporary file, then rename). */
+export async function writeFoldsCsv(file: string, assignments: readonly FoldAssignment[]): Promise<void> {
+  const lines = ['image_name,patient_id,target,fold'];
+  for (const a of assignments) lines.push([a.imageName, a.patientId, a.target === null ? '' : String(a.target), String(a.fold)].map(csvField).join(','));
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  await fsp.writeFile(tmp, lines.join('\n') + '\n');
+  await fsp.rename(tmp, file);
+}
+
+/** Reads a fold CSV and checks it: columns, values, no duplicate image, no patient in two folds. */
+export async function readFoldsCsv(file: string): Promise<FoldAssignment[]> {
+  const out: FoldAssignment[] = [];
+  const seen = new Set<string>();
+  const patientFold = new Map<string, number>();
+  const fail = (line: number, what: string) =>
+    new DataError('ERR_CSV', `${file} line ${line}: ${what}. A fold CSV has image_name,patient_id,target,fold; regenerate it`, { file });
+  const parser = createReadStream(file).pipe(parse({ columns: true, bom: true, trim: true, skip_empty_lines: true, info: true }));
+  try {
+    for await (const { record: r, info } of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
+      for (const c of ['image_name', 'patient_id', 'target', 'fold']) if (!(c in r)) throw fail(info.lines, `missing column ${c}`);
+      const fold = Number(r.fold);
+      if (r.fold === '' || !Number.isInteger(fold) || fold < 0) throw fail(info.lines, `fold must be an integer >= 0 but is '${r.fold}'`);
+      if (!['', '0', '1'].includes(r.target)) throw fail(info.lines, `target must be 0, 1 or empty but is '${r.target}'`);
+      if (seen.has(r.image_name)) throw fail(info.lines, `${r.image_name} appears twice`);
+      const pf = patientFold.get(r.patient_id);
+      if (pf !== undefined && pf !== fold) throw fail(info.lines, `patient ${r.patient_id} is in folds ${pf} and ${fold}`);
+      seen.add(r.image_name);
+      patientFold.set(r.patient_id, fold);
+      out.push({ imageName: r.image_name, patientId: r.patient_id, target: r.target === '' ? null : (Number(r.target) as 0 | 1), fold });
+    }
+  } catch (err) {
+    if (err instanceof DataError) throw err;
+    throw new DataError('ERR_CSV', `${file}: cannot parse the fold CSV (${(err as Error).message})`, { file, cause: err });
+  }
+  return out;
+}
