@@ -189,6 +189,12 @@ export function fitTemperature(labels: ArrayLike<number>, logits: ArrayLike<numb
     }
     return [g / n, h / n];
   };
+  // Without an intercept, NLL -> 0 as T -> 0 exactly when the sign of each logit matches its label.
+  let separable = true;
+  for (let i = 0; i < n && separable; i++) separable = y[i] === 1 ? z[i] >= 0 : z[i] <= 0;
+  if (separable) {
+    throw new RangeError('Temperature scaling is undefined: the logits separate the classes perfectly, so the NLL keeps falling as T -> 0');
+  }
   let lo = 0;
   const [g0] = grad(0);
   if (!(g0 < 0)) {
@@ -200,9 +206,7 @@ export function fitTemperature(labels: ArrayLike<number>, logits: ArrayLike<numb
   while (grad(hi)[0] < 0) {
     lo = hi;
     hi *= 2;
-    if (hi > 1e8) {
-      throw new RangeError('Temperature scaling is undefined: the logits separate the classes perfectly, so the NLL keeps falling as T -> 0');
-    }
+    if (hi > 1e12) throw new RangeError(`Temperature scaling did not converge: expected T > 1e-12 but the optimum lies below`);
   }
   let beta = (lo + hi) / 2;
   let iterations = 0;
