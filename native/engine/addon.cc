@@ -1,0 +1,433 @@
+// N-API surface of the engine addon. This file never includes LibTorch: it converts JS values to
+// the plain structs of config.h on the JS thread, queues the work on the engine's own thread, and
+// settles a Promise back on the JS thread. The typed JS side is src/native.ts.
+#include <napi.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "config.h"
+#include "engine.h"
+#include "worker.h"
+
+namespace {
+
+using engine::EngineFailure;
+
+// ---- JS -> C++ (the TS side validated user input; these only guard the contract) ----------
+
+Napi::Value field(const Napi::Object& object, const char* key) {
+  auto value = object.Get(key);
+  if (value.IsUndefined()) {
+    throw Napi::TypeError::New(object.Env(), std::string("engine: missing field '") + key + "'");
+  }
+  return value;
+}
+
+double numberField(const Napi::Object& object, const char* key) {
+  auto value = field(object, key);
+  if (!value.IsNumber()) {
+    throw Napi::TypeError::New(object.Env(),
+                               std::string("engine: field '") + key + "' must be a number");
+  }
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+int intField(const Napi::Object& object, const char* key) {
+  return static_cast<int>(numberField(object, key));
+}
+
+bool boolField(const Napi::Object& object, const char* key) {
+  return field(object, key).ToBoolean().Value();
+}
+
+std::string stringField(const Napi::Object& object, const char* key) {
+  return field(object, key).ToString().Utf8Value();
+}
+
+engine::EngineConfig parseConfig(const Napi::Object& js) {
+  engine::EngineConfig config;
+  const auto model = field(js, "model").As<Napi::Object>();
+  config.model.stemChannels = intField(model, "stemChannels");
+  config.model.headChannels = intField(model, "headChannels");
+  config.model.seRatio = numberField(model, "seRatio");
+  config.model.dropPathRate = numberField(model, "dropPathRate");
+  config.model.headHidden = intField(model, "headHidden");
+  config.model.headDropout = numberField(model, "headDropout");
+  config.model.bnEps = numberField(model, "bnEps");
+  config.model.bnMomentum = numberField(model, "bnMomentum");
+  config.model.samePadding = stringField(model, "padding") == "same";
+  const auto stages = field(model, "stages").As<Napi::Array>();
+  for (uint32_t i = 0; i < stages.Length(); ++i) {
+    const auto stage = stages.Get(i).As<Napi::Object>();
+    config.model.stages.push_back({intField(stage, "repeats"), intField(stage, "kernel"),
+                                   intField(stage, "stride"), numberField(stage, "expandRatio"),
+                                   intField(stage, "outChannels")});
+  }
+  config.device = stringField(js, "device");
+  config.precision = stringField(js, "precision");
+  config.seed = static_cast<uint64_t>(numberField(js, "seed"));
+  config.beta1 = numberField(js, "beta1");
+  config.beta2 = numberField(js, "beta2");
+  config.eps = numberField(js, "eps");
+  config.weightDecay = numberField(js, "weightDecay");
+  config.posWeight = numberField(js, "posWeight");
+  config.labelSmoothing = numberField(js, "labelSmoothing");
+  config.accumulateSteps = intField(js, "accumulateSteps");
+  config.freezeBatchNorm = boolField(js, "freezeBatchNorm");
+  config.channelsLast = boolField(js, "channelsLast");
+  return config;
+}
+
+// The images are copied here, on the JS thread, so the caller may reuse its Buffer at once.
+engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
+  const auto env = js.Env();
+  engine::HostBatch batch;
+  batch.batchSize = intField(js, "batchSize");
+  batch.height = intField(js, "height");
+  batch.width = intField(js, "width");
+  const auto images = field(js, "images");
+  if (!images.IsBuffer()) throw Napi::TypeError::New(env, "engine: 'images' must be a Buffer");
+  const auto buffer = images.As<Napi::Buffer<uint8_t>>();
+  const size_t expected = static_cast<size_t>(batch.batchSize) * batch.height * batch.width * 3;
+  if (batch.batchSize <= 0 || batch.height <= 0 || batch.width <= 0 || buffer.Length() != expected) {
+    throw Napi::RangeError::New(
+        env, "engine: 'images' holds " + std::to_string(buffer.Length()) +
+                 " bytes but batchSize x height x width x 3 = " + std::to_string(expected));
+  }
+  batch.images.assign(buffer.Data(), buffer.Data() + buffer.Length());
+  const auto labels = js.Get("labels");
+  if (!labels.IsUndefined() && !labels.IsNull()) {
+    if (!labels.IsTypedArray() ||
+        labels.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw Napi::TypeError::New(env, "engine: 'labels' must be a Float32Array");
+    }
+    const auto array = labels.As<Napi::Float32Array>();
+    if (array.ElementLength() != static_cast<size_t>(batch.batchSize)) {
+      throw Napi::RangeError::New(env, "engine: 'labels' has " +
+                                           std::to_string(array.ElementLength()) +
+                                           " values for a batch of " +
+                                           std::to_string(batch.batchSize));
+    }
+    batch.labels.assign(array.Data(), array.Data() + array.ElementLength());
+  } else if (withLearningRate) {
+    throw Napi::TypeError::New(env, "engine: a train step needs 'labels'");
+  }
+  if (withLearningRate) batch.lr = numberField(js, "lr");
+  return batch;
+}
+
+std::vector<engine::HostTensor> parseTensors(const Napi::Array& array) {
+  std::vector<engine::HostTensor> tensors;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const auto js = array.Get(i).As<Napi::Object>();
+    engine::HostTensor tensor;
+    tensor.name = stringField(js, "name");
+    tensor.dtype = stringField(js, "dtype");
+    const auto shape = field(js, "shape").As<Napi::Array>();
+    for (uint32_t d = 0; d < shape.Length(); ++d) {
+      tensor.shape.push_back(static_cast<int64_t>(shape.Get(d).As<Napi::Number>().Int64Value()));
+    }
+    const auto data = field(js, "data");
+    if (!data.IsBuffer()) {
+      throw Napi::TypeError::New(js.Env(), "engine: tensor '" + tensor.name + "' data must be a Buffer");
+    }
+    const auto buffer = data.As<Napi::Buffer<uint8_t>>();
+    tensor.data.assign(buffer.Data(), buffer.Data() + buffer.Length());
+    tensors.push_back(std::move(tensor));
+  }
+  return tensors;
+}
+
+engine::EngineState parseState(const Napi::Object& js) {
+  engine::EngineState state;
+  state.model = parseTensors(field(js, "model").As<Napi::Array>());
+  const auto optimizer = js.Get("optimizer");
+  if (optimizer.IsArray()) {
+    state.optimizer = parseTensors(optimizer.As<Napi::Array>());
+    state.hasOptimizer = true;
+  }
+  if (js.Get("step").IsNumber()) {
+    state.step = static_cast<int64_t>(numberField(js, "step"));
+    state.lossScale = js.Get("lossScale").IsNumber() ? numberField(js, "lossScale") : 1.0;
+    state.hasScalars = true;
+  }
+  const auto rng = js.Get("rngState");
+  if (rng.IsBuffer()) {
+    const auto buffer = rng.As<Napi::Buffer<uint8_t>>();
+    state.rngState.assign(buffer.Data(), buffer.Data() + buffer.Length());
+  }
+  return state;
+}
+
+// ---- C++ -> JS ------------------------------------------------------------------------------
+
+Napi::Array tensorsToJs(Napi::Env env, const std::vector<engine::HostTensor>& tensors) {
+  auto array = Napi::Array::New(env, tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& tensor = tensors[i];
+    auto js = Napi::Object::New(env);
+    js.Set("name", tensor.name);
+    js.Set("dtype", tensor.dtype);
+    auto shape = Napi::Array::New(env, tensor.shape.size());
+    for (size_t d = 0; d < tensor.shape.size(); ++d) {
+      shape.Set(static_cast<uint32_t>(d), Napi::Number::New(env, static_cast<double>(tensor.shape[d])));
+    }
+    js.Set("shape", shape);
+    js.Set("data", Napi::Buffer<uint8_t>::Copy(env, tensor.data.data(), tensor.data.size()));
+    array.Set(static_cast<uint32_t>(i), js);
+  }
+  return array;
+}
+
+Napi::Object infoToJs(Napi::Env env, const engine::EngineInfo& info) {
+  auto js = Napi::Object::New(env);
+  js.Set("parameterCount", Napi::Number::New(env, static_cast<double>(info.parameterCount)));
+  js.Set("device", info.device);
+  js.Set("precision", info.precision);
+  auto names = Napi::Array::New(env, info.parameterNames.size());
+  for (size_t i = 0; i < info.parameterNames.size(); ++i) {
+    names.Set(static_cast<uint32_t>(i), info.parameterNames[i]);
+  }
+  js.Set("parameterNames", names);
+  return js;
+}
+
+// ---- Promise settlement across threads ------------------------------------------------------
+
+struct Outcome {
+  explicit Outcome(Napi::Promise::Deferred d) : deferred(d) {}
+  std::function<Napi::Value(Napi::Env)> build;  // set on success
+  std::string errorCode, errorMessage;          // set on failure
+  Napi::Promise::Deferred deferred;
+};
+
+Napi::Error engineError(Napi::Env env, const std::string& code, const std::string& message) {
+  auto error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+// Runs on the JS thread: builds the result (or the error) and settles the Promise.
+void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Outcome* raw) {
+  std::unique_ptr<Outcome> outcome(raw);
+  if (env == nullptr) return;  // the environment is shutting down
+  if (outcome->build) {
+    try {
+      outcome->deferred.Resolve(outcome->build(env));
+      return;
+    } catch (const Napi::Error& e) {
+      outcome->deferred.Reject(e.Value());
+      return;
+    } catch (const std::exception& e) {
+      outcome->errorCode = "ERR_ENGINE_STD";
+      outcome->errorMessage = e.what();
+    }
+  }
+  outcome->deferred.Reject(engineError(env, outcome->errorCode, outcome->errorMessage).Value());
+}
+
+using Settler = Napi::TypedThreadSafeFunction<std::nullptr_t, Outcome, settle>;
+
+// What the engine thread owns; only ever touched on that thread.
+struct EngineSlot {
+  std::unique_ptr<engine::Engine> engine;
+  std::string failureCode, failureMessage;  // construction failure, reported by every call
+
+  engine::Engine& get() {
+    if (engine) return *engine;
+    if (!failureCode.empty()) throw EngineFailure(failureCode, failureMessage);
+    throw EngineFailure("ERR_ENGINE_DISPOSED", "this engine was disposed: create a new one");
+  }
+};
+
+struct Unit {};
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod<&EngineWrap::Ready>("ready"),
+                        InstanceMethod<&EngineWrap::TrainStep>("trainStep"),
+                        InstanceMethod<&EngineWrap::Evaluate>("evaluate"),
+                        InstanceMethod<&EngineWrap::ExportState>("exportState"),
+                        InstanceMethod<&EngineWrap::ImportState>("importState"),
+                        InstanceMethod<&EngineWrap::Dispose>("dispose"),
+                        InstanceAccessor<&EngineWrap::Disposed>("disposed")});
+  }
+
+  explicit EngineWrap(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<EngineWrap>(info),
+        worker_(std::make_unique<engine::Worker>()),
+        slot_(std::make_shared<EngineSlot>()) {
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      throw Napi::TypeError::New(info.Env(), "engine: expected a config object");
+    }
+    const auto config = parseConfig(info[0].As<Napi::Object>());
+    // The model is built on the engine thread, like everything else touching torch.
+    worker_->post([slot = slot_, config] {
+      try {
+        slot->engine = engine::translateErrors([&] { return std::make_unique<engine::Engine>(config); });
+      } catch (const EngineFailure& failure) {
+        slot->failureCode = failure.code;
+        slot->failureMessage = failure.what();
+      }
+    });
+    // Join the thread when Node tears the environment down, even if this object is never
+    // collected.
+    napi_add_env_cleanup_hook(info.Env(), OnEnvironmentTeardown, this);
+  }
+
+  ~EngineWrap() override {
+    if (!teardownRan_) napi_remove_env_cleanup_hook(Env(), OnEnvironmentTeardown, this);
+    worker_->stop();
+  }
+
+ private:
+  // Queues `work(engine)` on the engine thread; `toJs(env, result)` builds the resolved value.
+  template <typename Work, typename ToJs>
+  Napi::Value schedule(Napi::Env env, Work work, ToJs toJs) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    if (disposed_) {
+      deferred.Reject(engineError(env, "ERR_ENGINE_DISPOSED",
+                                  "this engine was disposed: create a new one")
+                          .Value());
+      return deferred.Promise();
+    }
+    auto settler = Settler::New(env, "melanoma-engine", 0, 1);
+    auto* outcome = new Outcome(deferred);
+    worker_->post([slot = slot_, settler, outcome, work = std::move(work), toJs]() mutable {
+      try {
+        auto result = engine::translateErrors([&] { return work(*slot); });
+        outcome->build = [result = std::move(result), toJs](Napi::Env env) {
+          return toJs(env, result);
+        };
+      } catch (const EngineFailure& failure) {
+        outcome->errorCode = failure.code;
+        outcome->errorMessage = failure.what();
+      }
+      if (settler.BlockingCall(outcome) != napi_ok) delete outcome;
+      settler.Release();
+    });
+    return deferred.Promise();
+  }
+
+  Napi::Value Ready(const Napi::CallbackInfo& info) {
+    return schedule(
+        info.Env(), [](EngineSlot& slot) { return slot.get().info(); },
+        [](Napi::Env env, const engine::EngineInfo& result) { return infoToJs(env, result); });
+  }
+
+  Napi::Value TrainStep(const Napi::CallbackInfo& info) {
+    auto batch = parseBatch(info[0].As<Napi::Object>(), /*withLearningRate=*/true);
+    return schedule(
+        info.Env(),
+        [batch = std::move(batch)](EngineSlot& slot) { return slot.get().trainStep(batch); },
+        [](Napi::Env env, const engine::TrainStepResult& result) -> Napi::Value {
+          auto js = Napi::Object::New(env);
+          js.Set("loss", result.loss);
+          js.Set("optimizerStepped", result.optimizerStepped);
+          js.Set("step", Napi::Number::New(env, static_cast<double>(result.step)));
+          js.Set("overflowSkipped", result.overflowSkipped);
+          js.Set("lossScale", result.lossScale);
+          return js;
+        });
+  }
+
+  Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+    auto batch = parseBatch(info[0].As<Napi::Object>(), /*withLearningRate=*/false);
+    return schedule(
+        info.Env(),
+        [batch = std::move(batch)](EngineSlot& slot) { return slot.get().evaluate(batch); },
+        [](Napi::Env env, const engine::EvaluateResult& result) -> Napi::Value {
+          auto js = Napi::Object::New(env);
+          auto logits = Napi::Float32Array::New(env, result.logits.size());
+          std::memcpy(logits.Data(), result.logits.data(), result.logits.size() * sizeof(float));
+          js.Set("logits", logits);
+          js.Set("lossSum", result.hasLoss ? Napi::Value(Napi::Number::New(env, result.lossSum))
+                                           : env.Null());
+          return js;
+        });
+  }
+
+  Napi::Value ExportState(const Napi::CallbackInfo& info) {
+    return schedule(
+        info.Env(), [](EngineSlot& slot) { return slot.get().exportState(); },
+        [](Napi::Env env, const engine::EngineState& state) -> Napi::Value {
+          auto js = Napi::Object::New(env);
+          js.Set("model", tensorsToJs(env, state.model));
+          js.Set("optimizer", tensorsToJs(env, state.optimizer));
+          js.Set("step", Napi::Number::New(env, static_cast<double>(state.step)));
+          js.Set("lossScale", state.lossScale);
+          js.Set("rngState",
+                 Napi::Buffer<uint8_t>::Copy(env, state.rngState.data(), state.rngState.size()));
+          return js;
+        });
+  }
+
+  Napi::Value ImportState(const Napi::CallbackInfo& info) {
+    auto state = parseState(info[0].As<Napi::Object>());
+    const bool strict = info.Length() < 2 || info[1].ToBoolean().Value();
+    return schedule(
+        info.Env(),
+        [state = std::move(state), strict](EngineSlot& slot) {
+          slot.get().importState(state, strict);
+          return Unit{};
+        },
+        [](Napi::Env env, Unit) { return env.Undefined(); });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    auto promise = schedule(
+        info.Env(),
+        [](EngineSlot& slot) {
+          slot.engine.reset();  // frees parameters, optimizer state and cached device memory
+          return Unit{};
+        },
+        [](Napi::Env env, Unit) { return env.Undefined(); });
+    disposed_ = true;
+    return promise;
+  }
+
+  Napi::Value Disposed(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), disposed_);
+  }
+
+  std::unique_ptr<engine::Worker> worker_;
+  std::shared_ptr<EngineSlot> slot_;
+  bool disposed_ = false;
+  bool teardownRan_ = false;
+
+  static void OnEnvironmentTeardown(void* self) {
+    auto* wrap = static_cast<EngineWrap*>(self);
+    wrap->teardownRan_ = true;
+    wrap->worker_->stop();
+  }
+};
+
+Napi::Value TorchInfo(const Napi::CallbackInfo& info) {
+  const auto env = info.Env();
+  try {
+    const auto torch = engine::translateErrors([] { return engine::torchInfo(); });
+    auto js = Napi::Object::New(env);
+    js.Set("torchVersion", torch.torchVersion);
+    js.Set("cudaAvailable", torch.cudaAvailable);
+    js.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(torch.cudaDeviceCount)));
+    js.Set("cudnnAvailable", torch.cudnnAvailable);
+    js.Set("compiledWithCuda", torch.compiledWithCuda);
+    return js;
+  } catch (const EngineFailure& failure) {
+    throw engineError(env, failure.code, failure.what());
+  }
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", EngineWrap::Define(env));
+  exports.Set("torchInfo", Napi::Function::New(env, TorchInfo));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(engine, Init)

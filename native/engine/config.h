@@ -1,0 +1,110 @@
+// Plain C++ structs that cross the boundary between the N-API layer (addon.cc, no LibTorch) and
+// the engine (engine.cc, LibTorch). Keeping them free of torch types lets addon.cc compile in
+// seconds and keeps V8 objects out of the engine thread.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace engine {
+
+// One EfficientNet stage after width/depth scaling (TypeScript did the scaling).
+struct StageSpec {
+  int repeats = 1;
+  int kernel = 3;
+  int stride = 1;
+  double expandRatio = 1;
+  int outChannels = 16;
+};
+
+struct ModelSpec {
+  int stemChannels = 32;
+  std::vector<StageSpec> stages;
+  int headChannels = 1280;
+  double seRatio = 0.25;
+  double dropPathRate = 0.2;
+  int headHidden = 0;
+  double headDropout = 0.2;
+  double bnEps = 1e-5;
+  double bnMomentum = 0.1;
+  bool samePadding = false;  // TensorFlow "SAME" padding (lukemelas / timm tf_* weights)
+};
+
+struct EngineConfig {
+  ModelSpec model;
+  std::string device = "cpu";      // "cpu" | "cuda"
+  std::string precision = "fp32";  // "fp32" | "bf16" | "fp16"
+  uint64_t seed = 0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0;
+  double posWeight = 1;
+  double labelSmoothing = 0;
+  int accumulateSteps = 1;
+  bool freezeBatchNorm = false;
+  bool channelsLast = false;
+};
+
+// uint8 RGB HWC images, row-major, plus optional labels.
+struct HostBatch {
+  std::vector<uint8_t> images;
+  int64_t batchSize = 0, height = 0, width = 0;
+  std::vector<float> labels;  // empty when the caller gave none
+  double lr = 0;
+};
+
+struct TrainStepResult {
+  double loss = 0;
+  bool optimizerStepped = false;
+  int64_t step = 0;
+  bool overflowSkipped = false;
+  double lossScale = 1;
+};
+
+struct EvaluateResult {
+  std::vector<float> logits;
+  bool hasLoss = false;
+  double lossSum = 0;
+};
+
+// A tensor as little-endian contiguous bytes; dtype uses safetensors' names (F32, I64 ...).
+struct HostTensor {
+  std::string name;
+  std::string dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;
+};
+
+struct EngineState {
+  std::vector<HostTensor> model;
+  std::vector<HostTensor> optimizer;
+  bool hasOptimizer = false;
+  int64_t step = 0;
+  double lossScale = 1;
+  bool hasScalars = false;
+  std::vector<uint8_t> rngState;
+};
+
+struct EngineInfo {
+  int64_t parameterCount = 0;
+  std::string device;
+  std::string precision;
+  std::vector<std::string> parameterNames;
+};
+
+struct TorchInfo {
+  std::string torchVersion;
+  bool cudaAvailable = false;
+  int64_t cudaDeviceCount = 0;
+  bool cudnnAvailable = false;
+  bool compiledWithCuda = false;
+};
+
+// An error with a stable code that the N-API layer turns into `err.code` (see src/native.ts).
+struct EngineFailure : std::runtime_error {
+  std::string code;
+  EngineFailure(std::string code_, const std::string& message)
+      : std::runtime_error(message), code(std::move(code_)) {}
+};
+
+}  // namespace engine

@@ -1,0 +1,62 @@
+// EfficientNet B0-B7 in torch::nn, with timm's module names so that state-dict keys read like
+// Python's (`conv_stem.weight`, `blocks.1.0.conv_pw.weight`, `bn2.running_var`, `classifier.bias`).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "config.h"
+
+namespace engine {
+
+// A 2-D convolution whose own parameters are `weight` (and `bias`), so keys carry no wrapper
+// level, with either symmetric padding or TensorFlow "SAME" padding (asymmetric on stride 2).
+struct ConvImpl : torch::nn::Module {
+  ConvImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups, bool bias,
+           bool samePadding);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::Tensor weight, bias;
+  int64_t kernel, stride, groups;
+  bool samePadding;
+};
+TORCH_MODULE(Conv);
+
+struct SqueezeExciteImpl : torch::nn::Module {
+  SqueezeExciteImpl(int64_t channels, int64_t reducedChannels);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  Conv conv_reduce{nullptr}, conv_expand{nullptr};
+};
+TORCH_MODULE(SqueezeExcite);
+
+// timm's DepthwiseSeparableConv (expand ratio 1: conv_dw, bn1, se, conv_pw, bn2) and
+// InvertedResidual (conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3) in one class: the names
+// differ only in whether there is an expansion convolution.
+struct MBConvImpl : torch::nn::Module {
+  MBConvImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, double expandRatio,
+             double seRatio, double dropPath, const ModelSpec& spec);
+  torch::Tensor forward(torch::Tensor x);
+
+  bool expands, hasSkip;
+  double dropPath;
+  Conv conv_pw{nullptr}, conv_dw{nullptr}, conv_pwl{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  SqueezeExcite se{nullptr};
+};
+TORCH_MODULE(MBConv);
+
+struct EfficientNetImpl : torch::nn::Module {
+  explicit EfficientNetImpl(const ModelSpec& spec);
+  torch::Tensor forwardFeatures(torch::Tensor x);
+  // Logits of shape [N] (one output: melanoma vs not).
+  torch::Tensor forward(torch::Tensor x);
+
+  Conv conv_stem{nullptr}, conv_head{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::Linear head_fc{nullptr}, classifier{nullptr};
+  double headDropout;
+};
+TORCH_MODULE(EfficientNet);
+
+}  // namespace engine

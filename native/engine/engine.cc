@@ -1,0 +1,484 @@
+#include "engine.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "efficientnet.h"
+
+// The autocast API moved from CUDA-only functions to per-device-type ones in LibTorch 2.4.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define ENGINE_AUTOCAST_PER_DEVICE 1
+#else
+#define ENGINE_AUTOCAST_PER_DEVICE 0
+#endif
+
+namespace engine {
+namespace {
+
+constexpr float kImagenetMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kImagenetStd[3] = {0.229f, 0.224f, 0.225f};
+// fp16 dynamic loss scaling, as torch.cuda.amp.GradScaler's defaults.
+constexpr double kInitialLossScale = 65536.0;
+constexpr int64_t kLossScaleGrowthInterval = 2000;
+
+void setCudaAutocast(bool enabled, at::ScalarType dtype) {
+#if ENGINE_AUTOCAST_PER_DEVICE
+  at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+#else
+  at::autocast::set_autocast_gpu_dtype(dtype);
+  at::autocast::set_enabled(enabled);
+#endif
+}
+
+// Autocast for the forward pass only (backward follows the dtypes the forward chose).
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, at::ScalarType dtype) : enabled_(enabled) {
+    if (!enabled_) return;
+    setCudaAutocast(true, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    setCudaAutocast(false, at::kFloat);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool enabled_;
+};
+
+const std::map<at::ScalarType, std::string>& dtypeNames() {
+  static const std::map<at::ScalarType, std::string> names = {
+      {at::kFloat, "F32"}, {at::kHalf, "F16"}, {at::kBFloat16, "BF16"}, {at::kDouble, "F64"},
+      {at::kLong, "I64"},  {at::kInt, "I32"},  {at::kByte, "U8"},       {at::kBool, "BOOL"}};
+  return names;
+}
+
+at::ScalarType dtypeFromName(const std::string& tensorName, const std::string& name) {
+  for (const auto& [type, typeName] : dtypeNames()) {
+    if (typeName == name) return type;
+  }
+  throw EngineFailure("ERR_ENGINE_STATE",
+                      "tensor '" + tensorName + "' has unsupported dtype '" + name + "'");
+}
+
+HostTensor toHost(const std::string& name, const torch::Tensor& tensor) {
+  const auto cpu = tensor.detach().to(torch::kCPU).contiguous();
+  HostTensor host;
+  host.name = name;
+  const auto found = dtypeNames().find(cpu.scalar_type());
+  if (found == dtypeNames().end()) {
+    throw EngineFailure("ERR_ENGINE_STATE", "tensor '" + name + "' has a dtype with no name");
+  }
+  host.dtype = found->second;
+  host.shape.assign(cpu.sizes().begin(), cpu.sizes().end());
+  host.data.resize(cpu.nbytes());
+  std::memcpy(host.data.data(), cpu.data_ptr(), cpu.nbytes());
+  return host;
+}
+
+torch::Tensor fromHost(const HostTensor& host) {
+  const auto dtype = dtypeFromName(host.name, host.dtype);
+  auto tensor = torch::empty(host.shape, torch::TensorOptions().dtype(dtype));
+  if (static_cast<size_t>(tensor.nbytes()) != host.data.size()) {
+    std::ostringstream msg;
+    msg << "tensor '" << host.name << "' holds " << host.data.size() << " bytes but its shape and "
+        << host.dtype << " dtype need " << tensor.nbytes();
+    throw EngineFailure("ERR_ENGINE_STATE", msg.str());
+  }
+  std::memcpy(tensor.data_ptr(), host.data.data(), host.data.size());
+  return tensor;
+}
+
+std::string shapeText(at::IntArrayRef shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << "]";
+  return out.str();
+}
+
+std::string listText(const std::vector<std::string>& names) {
+  constexpr size_t kShown = 8;
+  std::string text;
+  for (size_t i = 0; i < names.size() && i < kShown; ++i) text += (i ? ", " : "") + names[i];
+  if (names.size() > kShown) text += " (+" + std::to_string(names.size() - kShown) + " more)";
+  return text;
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  EngineConfig config;
+  torch::Device device{torch::kCPU};
+  EfficientNet model{nullptr};
+  std::vector<std::string> parameterNames;
+  std::vector<torch::Tensor> parameters;
+  std::vector<torch::Tensor> expAvg, expAvgSq;
+  int64_t step = 0;       // optimizer steps taken
+  int64_t microStep = 0;  // train steps inside the current accumulation window
+  double lossScale = 1.0;
+  int64_t growthTracker = 0;
+  bool autocast = false;
+  at::ScalarType autocastDtype = at::kFloat;
+  torch::Tensor mean, stddev, posWeight;
+
+  explicit Impl(const EngineConfig& cfg) : config(cfg) {
+    if (config.device == "cuda") {
+      if (!torch::cuda::is_available()) {
+        throw EngineFailure(
+            "ERR_ENGINE_DEVICE",
+            std::string("CUDA was requested (--device cuda) but this LibTorch ") + TORCH_VERSION +
+                " build sees no CUDA device: use --device cpu, or build the engine against a "
+                "CUDA LibTorch (npm run build:engine with Torch_DIR/CMAKE_PREFIX_PATH set)");
+      }
+      device = torch::Device(torch::kCUDA, 0);
+      // Fixed input shapes: let cuDNN pick the fastest kernels once; TF32 for fp32 matmuls/convs.
+      at::globalContext().setBenchmarkCuDNN(true);
+      at::globalContext().setAllowTF32CuDNN(true);
+      at::globalContext().setAllowTF32CuBLAS(true);
+    }
+    autocast = device.is_cuda() && config.precision != "fp32";
+    autocastDtype = config.precision == "fp16" ? at::kHalf : at::kBFloat16;
+    lossScale = config.precision == "fp16" ? kInitialLossScale : 1.0;
+
+    torch::manual_seed(config.seed);
+    model = EfficientNet(config.model);
+    model->to(device);
+    if (config.channelsLast) {
+      torch::NoGradGuard noGrad;
+      for (auto& p : model->parameters()) {
+        if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+      }
+    }
+    for (const auto& item : model->named_parameters()) {
+      parameterNames.push_back(item.key());
+      parameters.push_back(item.value());
+      expAvg.push_back(torch::zeros_like(item.value()));
+      expAvgSq.push_back(torch::zeros_like(item.value()));
+    }
+    const auto floatOnDevice = torch::TensorOptions().dtype(torch::kFloat).device(device);
+    mean = torch::from_blob(const_cast<float*>(kImagenetMean), {1, 3, 1, 1}).to(floatOnDevice);
+    stddev = torch::from_blob(const_cast<float*>(kImagenetStd), {1, 3, 1, 1}).to(floatOnDevice);
+    posWeight = torch::full({1}, config.posWeight, floatOnDevice);
+  }
+
+  // uint8 NHWC on the host -> normalised float NCHW on the device (channels_last strides when
+  // asked: the permuted NHWC buffer already has them, so no copy is made for the layout).
+  torch::Tensor inputTensor(const HostBatch& batch) const {
+    auto host = torch::from_blob(const_cast<uint8_t*>(batch.images.data()),
+                                 {batch.batchSize, batch.height, batch.width, 3}, torch::kUInt8);
+    auto x = device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host;
+    x = x.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0f).sub_(mean).div_(stddev);
+    return config.channelsLast ? x.contiguous(at::MemoryFormat::ChannelsLast) : x.contiguous();
+  }
+
+  torch::Tensor labelTensor(const HostBatch& batch) const {
+    auto labels = torch::from_blob(const_cast<float*>(batch.labels.data()),
+                                   {static_cast<int64_t>(batch.labels.size())}, torch::kFloat);
+    return labels.to(device).clone();
+  }
+
+  torch::Tensor loss(const torch::Tensor& logits, torch::Tensor targets, int64_t reduction) const {
+    if (config.labelSmoothing > 0) {
+      targets = targets * (1.0 - config.labelSmoothing) + 0.5 * config.labelSmoothing;
+    }
+    return torch::binary_cross_entropy_with_logits(logits.to(torch::kFloat), targets, {},
+                                                   posWeight, reduction);
+  }
+
+  void setTrainingMode() {
+    model->train();
+    if (!config.freezeBatchNorm) return;
+    for (auto& module : model->modules(/*include_self=*/false)) {
+      if (auto* bn = module->as<torch::nn::BatchNorm2d>()) bn->eval();
+    }
+  }
+
+  void zeroGradients() {
+    for (auto& p : parameters) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+  }
+
+  std::vector<torch::Tensor> gradients() {
+    std::vector<torch::Tensor> grads;
+    grads.reserve(parameters.size());
+    for (auto& p : parameters) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      grads.push_back(p.grad());
+    }
+    return grads;
+  }
+
+  // fp16: unscale the gradients and tell whether they are finite; shrink or grow the scale as
+  // GradScaler does. Returns false when the step must be skipped.
+  bool unscaleGradients(std::vector<torch::Tensor>& grads) {
+    if (config.precision != "fp16") return true;
+    at::_foreach_mul_(grads, 1.0 / lossScale);
+    const bool finite = torch::stack(at::_foreach_norm(grads)).isfinite().all().item<bool>();
+    if (!finite) {
+      lossScale *= 0.5;
+      growthTracker = 0;
+      return false;
+    }
+    if (++growthTracker == kLossScaleGrowthInterval) {
+      lossScale *= 2.0;
+      growthTracker = 0;
+    }
+    return true;
+  }
+
+  // Adam with decoupled weight decay (AdamW when weightDecay > 0), as torch.optim.Adam computes
+  // it, but with multi-tensor (_foreach) kernels: a handful of launches instead of ~10 per
+  // parameter tensor.
+  void adamStep(std::vector<torch::Tensor>& grads, double lr) {
+    ++step;
+    const double bias1 = 1.0 - std::pow(config.beta1, static_cast<double>(step));
+    const double bias2 = 1.0 - std::pow(config.beta2, static_cast<double>(step));
+    if (config.weightDecay > 0) at::_foreach_mul_(parameters, 1.0 - lr * config.weightDecay);
+    at::_foreach_mul_(expAvg, config.beta1);
+    at::_foreach_add_(expAvg, grads, 1.0 - config.beta1);
+    at::_foreach_mul_(expAvgSq, config.beta2);
+    at::_foreach_addcmul_(expAvgSq, grads, grads, 1.0 - config.beta2);
+    auto denom = at::_foreach_sqrt(expAvgSq);
+    at::_foreach_div_(denom, std::sqrt(bias2));
+    at::_foreach_add_(denom, config.eps);
+    at::_foreach_addcdiv_(parameters, expAvg, denom, -lr / bias1);
+  }
+
+  TrainStepResult trainStep(const HostBatch& batch) {
+    setTrainingMode();
+    const auto x = inputTensor(batch);
+    const auto y = labelTensor(batch);
+    torch::Tensor logits;
+    {
+      AutocastScope scope(autocast, autocastDtype);
+      logits = model->forward(x);
+    }
+    const auto lossTensor = loss(logits, y, at::Reduction::Mean);
+    TrainStepResult result;
+    result.loss = lossTensor.item<double>();
+    if (!std::isfinite(result.loss) && config.precision != "fp16") {
+      // Nothing of this window is applied: the weights stay as they were before it.
+      zeroGradients();
+      microStep = 0;
+      std::ostringstream msg;
+      msg << "training loss is " << result.loss << " after " << step
+          << " optimizer steps; this batch was not applied and the weights are unchanged. "
+             "Lower the learning rate (--lr), check the input images, or train in fp32";
+      throw EngineFailure("ERR_ENGINE_NONFINITE", msg.str());
+    }
+    (lossTensor * (lossScale / config.accumulateSteps)).backward();
+    if (++microStep == config.accumulateSteps) {
+      microStep = 0;
+      torch::NoGradGuard noGrad;
+      auto grads = gradients();
+      if (unscaleGradients(grads)) {
+        adamStep(grads, batch.lr);
+        result.optimizerStepped = true;
+      } else {
+        result.overflowSkipped = true;
+      }
+      zeroGradients();
+    }
+    result.step = step;
+    result.lossScale = lossScale;
+    return result;
+  }
+
+  EvaluateResult evaluate(const HostBatch& batch) {
+    torch::NoGradGuard noGrad;
+    model->eval();
+    const auto x = inputTensor(batch);
+    torch::Tensor logits;
+    {
+      AutocastScope scope(autocast, autocastDtype);
+      logits = model->forward(x);
+    }
+    logits = logits.to(torch::kFloat);
+    EvaluateResult result;
+    if (!batch.labels.empty()) {
+      result.hasLoss = true;
+      result.lossSum = loss(logits, labelTensor(batch), at::Reduction::Sum).item<double>();
+    }
+    const auto cpu = logits.to(torch::kCPU).contiguous();
+    result.logits.assign(cpu.data_ptr<float>(), cpu.data_ptr<float>() + cpu.numel());
+    return result;
+  }
+
+  std::map<std::string, torch::Tensor> modelTensors() const {
+    std::map<std::string, torch::Tensor> tensors;
+    for (const auto& item : model->named_parameters()) tensors[item.key()] = item.value();
+    for (const auto& item : model->named_buffers()) tensors[item.key()] = item.value();
+    return tensors;
+  }
+
+  EngineState exportState() {
+    EngineState state;
+    for (const auto& [name, tensor] : modelTensors()) state.model.push_back(toHost(name, tensor));
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      state.optimizer.push_back(toHost("exp_avg." + parameterNames[i], expAvg[i]));
+      state.optimizer.push_back(toHost("exp_avg_sq." + parameterNames[i], expAvgSq[i]));
+    }
+    state.hasOptimizer = true;
+    state.step = step;
+    state.lossScale = lossScale;
+    state.hasScalars = true;
+    auto generator = at::detail::getDefaultCPUGenerator();
+    torch::Tensor rng;
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      rng = generator.get_state();
+    }
+    state.rngState.assign(rng.data_ptr<uint8_t>(), rng.data_ptr<uint8_t>() + rng.numel());
+    return state;
+  }
+
+  // Everything is checked before anything is copied, so a failed import leaves the engine as it
+  // was.
+  void importState(const EngineState& state, bool strict) {
+    auto targets = modelTensors();
+    std::vector<std::string> unexpected, mismatched, missing;
+    std::map<std::string, torch::Tensor> incoming;
+    for (const auto& host : state.model) {
+      const auto found = targets.find(host.name);
+      if (found == targets.end()) {
+        unexpected.push_back(host.name);
+        continue;
+      }
+      auto tensor = fromHost(host);
+      if (tensor.sizes() != found->second.sizes()) {
+        mismatched.push_back(host.name + " (model " + shapeText(found->second.sizes()) +
+                             ", given " + shapeText(tensor.sizes()) + ")");
+        continue;
+      }
+      incoming[host.name] = tensor;
+    }
+    for (const auto& [name, tensor] : targets) {
+      if (!incoming.count(name) && !std::count(mismatched.begin(), mismatched.end(), name)) {
+        if (strict) missing.push_back(name);
+      }
+    }
+    if (!unexpected.empty() || !mismatched.empty() || !missing.empty()) {
+      std::string msg = "the weights do not fit this model:";
+      if (!missing.empty()) msg += " missing tensors: " + listText(missing) + ";";
+      if (!unexpected.empty()) msg += " unexpected tensors: " + listText(unexpected) + ";";
+      if (!mismatched.empty()) msg += " shape mismatch: " + listText(mismatched) + ";";
+      msg += " check that the checkpoint was made for the same --model and head settings";
+      throw EngineFailure("ERR_ENGINE_STATE", msg);
+    }
+
+    std::vector<torch::Tensor> newExpAvg, newExpAvgSq;
+    if (state.hasOptimizer) {
+      std::map<std::string, const HostTensor*> byName;
+      for (const auto& host : state.optimizer) byName[host.name] = &host;
+      const auto moment = [&](const std::string& prefix, size_t i) {
+        const auto name = prefix + parameterNames[i];
+        const auto found = byName.find(name);
+        if (found == byName.end()) {
+          throw EngineFailure("ERR_ENGINE_STATE", "optimizer state has no tensor '" + name + "'");
+        }
+        auto tensor = fromHost(*found->second);
+        if (tensor.sizes() != parameters[i].sizes()) {
+          throw EngineFailure("ERR_ENGINE_STATE",
+                              "optimizer tensor '" + name + "' has shape " + shapeText(tensor.sizes()));
+        }
+        return tensor;
+      };
+      for (size_t i = 0; i < parameters.size(); ++i) {
+        newExpAvg.push_back(moment("exp_avg.", i));
+        newExpAvgSq.push_back(moment("exp_avg_sq.", i));
+      }
+    }
+
+    torch::NoGradGuard noGrad;
+    for (const auto& [name, tensor] : incoming) targets[name].copy_(tensor);
+    if (state.hasOptimizer) {
+      for (size_t i = 0; i < parameters.size(); ++i) {
+        expAvg[i].copy_(newExpAvg[i]);
+        expAvgSq[i].copy_(newExpAvgSq[i]);
+      }
+    }
+    if (state.hasScalars) {
+      step = state.step;
+      lossScale = state.lossScale;
+    }
+    if (!state.rngState.empty()) {
+      auto rng = torch::empty({static_cast<int64_t>(state.rngState.size())}, torch::kUInt8);
+      std::memcpy(rng.data_ptr(), state.rngState.data(), state.rngState.size());
+      auto generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(rng);
+    }
+    microStep = 0;
+    zeroGradients();
+  }
+};
+
+Engine::Engine(const EngineConfig& config) : impl_(std::make_unique<Impl>(config)) {}
+Engine::~Engine() = default;
+
+TrainStepResult Engine::trainStep(const HostBatch& batch) { return impl_->trainStep(batch); }
+EvaluateResult Engine::evaluate(const HostBatch& batch) { return impl_->evaluate(batch); }
+EngineState Engine::exportState() { return impl_->exportState(); }
+void Engine::importState(const EngineState& state, bool strict) {
+  impl_->importState(state, strict);
+}
+
+EngineInfo Engine::info() const {
+  EngineInfo info;
+  for (const auto& p : impl_->parameters) info.parameterCount += p.numel();
+  info.device = impl_->device.str();
+  info.precision = impl_->config.precision;
+  info.parameterNames = impl_->parameterNames;
+  return info;
+}
+
+TorchInfo torchInfo() {
+  TorchInfo info;
+  info.torchVersion = TORCH_VERSION;
+  info.cudaAvailable = torch::cuda::is_available();
+  info.cudaDeviceCount = static_cast<int64_t>(torch::cuda::device_count());
+  info.cudnnAvailable = torch::cuda::cudnn_is_available();
+#ifdef ENGINE_WITH_CUDA
+  info.compiledWithCuda = true;
+#endif
+  return info;
+}
+
+void rethrowAsEngineFailure() {
+  try {
+    throw;
+  } catch (const EngineFailure&) {
+    throw;
+  } catch (const c10::Error& e) {
+    std::string message = e.what_without_backtrace();
+    if (message.find("out of memory") != std::string::npos) {
+      throw EngineFailure("ERR_ENGINE_OOM",
+                          message + " (lower --batch-size or --image-size, or use --accumulate "
+                                    "to keep the effective batch)");
+    }
+    throw EngineFailure("ERR_ENGINE_TORCH", message);
+  } catch (const std::bad_alloc&) {
+    throw EngineFailure("ERR_ENGINE_OOM",
+                        "out of host memory (lower --batch-size or --image-size)");
+  } catch (const std::exception& e) {
+    throw EngineFailure("ERR_ENGINE_STD", e.what());
+  } catch (...) {
+    throw EngineFailure("ERR_ENGINE_STD", "unknown native exception");
+  }
+}
+
+}  // namespace engine

@@ -1,0 +1,48 @@
+// The training engine: one EfficientNet, its optimizer state and its device. Not thread-safe by
+// design: every method runs on the engine's own worker thread (see worker.h), where torch's
+// thread-local state (grad mode, autocast, CUDA stream) stays put.
+#pragma once
+
+#include <memory>
+
+#include "config.h"
+
+namespace engine {
+
+class Engine {
+ public:
+  explicit Engine(const EngineConfig& config);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  TrainStepResult trainStep(const HostBatch& batch);
+  EvaluateResult evaluate(const HostBatch& batch);
+  EngineState exportState();
+  void importState(const EngineState& state, bool strict);
+  EngineInfo info() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+TorchInfo torchInfo();
+
+// Runs `fn`, turning c10::Error and other exceptions into EngineFailure with a stable code and a
+// message without C++ backtraces.
+template <typename Fn>
+auto translateErrors(Fn&& fn) -> decltype(fn());
+void rethrowAsEngineFailure();
+
+template <typename Fn>
+auto translateErrors(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (...) {
+    rethrowAsEngineFailure();
+    throw;  // unreachable: rethrowAsEngineFailure always throws
+  }
+}
+
+}  // namespace engine
