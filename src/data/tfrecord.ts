@@ -55,7 +55,8 @@ function resolveReadOptions(options: TfRecordReadOptions): Required<TfRecordRead
 
 /** Turns an io addon error (which carries `code`) into a DataError; other errors pass through. */
 function fromNative(err: unknown, file?: string): unknown {
-  if (!(err instanceof Error)) return err;
+  // Duck-typed: addon errors may come from another realm (jest's vm), where instanceof fails.
+  if (typeof err !== 'object' || err === null) return err;
   const e = err as Error & { code?: string; recordIndex?: number; offset?: number; file?: string };
   if (typeof e.code !== 'string' || !(e.code.startsWith('ERR_TFRECORD') || e.code === 'ERR_EXAMPLE_MALFORMED')) return err;
   return new DataError(e.code as DataErrorCode, e.message, {
