@@ -1,0 +1,144 @@
+/** sharp decoding to the training size: real JPEGs, fit modes, EXIF, grayscale, CMYK, progressive, bad bytes. */
+import { readFileSync } from 'fs';
+import * as path from 'path';
+import sharp from 'sharp';
+import { DataError } from '../../src/data/errors';
+import { ImageBytesReader, decodeImage, loadSampleImage, sniffImageFormat } from '../../src/data/images';
+import { openDataset } from '../../src/data/isic';
+import { UDA1, describeWithUda1 } from './helpers';
+
+const px = (buf: Buffer, size: number, row: number, col: number) => [...buf.subarray((row * size + col) * 3, (row * size + col) * 3 + 3)];
+const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+
+/** An RGB image of vertical stripes (one colour per stripe). */
+function stripes(width: number, height: number, colours: [number, number, number][]): sharp.Sharp {
+  const raw = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) raw.set(colours[Math.floor((x * colours.length) / width)], (y * width + x) * 3);
+  return sharp(raw, { raw: { width, height, channels: 3 } });
+}
+
+async function decodeError(p: Promise<unknown>): Promise<DataError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(DataError);
+    return err as DataError;
+  }
+  throw new Error('expected a DataError');
+}
+
+describe('decodeImage', () => {
+  it('decodes a 1024x1024 JPEG to 256x256x3 and 512x512x3', async () => {
+    const jpeg = await stripes(1024, 1024, [[200, 30, 30], [30, 200, 30]]).jpeg({ quality: 90 }).toBuffer();
+    for (const size of [256, 512]) {
+      const out = await decodeImage(jpeg, { size });
+      expect(out.length).toBe(size * size * 3);
+      expect(px(out, size, 10, 5)[0]).toBeGreaterThan(150); // left stripe red
+      expect(px(out, size, 10, size - 5)[1]).toBeGreaterThan(150); // right stripe green
+    }
+  });
+
+  it("fit 'fill' keeps every column; fit 'cover' crops the centre", async () => {
+    const jpeg = await stripes(300, 100, [[255, 0, 0], [0, 255, 0], [0, 0, 255]]).jpeg({ quality: 95 }).toBuffer();
+    const fill = await decodeImage(jpeg, { size: 30, fit: 'fill' });
+    expect(px(fill, 30, 15, 1)[0]).toBeGreaterThan(200);
+    expect(px(fill, 30, 15, 28)[2]).toBeGreaterThan(200);
+    const cover = await decodeImage(jpeg, { size: 30, fit: 'cover' });
+    for (const col of [1, 15, 28]) expect(px(cover, 30, 15, col)[1]).toBeGreaterThan(200);
+  });
+
+  it('applies EXIF orientation (6: rotate 90 degrees clockwise)', async () => {
+    // Stored: left half black, right half white; displayed after rotation: top black, bottom white.
+    const jpeg = await stripes(40, 20, [[0, 0, 0], [255, 255, 255]]).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer();
+    expect((await sharp(jpeg).metadata()).orientation).toBe(6);
+    const out = await decodeImage(jpeg, { size: 20 });
+    expect(mean(px(out, 20, 2, 10))).toBeLessThan(40);
+    expect(mean(px(out, 20, 17, 10))).toBeGreaterThan(215);
+  });
+
+  it('turns a grayscale JPEG into 3 equal channels', async () => {
+    const gray = await stripes(64, 64, [[40, 40, 40], [220, 220, 220]]).toColourspace('b-w').jpeg().toBuffer();
+    expect((await sharp(gray).metadata()).channels).toBe(1);
+    const out = await decodeImage(gray, { size: 32 });
+    expect(out.length).toBe(32 * 32 * 3);
+    for (let i = 0; i < out.length; i += 3) expect([out[i + 1], out[i + 2]]).toEqual([out[i], out[i]]);
+  });
+
+  it('turns a CMYK JPEG into sRGB close to the original colours', async () => {
+    const colours: [number, number, number][] = [[200, 40, 40], [40, 160, 220]];
+    const cmyk = await stripes(64, 64, colours).toColourspace('cmyk').jpeg({ quality: 95 }).toBuffer();
+    expect((await sharp(cmyk).metadata()).space).toBe('cmyk');
+    const out = await decodeImage(cmyk, { size: 32 });
+    for (const [col, colour] of [[4, colours[0]], [28, colours[1]]] as const)
+      px(out, 32, 16, col).forEach((v, c) => expect(Math.abs(v - colour[c])).toBeLessThan(30));
+  });
+
+  it('decodes a progressive JPEG like the baseline one', async () => {
+    const img = stripes(256, 256, [[250, 10, 10], [10, 10, 250], [10, 250, 10]]);
+    const baseline = await img.clone().jpeg({ quality: 90 }).toBuffer();
+    const progressive = await img.clone().jpeg({ quality: 90, progressive: true }).toBuffer();
+    expect((await sharp(progressive).metadata()).isProgressive).toBe(true);
+    const a = await decodeImage(baseline, { size: 64 });
+    const b = await decodeImage(progressive, { size: 64 });
+    let maxDiff = 0;
+    for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+    expect(maxDiff).toBeLessThanOrEqual(8);
+  });
+
+  it('a PNG is refused with ERR_IMAGE_FORMAT naming the image and its source', async () => {
+    const png = await stripes(8, 8, [[1, 2, 3]]).png().toBuffer();
+    expect(sniffImageFormat(png)).toBe('png');
+    const err = await decodeError(decodeImage(png, { size: 8, imageName: 'ISIC_1', source: { kind: 'file', path: '/data/ISIC_1.jpg' } }));
+    expect(err).toMatchObject({ code: 'ERR_IMAGE_FORMAT', imageName: 'ISIC_1', file: '/data/ISIC_1.jpg' });
+    expect(err.message).toBe(
+      'ISIC_1 from /data/ISIC_1.jpg is a PNG image, not a JPEG: the pipeline reads JPEGs only; convert the image to JPEG or remove it from the dataset',
+    );
+  });
+
+  it('bytes that are no image at all: ERR_IMAGE_FORMAT with the first bytes', async () => {
+    const err = await decodeError(
+      decodeImage(Buffer.from('<html>'), { size: 8, imageName: 'ISIC_2', source: { kind: 'tfrecord', file: 'train03-9.tfrec', recordIndex: 4, offset: 1234, length: 6 } }),
+    );
+    expect(err.message).toBe(
+      'ISIC_2 from train03-9.tfrec record 4 (JPEG at byte 1234) is not an image (first bytes 3c68746d), not a JPEG: the pipeline reads JPEGs only; convert the image to JPEG or remove it from the dataset',
+    );
+  });
+
+  it('a truncated JPEG: ERR_IMAGE_DECODE naming the image and source', async () => {
+    const jpeg = await stripes(128, 128, [[9, 99, 199], [200, 20, 2]]).jpeg().toBuffer();
+    const err = await decodeError(decodeImage(jpeg.subarray(0, jpeg.length >> 1), { size: 16, imageName: 'ISIC_3' }));
+    expect(err.code).toBe('ERR_IMAGE_DECODE');
+    expect(err.message).toMatch(/^Cannot decode ISIC_3 from an in-memory buffer: .*premature end.*\. The JPEG is damaged: replace it or remove it from the dataset$/i);
+  });
+
+  it('rejects a bad size (BAD CALL)', async () => {
+    await expect(decodeImage(Buffer.alloc(4), { size: 0 })).rejects.toThrow(new RangeError('Expected positive integer for size but received 0'));
+  });
+});
+
+describeWithUda1('real JPEGs (uda1-dev)', () => {
+  it('decodes to the requested size from files and from TFRecord spans, identically', async () => {
+    const tf = await openDataset(UDA1);
+    const files = await openDataset(UDA1, { format: 'jpeg' });
+    const byName = new Map(files.samples.map((s) => [s.imageName, s]));
+    const reader = new ImageBytesReader();
+    try {
+      for (const s of tf.samples.slice(0, 12)) {
+        for (const size of [64, 224, 384]) {
+          const a = await loadSampleImage(s, size, reader);
+          const b = await loadSampleImage(byName.get(s.imageName)!, size, reader);
+          expect(a.length).toBe(size * size * 3);
+          expect(a.equals(b)).toBe(true);
+        }
+      }
+      // Real dermoscopy is not flat: the decode produced actual image content.
+      const img = await loadSampleImage(tf.samples[0], 64, reader);
+      expect(Math.max(...img) - Math.min(...img)).toBeGreaterThan(50);
+      const ref = await sharp(readFileSync(path.join(UDA1, 'jpeg', `${tf.samples[0].imageName}.jpg`))).resize(64, 64, { fit: 'fill' }).raw().toBuffer();
+      expect(img.equals(ref)).toBe(true);
+    } finally {
+      await reader.close();
+    }
+  });
+});
