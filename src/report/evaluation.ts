@@ -1,0 +1,280 @@
+/**
+ * A whole evaluation of one model's predictions as a plain JSON-safe object: the machine-readable
+ * record of a run, and the input of the HTML report.
+ */
+import {
+  aggregateByPatient, AggregatedRow, bootstrapAuc, BootstrapResult, calibrationSummary, CalibrationSummary, compareFolds,
+  crossValidationSummary, delongFromGroups, DelongResult, fitTemperature, applyTemperature, logit, OperatingPoint,
+  operatingPointAtThreshold, PatientAggregation, rocFromGroups, sensitivityPointFromGroups, sigmoid, UndefinedMetricError,
+  youdenPointFromGroups, partialAucFromGroups, expectedCalibrationError, brierScore,
+} from '../metrics';
+import { aucFromGroups, rankGroups, RankedGroups } from '../metrics/ranking';
+import { describeValue } from '../metrics/validate';
+import { PredictionRow } from './predictions-csv';
+
+export const EVALUATION_SCHEMA = 'melanoma-evaluation/1';
+
+export type ScoreScale = 'probability' | 'logit';
+
+export interface EvaluationOptions {
+  /** Threshold for the "at threshold" operating point (default 0.5 for probabilities, 0 for logits). */
+  threshold?: number;
+  /** Sensitivity the clinical operating point must reach (default 0.95). */
+  targetSensitivity?: number;
+  /** Evaluate per image ('none', default) or per patient (max or mean of a patient's scores). */
+  patientAggregation?: PatientAggregation;
+  /** Bootstrap replicates for CIs (default 1000; 0 disables). */
+  bootstrap?: number;
+  seed?: number;
+  /** Confidence level of all intervals (default 0.95). */
+  level?: number;
+  /** TPR floor of the partial AUC (default 0.8, as in ISIC 2024). */
+  minTpr?: number;
+  /** Bins of the reliability diagram (equal-count, default 10). */
+  calibrationBins?: number;
+  /** How to read scores: 'auto' (default) takes scores in [0, 1] as probabilities, others as logits. */
+  scoreScale?: 'auto' | ScoreScale;
+  /** Shown in the report, e.g. the predictions file name. */
+  source?: string;
+}
+
+/** ROC curve in JSON form; thresholds[0] is null and stands for +Infinity (nothing positive). */
+export interface RocJson {
+  fpr: number[];
+  tpr: number[];
+  thresholds: (number | null)[];
+}
+
+export interface Histogram {
+  /** Bin edges (bins + 1). */
+  edges: number[];
+  benign: number[];
+  melanoma: number[];
+}
+
+export interface Evaluation {
+  schema: typeof EVALUATION_SCHEMA;
+  createdAt: string;
+  source: string | null;
+  options: Required<Omit<EvaluationOptions, 'source' | 'threshold' | 'scoreScale'>> & { threshold: number; scoreScale: ScoreScale };
+  /** What one evaluated unit is: an image, or a patient (aggregated scores). */
+  unit: 'image' | 'patient';
+  counts: { rows: number; units: number; positives: number; negatives: number; prevalence: number; patients: number | null; folds: number | null };
+  auc: {
+    value: number;
+    delong: Pick<DelongResult, 'se' | 'ci' | 'level'> | null;
+    delongReason: string | null;
+    bootstrap: (Pick<BootstrapResult, 'unit' | 'units' | 'replicates' | 'validReplicates' | 'seed' | 'level'> & { ci: [number, number]; se: number | null }) | null;
+  };
+  partialAuc: { minTpr: number; max: number; value: number; bootstrapCi: [number, number] | null };
+  roc: RocJson;
+  operatingPoints: { atThreshold: OperatingPoint; atTargetSensitivity: OperatingPoint & { targetSensitivity: number }; youden: OperatingPoint };
+  calibration: (CalibrationSummary & {
+    /** Temperature fitted on these same predictions (in-sample; fit on validation data in practice). */
+    temperatureScaling: { temperature: number; nllBefore: number; nllAfter: number; eceAfter: number; brierAfter: number; bins: CalibrationSummary['bins'] } | null;
+    temperatureReason: string | null;
+  }) | null;
+  calibrationReason: string | null;
+  histogram: Histogram;
+  crossValidation: {
+    folds: { fold: string; n: number; positives: number; negatives: number; auc: number | null; reason: string | null; roc: RocJson | null }[];
+    meanAuc: number | null;
+    sdAuc: number | null;
+    pooledAuc: number;
+    pooledDelong: Pick<DelongResult, 'se' | 'ci' | 'level'> | null;
+    patientsInSeveralFolds: string[];
+  } | null;
+  warnings: string[];
+}
+
+function rocJson(g: RankedGroups): RocJson {
+  const c = rocFromGroups(g, true);
+  return { fpr: Array.from(c.fpr), tpr: Array.from(c.tpr), thresholds: Array.from(c.thresholds, (t) => (Number.isFinite(t) ? t : null)) };
+}
+
+function checkNumber(value: unknown, name: string, ok: (v: number) => boolean, expectation: string): number {
+  if (typeof value !== 'number' || !ok(value)) throw new RangeError(`Expected ${expectation} for ${name} but received ${describeValue(value)}`);
+  return value;
+}
+
+const KNOWN_OPTIONS = new Set([
+  'threshold', 'targetSensitivity', 'patientAggregation', 'bootstrap', 'seed', 'level', 'minTpr', 'calibrationBins', 'scoreScale', 'source',
+]);
+
+function histogram(units: AggregatedRow[], lo: number, hi: number, bins: number): Histogram {
+  const width = hi > lo ? (hi - lo) / bins : 1;
+  const edges = Array.from({ length: bins + 1 }, (_, i) => (i === bins ? hi : lo + i * width));
+  const benign = new Array<number>(bins).fill(0);
+  const melanoma = new Array<number>(bins).fill(0);
+  for (const u of units) {
+    const b = Math.min(bins - 1, Math.max(0, Math.floor((u.score - lo) / width)));
+    (u.target === 1 ? melanoma : benign)[b]++;
+  }
+  return { edges, benign, melanoma };
+}
+
+/** Compute the full evaluation of predictions rows. */
+export function evaluatePredictions(rows: readonly PredictionRow[], options: EvaluationOptions = {}): Evaluation {
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key)) throw new TypeError(`Unknown evaluation option "${key}"; expected one of ${[...KNOWN_OPTIONS].join(', ')}`);
+  }
+  const targetSensitivity = checkNumber(options.targetSensitivity ?? 0.95, 'targetSensitivity', (v) => v > 0 && v <= 1, 'a number in (0, 1]');
+  const replicates = checkNumber(options.bootstrap ?? 1000, 'bootstrap', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer');
+  const seed = checkNumber(options.seed ?? 0, 'seed', (v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, 'an integer in [0, 4294967295]');
+  const level = checkNumber(options.level ?? 0.95, 'level', (v) => v > 0 && v < 1, 'a number in (0, 1)');
+  const minTpr = checkNumber(options.minTpr ?? 0.8, 'minTpr', (v) => v >= 0 && v < 1, 'a number in [0, 1)');
+  const calibrationBins = checkNumber(options.calibrationBins ?? 10, 'calibrationBins', (v) => Number.isInteger(v) && v >= 1, 'a positive integer');
+  const aggregation = options.patientAggregation ?? 'none';
+  const scaleOption = options.scoreScale ?? 'auto';
+  if (scaleOption !== 'auto' && scaleOption !== 'probability' && scaleOption !== 'logit') {
+    throw new RangeError(`Expected scoreScale 'auto', 'probability' or 'logit' but received ${describeValue(scaleOption)}`);
+  }
+  if (rows.length === 0) throw new RangeError('Expected at least one prediction row but received 0');
+  const warnings: string[] = [];
+
+  const units = aggregateByPatient(
+    rows.map((r) => ({ target: r.target, score: r.score, patientId: r.patientId ?? null, fold: r.fold ?? null, imageName: r.imageName })),
+    aggregation,
+  );
+  const scoreScale: ScoreScale = scaleOption !== 'auto' ? scaleOption : units.every((u) => u.score >= 0 && u.score <= 1) ? 'probability' : 'logit';
+  if (scaleOption === 'auto' && scoreScale === 'logit') {
+    warnings.push('Scores outside [0, 1] were read as logits; calibration uses sigmoid(score).');
+  }
+  if (scoreScale === 'probability' && units.some((u) => u.score < 0 || u.score > 1)) {
+    throw new RangeError('Expected scores in [0, 1] with scoreScale "probability" but some scores lie outside');
+  }
+  const threshold = checkNumber(options.threshold ?? (scoreScale === 'probability' ? 0.5 : 0), 'threshold', Number.isFinite, 'a finite number');
+
+  const y = Uint8Array.from(units, (u) => u.target);
+  const s = Float64Array.from(units, (u) => u.score);
+  const g = rankGroups(y, s);
+  if (g.nPos === 0 || g.nNeg === 0) {
+    throw new UndefinedMetricError(
+      `Cannot evaluate: AUC and operating points need both classes but the predictions have ${g.nPos} melanoma${g.nPos === 1 ? '' : 's'} and ${g.nNeg} benign ${aggregation === 'none' ? 'images' : 'patients'}`,
+    );
+  }
+
+  const patientIds = rows.every((r) => r.patientId !== undefined) ? new Set(rows.map((r) => r.patientId)) : null;
+  const folds = rows.every((r) => r.fold !== undefined) ? new Set(rows.map((r) => r.fold)) : null;
+  if (!folds && rows.some((r) => r.fold !== undefined)) warnings.push('Only some rows have a fold; the cross-validation summary is skipped.');
+
+  let delong: Evaluation['auc']['delong'] = null;
+  let delongReason: string | null = null;
+  try {
+    const d = delongFromGroups(g, level);
+    delong = { se: d.se, ci: d.ci, level: d.level };
+  } catch (e) {
+    if (!(e instanceof UndefinedMetricError)) throw e;
+    delongReason = e.message;
+  }
+
+  let boot: BootstrapResult | null = null;
+  if (replicates > 0) {
+    // Per-image evaluation with patient ids: resample patients; aggregated units already are patients.
+    const groups = aggregation === 'none' && patientIds ? units.map((_, i) => rows[i].patientId as string) : undefined;
+    boot = bootstrapAuc(y, s, { groups, replicates, seed, level, minTpr });
+    if (aggregation === 'none' && !patientIds) warnings.push('No patient_id column: the bootstrap resamples images, which understates uncertainty when patients have several images.');
+    if (boot.validReplicates < replicates) warnings.push(`${replicates - boot.validReplicates} of ${replicates} bootstrap replicates drew a single class and were skipped.`);
+  }
+
+  const probs = scoreScale === 'probability' ? s : Float64Array.from(s, sigmoid);
+  let calibration: Evaluation['calibration'] = null;
+  let calibrationReason: string | null = null;
+  try {
+    const summary = calibrationSummary(y, probs, { bins: calibrationBins });
+    let temperatureScaling: NonNullable<Evaluation['calibration']>['temperatureScaling'] = null;
+    let temperatureReason: string | null = null;
+    try {
+      const logits = scoreScale === 'logit' ? s : Float64Array.from(s, (p) => logit(p));
+      const fit = fitTemperature(y, logits);
+      const calibrated = applyTemperature(logits, fit.temperature);
+      temperatureScaling = {
+        temperature: fit.temperature,
+        nllBefore: fit.nllBefore,
+        nllAfter: fit.nllAfter,
+        eceAfter: expectedCalibrationError(y, calibrated, calibrationBins),
+        brierAfter: brierScore(y, calibrated),
+        bins: calibrationSummary(y, calibrated, { bins: calibrationBins }).bins,
+      };
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      temperatureReason = e.message;
+    }
+    calibration = { ...summary, temperatureScaling, temperatureReason };
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    calibrationReason = e.message;
+  }
+
+  let lo = 0, hi = 1;
+  if (scoreScale === 'logit') {
+    lo = g.values[0];
+    hi = g.values[g.values.length - 1];
+  }
+  const hist = histogram(units, lo, hi, 25);
+
+  let crossValidation: Evaluation['crossValidation'] = null;
+  if (folds) {
+    const cv = crossValidationSummary(
+      rows.map((r) => ({ target: r.target, score: r.score, patientId: r.patientId ?? null, fold: r.fold!, imageName: r.imageName })),
+      { aggregation, level },
+    );
+    const unitsByFold = new Map<string, AggregatedRow[]>();
+    for (const u of units) unitsByFold.set(u.fold!, [...(unitsByFold.get(u.fold!) ?? []), u]);
+    crossValidation = {
+      folds: cv.folds.map((f) => {
+        const list = unitsByFold.get(f.fold)!;
+        const fg = rankGroups(Uint8Array.from(list, (u) => u.target), Float64Array.from(list, (u) => u.score));
+        return { ...f, roc: f.auc === null ? null : rocJson(fg) };
+      }),
+      meanAuc: cv.meanAuc,
+      sdAuc: cv.sdAuc,
+      pooledAuc: cv.pooled.auc,
+      pooledDelong: cv.pooled.delong ? { se: cv.pooled.delong.se, ci: cv.pooled.delong.ci, level: cv.pooled.delong.level } : null,
+      patientsInSeveralFolds: cv.patientsInSeveralFolds,
+    };
+    crossValidation.folds.sort((a, b) => compareFolds(a.fold, b.fold));
+    if (cv.patientsInSeveralFolds.length) {
+      warnings.push(
+        `${cv.patientsInSeveralFolds.length} patient(s) appear in more than one fold (e.g. ${cv.patientsInSeveralFolds.slice(0, 3).join(', ')}): the folds are not patient-grouped, so fold AUCs may be optimistic.`,
+      );
+    }
+  }
+
+  return {
+    schema: EVALUATION_SCHEMA,
+    createdAt: new Date().toISOString(),
+    source: options.source ?? null,
+    options: { threshold, targetSensitivity, patientAggregation: aggregation, bootstrap: replicates, seed, level, minTpr, calibrationBins, scoreScale },
+    unit: aggregation === 'none' ? 'image' : 'patient',
+    counts: {
+      rows: rows.length,
+      units: units.length,
+      positives: g.nPos,
+      negatives: g.nNeg,
+      prevalence: g.nPos / (g.nPos + g.nNeg),
+      patients: patientIds ? patientIds.size : null,
+      folds: folds ? folds.size : null,
+    },
+    auc: {
+      value: aucFromGroups(g),
+      delong,
+      delongReason,
+      bootstrap: boot
+        ? { unit: boot.unit, units: boot.units, replicates: boot.replicates, validReplicates: boot.validReplicates, seed: boot.seed, level: boot.level, ci: boot.auc.ci, se: boot.auc.se }
+        : null,
+    },
+    partialAuc: { minTpr, max: 1 - minTpr, value: partialAucFromGroups(g, minTpr), bootstrapCi: boot ? boot.partialAuc.ci : null },
+    roc: rocJson(g),
+    operatingPoints: {
+      atThreshold: operatingPointAtThreshold(y, s, threshold),
+      atTargetSensitivity: { ...sensitivityPointFromGroups(g, targetSensitivity), targetSensitivity },
+      youden: youdenPointFromGroups(g),
+    },
+    calibration,
+    calibrationReason,
+    histogram: hist,
+    crossValidation,
+    warnings,
+  };
+}
