@@ -1,0 +1,39 @@
+/**
+ * `inspect <path>`: what a dataset holds (counts per file and fold, class balance, patients,
+ * missing metadata, sampled image sizes, corrupt records). src/cli.ts registers it.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { formatInspection, inspectDataset } from '../data/inspect';
+
+function nonNegativeInteger(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} expects an integer >= ${min} but received '${value}'`);
+    return n;
+  };
+}
+
+export function registerInspectCommand(program: Command): void {
+  program
+    .command('inspect')
+    .description('summarize a dataset: counts per file and fold, class balance, patients, missing metadata, image sizes, corrupt records')
+    .argument('<path>', 'folder of *.tfrec files, a .tfrec file, or a folder/CSV with ISIC JPEGs')
+    .option('--csv <file>', 'CSV joined on image_name (text metadata for TFRecord sets)')
+    .option('--folds <k>', 'folds to report (whole files for TFRecord sets, else patient folds); 0 for none', nonNegativeInteger('--folds', 0), 5)
+    .option('--sample-images <n>', 'images whose size is read', nonNegativeInteger('--sample-images', 0), 20)
+    .option('--seed <n>', 'seed of the image sample and patient folds', nonNegativeInteger('--seed', 0), 0)
+    .option('--no-verify-crc', 'skip the TFRecord CRC checks')
+    .option('--json', 'print JSON instead of text')
+    .action(async (source: string, opts: { csv?: string; folds: number; sampleImages: number; seed: number; verifyCrc: boolean; json?: boolean }) => {
+      if (opts.folds === 1) throw new InvalidArgumentError('--folds must be 0 (none) or >= 2');
+      const report = await inspectDataset(source, {
+        csv: opts.csv,
+        folds: opts.folds,
+        sampleImages: opts.sampleImages,
+        seed: opts.seed,
+        verifyCrc: opts.verifyCrc,
+      });
+      console.log(opts.json ? JSON.stringify(report, null, 2) : formatInspection(report));
+      if (report.corrupt.length) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,180 @@
+/**
+ * What a dataset holds, before training on it: counts per file and fold, class balance,
+ * patients, missing metadata, sampled image sizes, and the corrupt records or images found.
+ * Corrupt files are reported, not thrown, so one bad file does not hide the state of the rest.
+ */
+import * as path from 'path';
+import sharp from 'sharp';
+import { assignFileFolds, stratifiedGroupKFold } from '../folds';
+import { DataError } from './errors';
+import { ImageBytesReader, describeSource, sniffImageFormat } from './images';
+import { IsicDataset, listTfRecordFiles, openDataset, readTfRecordSamples } from './isic';
+import { mixSeed, mulberry32, shuffleInPlace } from './random';
+import { LesionSample } from './types';
+import { promises as fsp } from 'fs';
+
+export interface InspectOptions {
+  /** CSV joined on image_name (TFRecord sets). */
+  csv?: string;
+  /** Folds to report (default 5): whole files for TFRecord sets with at least that many files, else patient folds. */
+  folds?: number;
+  /** Images whose size is read (default 20, seeded pick). */
+  sampleImages?: number;
+  verifyCrc?: boolean;
+  seed?: number;
+}
+
+export interface CountSummary {
+  images: number;
+  positives: number;
+  negatives: number;
+  /** Samples without a target (test sets). */
+  unlabeled: number;
+  patients: number;
+}
+
+export interface DatasetInspection extends CountSummary {
+  source: string;
+  format: 'tfrecord' | 'jpeg';
+  positiveRate: number;
+  /** Negatives per positive (the usual positive-class weight). */
+  negativesPerPositive: number | null;
+  imagesPerPatient: { min: number; median: number; max: number; mean: number };
+  files: ({ file: string } & CountSummary)[];
+  foldKind: 'file' | 'patient' | 'none';
+  folds: ({ fold: number } & CountSummary)[];
+  /** Samples missing each metadata field. */
+  missing: { sex: number; ageApprox: number; anatomSite: number; diagnosis: number; target: number };
+  droppedDuplicates: number;
+  imageSizes: { sampled: number; sizes: { width: number; height: number; format: string; count: number }[] };
+  /** Corrupt files (the whole file is skipped) and undecodable sampled images. */
+  corrupt: { file: string; code: string; message: string }[];
+}
+
+function summarize(samples: LesionSample[]): CountSummary {
+  const positives = samples.filter((s) => s.target === 1).length;
+  const negatives = samples.filter((s) => s.target === 0).length;
+  return { images: samples.length, positives, negatives, unlabeled: samples.length - positives - negatives, patients: new Set(samples.map((s) => s.patientId)).size };
+}
+
+export async function inspectDataset(source: string, options: InspectOptions = {}): Promise<DatasetInspection> {
+  const k = options.folds ?? 5;
+  const sampleImages = options.sampleImages ?? 20;
+  const seed = options.seed ?? 0;
+  if (!Number.isInteger(sampleImages) || sampleImages < 0) throw new RangeError(`Expected integer >= 0 for sampleImages but received ${sampleImages}`);
+  const corrupt: DatasetInspection['corrupt'] = [];
+
+  // TFRecord sets file by file, so a corrupt file is listed and the others still counted.
+  let dataset: IsicDataset;
+  const st = await fsp.stat(source).catch(() => null);
+  const tfrecords = st?.isDirectory() ? await listTfRecordFiles(source) : [];
+  if (tfrecords.length > 0 && !options.csv) {
+    const files: IsicDataset['files'] = [];
+    let samples: LesionSample[] = [];
+    for (const file of tfrecords) {
+      try {
+        const s = await readTfRecordSamples(file, { verifyCrc: options.verifyCrc ?? true });
+        files.push({ file, records: s.length });
+        samples = samples.concat(s);
+      } catch (err) {
+        if (!(err instanceof DataError)) throw err;
+        corrupt.push({ file, code: err.code, message: err.message });
+      }
+    }
+    dataset = { format: 'tfrecord', source, samples, files, csv: null, droppedDuplicates: 0, unmatchedInCsv: 0 };
+  } else {
+    dataset = await openDataset(source, { csv: options.csv, verifyCrc: options.verifyCrc });
+  }
+  const { samples } = dataset;
+  const totals = summarize(samples);
+
+  const perPatient = new Map<string, number>();
+  for (const s of samples) perPatient.set(s.patientId, (perPatient.get(s.patientId) ?? 0) + 1);
+  const counts = [...perPatient.values()].sort((a, b) => a - b);
+
+  const byFile = new Map<string, LesionSample[]>();
+  for (const s of samples) if (s.image.kind === 'tfrecord') byFile.set(s.image.file, [...(byFile.get(s.image.file) ?? []), s]);
+
+  let foldKind: DatasetInspection['foldKind'] = 'none';
+  let folds: DatasetInspection['folds'] = [];
+  if (k >= 2 && samples.length > 0) {
+    const useFiles = dataset.format === 'tfrecord' && byFile.size >= k;
+    if (useFiles || totals.patients >= k) {
+      const assignment = useFiles ? assignFileFolds(samples, k) : stratifiedGroupKFold(samples, k, seed);
+      foldKind = useFiles ? 'file' : 'patient';
+      folds = Array.from({ length: k }, (_, fold) => ({ fold, ...summarize(samples.filter((_, i) => assignment[i].fold === fold)) }));
+    }
+  }
+
+  // Image sizes of a seeded sample, read from the JPEG headers (no full decode).
+  const picked = shuffleInPlace(samples.slice(), mulberry32(mixSeed(seed, 0x5a3e))).slice(0, sampleImages);
+  const sizes = new Map<string, { width: number; height: number; format: string; count: number }>();
+  const reader = new ImageBytesReader();
+  try {
+    for (const s of picked) {
+      try {
+        const bytes = await reader.read(s.image, s.imageName);
+        const meta = await sharp(bytes).metadata();
+        const format = sniffImageFormat(bytes) ?? 'unknown';
+        const key = `${meta.width}x${meta.height}/${format}`;
+        const entry = sizes.get(key) ?? { width: meta.width ?? 0, height: meta.height ?? 0, format, count: 0 };
+        entry.count++;
+        sizes.set(key, entry);
+      } catch (err) {
+        corrupt.push({ file: describeSource(s.image), code: err instanceof DataError ? err.code : 'ERR_IMAGE_DECODE', message: `${s.imageName}: ${(err as Error).message}` });
+      }
+    }
+  } finally {
+    await reader.close();
+  }
+
+  return {
+    source,
+    format: dataset.format,
+    ...totals,
+    positiveRate: totals.positives + totals.negatives ? totals.positives / (totals.positives + totals.negatives) : 0,
+    negativesPerPositive: totals.positives ? totals.negatives / totals.positives : null,
+    imagesPerPatient: {
+      min: counts[0] ?? 0,
+      median: counts.length ? counts[Math.floor(counts.length / 2)] : 0,
+      max: counts[counts.length - 1] ?? 0,
+      mean: counts.length ? samples.length / counts.length : 0,
+    },
+    files: [...byFile].map(([file, s]) => ({ file, ...summarize(s) })),
+    foldKind,
+    folds,
+    missing: {
+      sex: samples.filter((s) => s.sex === null).length,
+      ageApprox: samples.filter((s) => s.ageApprox === null).length,
+      anatomSite: samples.filter((s) => s.anatomSite === null).length,
+      diagnosis: samples.filter((s) => s.diagnosis === null).length,
+      target: totals.unlabeled,
+    },
+    droppedDuplicates: dataset.droppedDuplicates,
+    imageSizes: { sampled: picked.length, sizes: [...sizes.values()].sort((a, b) => b.count - a.count) },
+    corrupt,
+  };
+}
+
+/** A plain-text report of an inspection (what the `inspect` command prints). */
+export function formatInspection(r: DatasetInspection): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const row = (name: string, c: CountSummary) =>
+    `  ${name.padEnd(28)} ${String(c.images).padStart(7)} images ${String(c.positives).padStart(5)} pos ${String(c.negatives).padStart(6)} neg ${String(c.patients).padStart(6)} patients`;
+  const lines = [
+    `${r.source} (${r.format})`,
+    `  ${r.images} images, ${r.patients} patients, ${r.positives} positive / ${r.negatives} negative / ${r.unlabeled} unlabeled ` +
+      `(${pct(r.positiveRate)} positive${r.negativesPerPositive !== null ? `, ${r.negativesPerPositive.toFixed(2)} negatives per positive` : ''})`,
+    `  images per patient: min ${r.imagesPerPatient.min}, median ${r.imagesPerPatient.median}, max ${r.imagesPerPatient.max}, mean ${r.imagesPerPatient.mean.toFixed(2)}`,
+    `  missing: sex ${r.missing.sex}, age ${r.missing.ageApprox}, site ${r.missing.anatomSite}, diagnosis ${r.missing.diagnosis}, target ${r.missing.target}`,
+  ];
+  if (r.droppedDuplicates) lines.push(`  dropped ${r.droppedDuplicates} duplicate rows (tfrecord == -1)`);
+  if (r.files.length) lines.push('files:', ...r.files.map((f) => row(path.basename(f.file), f)));
+  if (r.folds.length) lines.push(`folds (${r.foldKind}):`, ...r.folds.map((f) => row(`fold ${f.fold}`, f)));
+  lines.push(
+    `image sizes (${r.imageSizes.sampled} sampled):`,
+    ...r.imageSizes.sizes.map((s) => `  ${s.width}x${s.height} ${s.format}: ${s.count}`),
+  );
+  lines.push(r.corrupt.length ? `corrupt (${r.corrupt.length}):` : 'corrupt: none found', ...r.corrupt.map((c) => `  ${c.code} ${c.message}`));
+  return lines.join('\n');
+}
