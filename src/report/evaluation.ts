@@ -45,8 +45,12 @@ export interface RocJson {
   thresholds: (number | null)[];
 }
 
+/**
+ * Scores per class on the log-odds axis: melanoma probabilities crowd near 0, and on a linear
+ * axis nearly every benign lesion falls into the first bin.
+ */
 export interface Histogram {
-  /** Bin edges (bins + 1). */
+  /** Bin edges (bins + 1) in log-odds: logit(probability), clipped at 1e-6, or the logit score itself. */
   edges: number[];
   benign: number[];
   melanoma: number[];
@@ -101,15 +105,30 @@ const KNOWN_OPTIONS = new Set([
   'threshold', 'targetSensitivity', 'patientAggregation', 'bootstrap', 'seed', 'level', 'minTpr', 'calibrationBins', 'scoreScale', 'source',
 ]);
 
-function histogram(units: AggregatedRow[], lo: number, hi: number, bins: number): Histogram {
-  const width = hi > lo ? (hi - lo) / bins : 1;
+/** Where a score lies on the histogram's log-odds axis. */
+export function histogramPosition(score: number, scale: ScoreScale): number {
+  return scale === 'probability' ? logit(score, 1e-6) : score;
+}
+
+function histogram(units: AggregatedRow[], scale: ScoreScale, bins: number): Histogram {
+  const xs = units.map((u) => histogramPosition(u.score, scale));
+  let lo = Infinity, hi = -Infinity;
+  for (const x of xs) {
+    lo = Math.min(lo, x);
+    hi = Math.max(hi, x);
+  }
+  if (!(hi > lo)) {
+    lo -= 0.5;
+    hi += 0.5;
+  }
+  const width = (hi - lo) / bins;
   const edges = Array.from({ length: bins + 1 }, (_, i) => (i === bins ? hi : lo + i * width));
   const benign = new Array<number>(bins).fill(0);
   const melanoma = new Array<number>(bins).fill(0);
-  for (const u of units) {
-    const b = Math.min(bins - 1, Math.max(0, Math.floor((u.score - lo) / width)));
+  units.forEach((u, i) => {
+    const b = Math.min(bins - 1, Math.max(0, Math.floor((xs[i] - lo) / width)));
     (u.target === 1 ? melanoma : benign)[b]++;
-  }
+  });
   return { edges, benign, melanoma };
 }
 
@@ -206,12 +225,7 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
     calibrationReason = e.message;
   }
 
-  let lo = 0, hi = 1;
-  if (scoreScale === 'logit') {
-    lo = g.values[0];
-    hi = g.values[g.values.length - 1];
-  }
-  const hist = histogram(units, lo, hi, 25);
+  const hist = histogram(units, scoreScale, 30);
 
   let crossValidation: Evaluation['crossValidation'] = null;
   if (folds) {

@@ -3,7 +3,7 @@
  * external resources, so it opens anywhere (also offline, also attached to an e-mail).
  */
 import type { OperatingPoint } from '../metrics';
-import type { Evaluation, RocJson } from './evaluation';
+import { Evaluation, histogramPosition, RocJson } from './evaluation';
 import { axes, escapeHtml, Frame, niceTicks, pathD, r2, sx, sy, thin } from './svg';
 
 const FOLD_COLOURS = ['#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7', '#9c755f', '#bab0ac', '#e15759'];
@@ -143,10 +143,28 @@ function histogramPlot(e: Evaluation): string {
   const nM = h.melanoma.reduce((a, b) => a + b, 0) || 1;
   const fb = h.benign.map((c) => c / nB);
   const fm = h.melanoma.map((c) => c / nM);
-  const W = 480, H = 330;
+  const W = 480, H = 366;
   const yMax = niceMax(Math.max(...fb, ...fm) * 1.05);
-  const f: Frame = { left: 58, top: 16, width: 400, height: 260, xMin: h.edges[0], xMax: h.edges[h.edges.length - 1], yMin: 0, yMax };
-  const out = [svgOpen('score-histogram', W, H, 'Score distribution per class'), axes(f, e.options.scoreScale === 'logit' ? 'Score (logit)' : 'Predicted probability of melanoma', `Fraction of class (per ${e.unit})`)];
+  const f: Frame = { left: 58, top: 52, width: 400, height: 260, xMin: h.edges[0], xMax: h.edges[h.edges.length - 1], yMin: 0, yMax };
+  const isProb = e.options.scoreScale === 'probability';
+  // Probability ticks at round values, placed on the log-odds axis.
+  const xTicks: number[] = [];
+  if (isProb) {
+    for (const p of [0.5, 0.2, 0.8, 0.05, 0.95, 0.01, 0.99, 1e-3, 0.999, 1e-4, 0.9999, 1e-5, 0.99999]) {
+      const x = histogramPosition(p, 'probability');
+      // Most informative ticks first; skip one whose label would collide with a kept one.
+      if (x >= f.xMin && x <= f.xMax && xTicks.every((t) => Math.abs(sx(f, t) - sx(f, x)) >= 38)) xTicks.push(x);
+    }
+    xTicks.sort((a, b) => a - b);
+  } else xTicks.push(...niceTicks(f.xMin, f.xMax, 6));
+  const probLabel = (x: number): string => {
+    const p = 1 / (1 + Math.exp(-x));
+    return p <= 0.5 ? String(Number(p.toPrecision(1))) : String(1 - Number((1 - p).toPrecision(1)));
+  };
+  const out = [
+    svgOpen('score-histogram', W, H, 'Score distribution per class'),
+    axes(f, isProb ? 'Predicted probability of melanoma (log-odds axis)' : 'Score (logit)', `Fraction of class (per ${e.unit})`, xTicks, undefined, isProb ? probLabel : undefined),
+  ];
   for (let i = 0; i < fb.length; i++) {
     const x0 = sx(f, h.edges[i]);
     const x1 = sx(f, h.edges[i + 1]);
@@ -165,20 +183,41 @@ function histogramPlot(e: Evaluation): string {
     ['youden', e.operatingPoints.youden, OP_COLOURS.youden, 'Youden threshold'],
   ];
   for (const [key, p, colour, label] of lines) {
-    if (p.threshold < f.xMin || p.threshold > f.xMax) continue;
-    const x = r2(sx(f, p.threshold));
+    const pos = histogramPosition(p.threshold, e.options.scoreScale);
+    if (pos < f.xMin || pos > f.xMax) continue;
+    const x = r2(sx(f, pos));
     out.push(`<line id="hist-threshold-${key}" x1="${x}" y1="${f.top}" x2="${x}" y2="${f.top + f.height}" stroke="${colour}" stroke-width="1.6" stroke-dasharray="5 3"/>`);
     items.push({ label, colour, kind: 'dash' });
   }
-  out.push(legend(items, f.left + f.width - 250, f.top + 8));
+  out.push(legendRow(items, f.left, 14));
   out.push('</svg>');
+  return out.join('');
+}
+
+/** Legend laid out in rows above a plot, so it never hides data. */
+function legendRow(items: Parameters<typeof legend>[0], left: number, top: number, width = 400): string {
+  const out = ['<g class="legend">'];
+  let x = left;
+  let y = top;
+  for (const it of items) {
+    const w = it.label.length * 6.4 + 34;
+    if (x + w > left + width && x > left) {
+      x = left;
+      y += 17;
+    }
+    if (it.kind === 'box') out.push(`<rect x="${r2(x + 1)}" y="${y - 5}" width="14" height="10" fill="${it.colour}" fill-opacity="0.8"/>`);
+    else out.push(`<line x1="${r2(x)}" y1="${y}" x2="${r2(x + 16)}" y2="${y}" stroke="${it.colour}" stroke-width="1.8"${it.kind === 'dash' ? ' stroke-dasharray="4 3"' : ''}/>`);
+    out.push(`<text class="legend-text" x="${r2(x + 21)}" y="${y}" dy="0.32em">${escapeHtml(it.label)}</text>`);
+    x += w;
+  }
+  out.push('</g>');
   return out.join('');
 }
 
 function opRow(name: string, p: OperatingPoint, note: string): string {
   // Number needed to biopsy: excisions per melanoma found at this operating point.
   const nnb = p.tp > 0 ? (p.tp + p.fp) / p.tp : null;
-  return `<tr><th scope="row">${escapeHtml(name)}<div class="note">${escapeHtml(note)}</div></th><td class="mono">${thresholdText(p.threshold)}</td><td>${pct(p.sensitivity)}</td><td>${pct(p.specificity)}</td><td>${pct(p.precision)}</td><td>${pct(p.npv)}</td><td>${num(p.f1)}</td><td>${num(nnb, 1)}</td><td class="mono">${p.tp}</td><td class="mono">${p.fp}</td><td class="mono">${p.tn}</td><td class="mono">${p.fn}</td></tr>`;
+  return `<tr><th scope="row">${escapeHtml(name)}<div class="note">${escapeHtml(note)}</div></th><td class="mono">${thresholdText(p.threshold)}</td><td>${pct(p.sensitivity)}</td><td>${pct(p.specificity)}</td><td>${pct(p.precision)}</td><td>${pct(p.npv)}</td><td>${num(p.f1)}</td><td>${num(nnb, 1)}</td><td class="mono">${p.tp} / ${p.fp} / ${p.tn} / ${p.fn}</td></tr>`;
 }
 
 function card(id: string, title: string, value: string, lines: string[]): string {
@@ -191,13 +230,14 @@ const CSS = `
 main{max-width:1060px;margin:0 auto;padding:28px 24px 48px}
 header h1{font-size:24px;margin:0 0 4px;letter-spacing:-.01em}header .meta{color:var(--muted)}
 h2{font-size:17px;margin:34px 0 10px;padding-bottom:6px;border-bottom:1px solid var(--line)}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(230px,1fr));gap:12px;margin-top:18px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:12px;margin-top:18px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 16px}
 .card h3{margin:0;font-size:12px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);font-weight:600}
 .card .value{font-size:30px;font-weight:650;margin:4px 0 2px;font-variant-numeric:tabular-nums}
 .card .value small{font-size:14px;color:var(--muted);font-weight:500}
 .card .sub{color:var(--muted);font-size:13px;font-variant-numeric:tabular-nums}
-.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:16px}
+.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:16px;align-items:start}
+.scroll{overflow-x:auto}
 figure{margin:0;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px}
 figcaption{color:var(--muted);font-size:13px;margin-top:6px;max-width:470px}
 .plot{display:block;max-width:100%;height:auto}
@@ -205,9 +245,9 @@ figcaption{color:var(--muted);font-size:13px;margin-top:6px;max-width:470px}
 .plot .tick{font-size:11px;fill:#6b7280}.plot .axis-title{font-size:12px;fill:#374151}
 .plot .legend-bg{fill:#fff;fill-opacity:.92;stroke:#e5e7eb}.plot .legend-text{font-size:11.5px;fill:#1f2937}
 table{border-collapse:collapse;width:100%;background:var(--card);border:1px solid var(--line);border-radius:10px;overflow:hidden;font-variant-numeric:tabular-nums}
-th,td{padding:7px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 thead th{background:#f3f4f6;font-size:12px;color:#374151;font-weight:600}
-tbody th{text-align:left;font-weight:600}.note{font-weight:400;color:var(--muted);font-size:12px}
+tbody th{text-align:left;font-weight:600;white-space:normal;min-width:190px}.note{font-weight:400;color:var(--muted);font-size:12px}
 td.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.5px}
 .bar{display:inline-block;height:8px;background:#4e79a7;border-radius:4px;vertical-align:middle;margin-left:8px}
 .warnings{background:#fff8e6;border:1px solid #f3d27a;border-radius:10px;padding:10px 16px;margin-top:16px}
@@ -220,7 +260,7 @@ footer{margin-top:40px;color:var(--muted);font-size:12px}
 /** Render the report page for an evaluation. */
 export function renderHtmlReport(e: Evaluation): string {
   const title = `Melanoma classifier evaluation${e.source ? ` — ${e.source}` : ''}`;
-  const unitWord = e.unit === 'patient' ? `patients (score = ${e.options.patientAggregation} over a patient’s images)` : 'images';
+  const unitWord = e.unit === 'patient' ? `patient (score = ${e.options.patientAggregation} over a patient’s images)` : 'image';
   const ts = e.operatingPoints.atTargetSensitivity;
   const cv = e.crossValidation;
   const boot = e.auc.bootstrap;
@@ -262,11 +302,11 @@ export function renderHtmlReport(e: Evaluation): string {
     ? `<div class="warnings" id="warnings"><strong>Check before reading on</strong><ul>${e.warnings.map((w) => `<li>${escapeHtml(w)}</li>`).join('')}</ul></div>`
     : '';
 
-  const opTable = `<table id="operating-points"><thead><tr><th scope="col" style="text-align:left">Operating point</th><th>Threshold</th><th>Sensitivity</th><th>Specificity</th><th>PPV</th><th>NPV</th><th>F1</th><th title="(TP + FP) / TP">Excisions / melanoma</th><th>TP</th><th>FP</th><th>TN</th><th>FN</th></tr></thead><tbody>
+  const opTable = `<div class="scroll"><table id="operating-points"><thead><tr><th scope="col" style="text-align:left">Operating point</th><th>Threshold</th><th>Sensitivity</th><th>Specificity</th><th>PPV</th><th>NPV</th><th>F1</th><th title="(TP + FP) / TP: number needed to biopsy">Excisions per melanoma</th><th>TP / FP / TN / FN</th></tr></thead><tbody>
 ${opRow(`Sensitivity ≥ ${pct(ts.targetSensitivity, 0)}`, ts, 'highest threshold reaching the target: few missed melanomas')}
 ${opRow('Youden optimum', e.operatingPoints.youden, 'maximises sensitivity + specificity − 1')}
 ${opRow(`Fixed threshold ${thresholdText(e.operatingPoints.atThreshold.threshold)}`, e.operatingPoints.atThreshold, e.options.scoreScale === 'probability' ? 'score ≥ threshold counts as melanoma' : 'score (logit) ≥ threshold counts as melanoma')}
-</tbody></table>`;
+</tbody></table></div>`;
 
   const maxAuc = 1;
   const foldTable = cv
@@ -282,6 +322,10 @@ ${opRow(`Fixed threshold ${thresholdText(e.operatingPoints.atThreshold.threshold
   const calibrationSection = e.calibration
     ? `<figure>${reliabilityPlot(e)}<figcaption>Each point is a bin of equal size; points below the diagonal mean the model over-estimates melanoma risk (typical after class-weighted training). Axes are zoomed to where the bins lie.${
         e.calibration.temperatureScaling ? ` Temperature T fitted on these predictions (in-sample; fit it on validation data before use).` : ''
+      }${
+        e.calibration.temperatureScaling && e.calibration.temperatureScaling.eceAfter > e.calibration.ece
+          ? ' Here scaling lowers the NLL but not the ECE: one temperature cannot remove a constant shift of the logits, such as the log(pos_weight) offset of class-weighted training.'
+          : ''
       }</figcaption></figure>`
     : `<figure><p>${escapeHtml(e.calibrationReason ?? 'Calibration not available')}</p></figure>`;
 
@@ -298,7 +342,7 @@ ${warnings}
 <figure>${histogramPlot(e)}<figcaption>Distribution of scores for benign and melanoma ${e.unit}s, each normalised to its own class (melanoma is rare: ${pct(e.counts.prevalence, 2)}). Dashed lines: the thresholds of the operating points.</figcaption></figure></div>
 <h2>Operating points</h2>
 ${opTable}
-<p class="explain">PPV and NPV hold at this data set’s melanoma prevalence (${pct(e.counts.prevalence, 2)}); they change with prevalence, sensitivity and specificity do not. “Excisions / melanoma” is (TP + FP) / TP, the number needed to biopsy.</p>
+<p class="explain">PPV and NPV hold at this data set’s melanoma prevalence (${pct(e.counts.prevalence, 2)}); they change with prevalence, sensitivity and specificity do not. “Excisions per melanoma” is (TP + FP) / TP, the number needed to biopsy.</p>
 <h2>Calibration</h2>
 <div class="grid2">${calibrationSection}
 <table id="calibration-table"><thead><tr><th>Bin</th><th>${e.unit === 'patient' ? 'Patients' : 'Images'}</th><th>Predicted</th><th>Observed</th></tr></thead><tbody>${(e.calibration?.bins ?? [])

@@ -52,14 +52,21 @@ export function tickLabel(v: number): string {
 }
 
 /** Grid lines, axis lines, tick labels and axis titles. */
-export function axes(f: Frame, xTitle: string, yTitle: string, xTicks = niceTicks(f.xMin, f.xMax), yTicks = niceTicks(f.yMin, f.yMax)): string {
+export function axes(
+  f: Frame,
+  xTitle: string,
+  yTitle: string,
+  xTicks = niceTicks(f.xMin, f.xMax),
+  yTicks = niceTicks(f.yMin, f.yMax),
+  xLabel: (v: number) => string = tickLabel,
+): string {
   const bottom = f.top + f.height;
   const right = f.left + f.width;
   const out: string[] = ['<g class="axes">'];
   for (const t of xTicks) {
     const x = r2(sx(f, t));
     out.push(`<line class="grid" x1="${x}" y1="${f.top}" x2="${x}" y2="${bottom}"/>`);
-    out.push(`<text class="tick" x="${x}" y="${bottom + 16}" text-anchor="middle">${tickLabel(t)}</text>`);
+    out.push(`<text class="tick" x="${x}" y="${bottom + 16}" text-anchor="middle">${xLabel(t)}</text>`);
   }
   for (const t of yTicks) {
     const y = r2(sy(f, t));
