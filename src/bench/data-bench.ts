@@ -1,0 +1,149 @@
+/**
+ * Data-path benchmark: images/s of TFRecord read + JPEG decode + resize + batch assembly, the
+ * loader exactly as training uses it, from generated 1024x1024 JPEGs at each training size.
+ * "per core": one decode in flight, libvips on one thread; "total": every core busy.
+ */
+import { existsSync, promises as fsp } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import sharp from 'sharp';
+import { openDataset } from '../data/isic';
+import { createLoader } from '../data/loader';
+import { mixSeed, mulberry32 } from '../data/random';
+import { encodeExample, writeTfRecordFile } from '../data/tfrecord';
+import { PACKAGE_ROOT } from '../native';
+
+export interface DataBenchmarkOptions {
+  /** Folder for the generated TFRecords, reused across runs (default .cache/data-bench). */
+  dir?: string;
+  /** Generated images (default 128). */
+  images?: number;
+  /** Side of the generated JPEGs (default 1024). */
+  sourceSize?: number;
+  /** Training sizes measured (default [256, 512]). */
+  sizes?: number[];
+  batchSize?: number;
+  /** Decodes in flight for the "total" run (default 2 x cores). */
+  concurrency?: number;
+}
+
+export interface DataBenchmarkRow {
+  imageSize: number;
+  mode: 'per-core' | 'total';
+  decodeConcurrency: number;
+  images: number;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+export interface DataBenchmarkResult {
+  sourceSize: number;
+  images: number;
+  meanJpegBytes: number;
+  cores: number;
+  rows: DataBenchmarkRow[];
+}
+
+/** A dermoscopy-like picture: skin tone gradient, a dark irregular lesion, fine noise (so JPEG sizes are realistic). */
+function syntheticLesion(size: number, seed: number): Buffer {
+  const random = mulberry32(seed);
+  const raw = Buffer.alloc(size * size * 3);
+  const cx = size * (0.4 + 0.2 * random());
+  const cy = size * (0.4 + 0.2 * random());
+  const r0 = size * (0.15 + 0.15 * random());
+  const lobes = [random(), random(), random()].map((v) => v * Math.PI * 2);
+  const base = [200 + 30 * random(), 150 + 30 * random(), 130 + 30 * random()];
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const dx = x - cx;
+      const dy = y - cy;
+      const a = Math.atan2(dy, dx);
+      const edge = r0 * (1 + 0.15 * Math.sin(3 * a + lobes[0]) + 0.1 * Math.sin(5 * a + lobes[1]) + 0.05 * Math.sin(9 * a + lobes[2]));
+      const inside = Math.max(0, Math.min(1, (edge - Math.sqrt(dx * dx + dy * dy)) / (0.08 * r0)));
+      const shade = 1 - 0.25 * ((x + y) / (2 * size));
+      const i = (y * size + x) * 3;
+      for (let c = 0; c < 3; c++) {
+        const v = base[c] * shade * (1 - 0.7 * inside) + (random() - 0.5) * 16;
+        raw[i + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+    }
+  }
+  return raw;
+}
+
+async function ensureBenchData(dir: string, images: number, sourceSize: number): Promise<string> {
+  const setDir = path.join(dir, `jpeg${sourceSize}-n${images}`);
+  const files = 4;
+  const per = Math.ceil(images / files);
+  const names = Array.from({ length: files }, (_, f) => `bench${String(f).padStart(2, '0')}-${Math.min(per, images - f * per)}.tfrec`).filter(
+    (_, f) => images - f * per > 0,
+  );
+  if (names.every((n) => existsSync(path.join(setDir, n)))) return setDir;
+  await fsp.mkdir(setDir, { recursive: true });
+  for (let f = 0; f < names.length; f++) {
+    const records: Buffer[] = [];
+    for (let i = f * per; i < Math.min(images, (f + 1) * per); i++) {
+      const jpeg = await sharp(syntheticLesion(sourceSize, mixSeed(7, i)), { raw: { width: sourceSize, height: sourceSize, channels: 3 } })
+        .jpeg({ quality: 90 })
+        .toBuffer();
+      records.push(
+        encodeExample({
+          image: jpeg,
+          image_name: `BENCH_${String(i).padStart(7, '0')}`,
+          patient_id: i,
+          sex: i % 2,
+          age_approx: 50,
+          anatom_site_general_challenge: 0,
+          diagnosis: 0,
+          target: i % 10 === 0 ? 1 : 0,
+        }),
+      );
+    }
+    await writeTfRecordFile(path.join(setDir, names[f]), records);
+  }
+  return setDir;
+}
+
+export async function runDataBenchmark(options: DataBenchmarkOptions = {}): Promise<DataBenchmarkResult> {
+  const cores = os.cpus().length;
+  const images = options.images ?? 128;
+  const sourceSize = options.sourceSize ?? 1024;
+  const sizes = options.sizes ?? [256, 512];
+  const batchSize = options.batchSize ?? 32;
+  const concurrency = options.concurrency ?? 2 * cores;
+  for (const [name, v] of Object.entries({ images, sourceSize, batchSize, concurrency }))
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`Expected positive integer for ${name} but received ${v}`);
+  const setDir = await ensureBenchData(options.dir ?? path.join(PACKAGE_ROOT, '.cache', 'data-bench'), images, sourceSize);
+  const { samples } = await openDataset(setDir);
+  const meanJpegBytes = samples.reduce((n, s) => n + (s.image.kind === 'tfrecord' ? s.image.length : 0), 0) / samples.length;
+
+  const vipsThreads = sharp.concurrency();
+  const rows: DataBenchmarkRow[] = [];
+  try {
+    sharp.concurrency(1); // one libvips thread per image: parallelism comes from images in flight
+    for (const imageSize of sizes) {
+      for (const [mode, decodeConcurrency] of [['per-core', 1], ['total', concurrency]] as const) {
+        const loader = createLoader(samples, {
+          batchSize,
+          imageSize,
+          shuffle: true,
+          seed: 1,
+          dropLast: false,
+          prefetchBatches: 2,
+          decodeConcurrency,
+        });
+        // Warm-up (file cache, sharp init) on a few batches, then one timed epoch.
+        let warm = 0;
+        for await (const _ of loader.epoch(99)) if (++warm >= 1) break;
+        const t0 = performance.now();
+        let n = 0;
+        for await (const batch of loader.epoch(0)) n += batch.batchSize;
+        const seconds = (performance.now() - t0) / 1000;
+        rows.push({ imageSize, mode, decodeConcurrency, images: n, seconds, imagesPerSecond: n / seconds });
+      }
+    }
+  } finally {
+    sharp.concurrency(vipsThreads);
+  }
+  return { sourceSize, images, meanJpegBytes, cores, rows };
+}
