@@ -1,0 +1,94 @@
+import {
+  aggregateByPatient, bootstrapAuc, calibrationSummary, delongCi, operatingPointAtThreshold, operatingPointForSensitivity, partialAuc, rocAuc,
+  youdenOperatingPoint,
+} from '../../src/metrics';
+import { evaluatePredictions } from '../../src/report/evaluation';
+import { parsePredictionsCsv, PredictionRow } from '../../src/report/predictions-csv';
+import { syntheticPredictionsCsv } from './fixtures';
+
+const rows = parsePredictionsCsv(syntheticPredictionsCsv({ patients: 300, seed: 3 }));
+const y = rows.map((r) => r.target);
+const s = rows.map((r) => r.score);
+
+describe('evaluatePredictions', () => {
+  const e = evaluatePredictions(rows, { bootstrap: 200, seed: 11 });
+
+  test('agrees with the metric functions it summarises', () => {
+    expect(e.unit).toBe('image');
+    expect(e.counts).toMatchObject({ rows: rows.length, units: rows.length, positives: y.filter((v) => v === 1).length, folds: 5 });
+    expect(e.counts.patients).toBe(new Set(rows.map((r) => r.patientId)).size);
+    expect(e.auc.value).toBe(rocAuc(y, s));
+    const d = delongCi(y, s);
+    expect(e.auc.delong).toEqual({ se: d.se, ci: d.ci, level: 0.95 });
+    expect(e.partialAuc.value).toBe(partialAuc(y, s));
+    const b = bootstrapAuc(y, s, { groups: rows.map((r) => r.patientId!), replicates: 200, seed: 11 });
+    expect(e.auc.bootstrap).toMatchObject({ unit: 'patient', ci: b.auc.ci, replicates: 200 });
+    expect(e.partialAuc.bootstrapCi).toEqual(b.partialAuc.ci);
+    expect(e.operatingPoints.atThreshold).toEqual(operatingPointAtThreshold(y, s, 0.5));
+    expect(e.operatingPoints.atTargetSensitivity).toEqual({ ...operatingPointForSensitivity(y, s, 0.95), targetSensitivity: 0.95 });
+    expect(e.operatingPoints.youden).toEqual(youdenOperatingPoint(y, s));
+    expect(e.calibration!.ece).toBe(calibrationSummary(y, s).ece);
+    expect(e.calibration!.temperatureScaling!.nllAfter).toBeLessThanOrEqual(e.calibration!.temperatureScaling!.nllBefore);
+    expect(e.histogram.benign.reduce((a, c) => a + c, 0) + e.histogram.melanoma.reduce((a, c) => a + c, 0)).toBe(rows.length);
+  });
+
+  test('cross-validation block: folds in order with ROC curves, pooled AUC = overall AUC', () => {
+    const cv = e.crossValidation!;
+    expect(cv.folds.map((f) => f.fold)).toEqual(['0', '1', '2', '3', '4']);
+    for (const f of cv.folds) {
+      const sub = rows.filter((r) => r.fold === f.fold);
+      expect(f.auc).toBe(rocAuc(sub.map((r) => r.target), sub.map((r) => r.score)));
+      expect(f.roc!.fpr[f.roc!.fpr.length - 1]).toBe(1);
+    }
+    expect(cv.pooledAuc).toBe(e.auc.value);
+  });
+
+  test('JSON round trip is lossless (no NaN, Infinity or typed arrays)', () => {
+    const json = JSON.parse(JSON.stringify(e));
+    expect(json).toEqual(e);
+    expect(e.roc.thresholds[0]).toBeNull();
+    expect(Array.isArray(e.roc.fpr)).toBe(true);
+  });
+
+  test('per-patient aggregation evaluates patients', () => {
+    const p = evaluatePredictions(rows, { patientAggregation: 'max', bootstrap: 0 });
+    const agg = aggregateByPatient(rows.map((r) => ({ ...r, fold: r.fold ?? null })), 'max');
+    expect(p.unit).toBe('patient');
+    expect(p.counts.units).toBe(agg.length);
+    expect(p.auc.value).toBe(rocAuc(agg.map((a) => a.target), agg.map((a) => a.score)));
+    expect(p.auc.bootstrap).toBeNull();
+  });
+
+  test('logit scores are detected and calibration goes through the sigmoid', () => {
+    // Probabilities of exactly 0 or 1 (rounded in the CSV) are clipped to keep the logits finite.
+    const clip = (p: number): number => Math.min(1 - 1e-9, Math.max(1e-9, p));
+    const logits: PredictionRow[] = rows.map((r) => ({ ...r, score: Math.log(clip(r.score) / (1 - clip(r.score))) }));
+    const l = evaluatePredictions(logits, { bootstrap: 0 });
+    expect(l.options.scoreScale).toBe('logit');
+    expect(l.options.threshold).toBe(0);
+    expect(l.auc.value).toBeCloseTo(e.auc.value, 12);
+    expect(l.warnings).toContain('Scores outside [0, 1] were read as logits; calibration uses sigmoid(score).');
+    expect(l.calibration!.brier).toBeCloseTo(e.calibration!.brier, 9);
+  });
+
+  test('no patient ids: image bootstrap with a warning', () => {
+    const bare = rows.map(({ imageName, target, score }) => ({ imageName, target, score }));
+    const b = evaluatePredictions(bare, { bootstrap: 50 });
+    expect(b.auc.bootstrap!.unit).toBe('image');
+    expect(b.crossValidation).toBeNull();
+    expect(b.warnings.some((w) => w.startsWith('No patient_id column'))).toBe(true);
+  });
+
+  test('EXPECTED FAILURE: one class, unknown option, bad values', () => {
+    const benign = rows.filter((r) => r.target === 0);
+    expect(() => evaluatePredictions(benign)).toThrow(
+      new RangeError(`Cannot evaluate: AUC and operating points need both classes but the predictions have 0 melanomas and ${benign.length} benign images`),
+    );
+    expect(() => evaluatePredictions(rows, { bootstraps: 5 } as never)).toThrow(
+      new TypeError('Unknown evaluation option "bootstraps"; expected one of threshold, targetSensitivity, patientAggregation, bootstrap, seed, level, minTpr, calibrationBins, scoreScale, source'),
+    );
+    expect(() => evaluatePredictions(rows, { bootstrap: -1 })).toThrow(new RangeError('Expected a non-negative integer for bootstrap but received -1'));
+    expect(() => evaluatePredictions(rows, { targetSensitivity: 0 })).toThrow(new RangeError('Expected a number in (0, 1] for targetSensitivity but received 0'));
+    expect(() => evaluatePredictions([])).toThrow('Expected at least one prediction row but received 0');
+  });
+});
