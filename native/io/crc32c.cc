@@ -71,7 +71,10 @@ __attribute__((target("sse4.2"))) uint32_t Crc32cHardware(uint32_t crc, const ui
 }
 
 bool Crc32cHardwareAvailable() {
-  static const bool available = __builtin_cpu_supports("sse4.2");
+  static const bool available = [] {
+    __builtin_cpu_init();  // may run before libgcc's constructor when the addon loads early
+    return __builtin_cpu_supports("sse4.2") != 0;
+  }();
   return available;
 }
 #else

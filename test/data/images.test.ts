@@ -11,7 +11,7 @@ const px = (buf: Buffer, size: number, row: number, col: number) => [...buf.suba
 const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
 
 /** An RGB image of vertical stripes (one colour per stripe). */
-function stripes(width: number, height: number, colours: [number, number, number][]): sharp.Sharp {
+function stripes(width: number, height: number, colours: [number, number, number][]): ReturnType<typeof sharp> {
   const raw = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++)
     for (let x = 0; x < width; x++) raw.set(colours[Math.floor((x * colours.length) / width)], (y * width + x) * 3);
