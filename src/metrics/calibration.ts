@@ -189,9 +189,16 @@ export function fitTemperature(labels: ArrayLike<number>, logits: ArrayLike<numb
     }
     return [g / n, h / n];
   };
-  // Without an intercept, NLL -> 0 as T -> 0 exactly when the sign of each logit matches its label.
-  let separable = true;
-  for (let i = 0; i < n && separable; i++) separable = y[i] === 1 ? z[i] >= 0 : z[i] <= 0;
+  // Without an intercept, the NLL falls without bound as T -> 0 exactly when every non-zero
+  // logit has its label's sign (zero logits add a constant log 2 whatever T is).
+  let separable = false;
+  for (let i = 0; i < n; i++) {
+    if (y[i] === 1 ? z[i] < 0 : z[i] > 0) {
+      separable = false;
+      break;
+    }
+    if (z[i] !== 0) separable = true;
+  }
   if (separable) {
     throw new RangeError('Temperature scaling is undefined: the logits separate the classes perfectly, so the NLL keeps falling as T -> 0');
   }

@@ -267,8 +267,8 @@ export function renderHtmlReport(e: Evaluation): string {
 
   const cards = [
     card('summary-auc', 'ROC AUC', num(e.auc.value), [
-      `${Math.round(100 * e.options.level)}% CI ${ci(e.auc.delong?.ci)} (DeLong)`,
-      boot ? `${ci(boot.ci)} (bootstrap, ${boot.validReplicates} × ${boot.unit}s)` : e.auc.delongReason ? escapeHtml(e.auc.delongReason) : '',
+      e.auc.delong ? `${Math.round(100 * e.options.level)}% CI ${ci(e.auc.delong.ci)} (DeLong)` : 'no DeLong CI: needs ≥ 2 melanoma and ≥ 2 benign',
+      boot ? `${ci(boot.ci)} (bootstrap, ${boot.validReplicates} × ${boot.unit}s)` : '',
     ]),
     card('summary-pauc', `Partial AUC, TPR ≥ ${e.partialAuc.minTpr}`, `${num(e.partialAuc.value)} <small>of ${num(e.partialAuc.max, 1)}</small>`, [
       e.partialAuc.bootstrapCi ? `${Math.round(100 * e.options.level)}% CI ${ci(e.partialAuc.bootstrapCi)} (bootstrap)` : 'ISIC 2024 primary metric',

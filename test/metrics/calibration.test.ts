@@ -108,6 +108,10 @@ describe('temperature scaling', () => {
       new RangeError('Temperature scaling is undefined: the logits separate the classes perfectly, so the NLL keeps falling as T -> 0'),
     );
     expect(() => fitTemperature([1, 0, 1, 0], [-2, 2, -1, 1])).toThrow('Temperature scaling needs logits that rank positives above negatives');
+    // All-zero logits: NLL is log 2 for every T (not "separable").
+    expect(() => fitTemperature([1, 0, 0], [0, 0, 0])).toThrow('Temperature scaling needs logits that rank positives above negatives');
+    // Zero logits do not break separability.
+    expect(() => fitTemperature([1, 0, 0], [2, 0, -1])).toThrow('the logits separate the classes perfectly');
     expect(() => applyTemperature([1], 0)).toThrow(new RangeError('Expected a positive finite temperature but received 0'));
     expect(() => fitTemperature([1, 0], [1, NaN])).toThrow('logits[1] must be a finite number but received NaN');
   });

@@ -3,6 +3,7 @@ import {
   youdenOperatingPoint,
 } from '../../src/metrics';
 import { evaluatePredictions } from '../../src/report/evaluation';
+import { renderMarkdownReport } from '../../src/report/markdown';
 import { parsePredictionsCsv, PredictionRow } from '../../src/report/predictions-csv';
 import { syntheticPredictionsCsv } from './fixtures';
 
@@ -90,5 +91,16 @@ describe('evaluatePredictions', () => {
     expect(() => evaluatePredictions(rows, { bootstrap: -1 })).toThrow(new RangeError('Expected a non-negative integer for bootstrap but received -1'));
     expect(() => evaluatePredictions(rows, { targetSensitivity: 0 })).toThrow(new RangeError('Expected a number in (0, 1] for targetSensitivity but received 0'));
     expect(() => evaluatePredictions([])).toThrow('Expected at least one prediction row but received 0');
+  });
+});
+
+describe('renderMarkdownReport', () => {
+  test('tables carry the evaluation numbers', () => {
+    const e = evaluatePredictions(rows, { bootstrap: 0 });
+    const md = renderMarkdownReport(e);
+    expect(md).toContain(`| ROC AUC | ${e.auc.value.toFixed(3)} | ${e.auc.delong!.ci[0].toFixed(3)}–${e.auc.delong!.ci[1].toFixed(3)} (DeLong, 95%) |`);
+    const t = e.operatingPoints.atTargetSensitivity;
+    expect(md).toContain(`| Sensitivity ≥ 95.0% | ${t.threshold} | ${(100 * t.sensitivity!).toFixed(1)}% |`);
+    expect(md.split('\n').filter((l) => /^\| \d+ \|/.test(l))).toHaveLength(5);
   });
 });
