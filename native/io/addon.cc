@@ -60,8 +60,14 @@ io::ScanOptions ArgScanOptions(const Napi::Env& env, const Napi::Value& v, std::
   auto get = [&](const char* k) { return obj.Get(k); };
   if (get("verifyCrc").IsBoolean()) o.verifyCrc = get("verifyCrc").As<Napi::Boolean>();
   if (get("partial").IsBoolean()) o.partial = get("partial").As<Napi::Boolean>();
-  if (get("baseOffset").IsNumber()) o.baseOffset = static_cast<uint64_t>(get("baseOffset").As<Napi::Number>().DoubleValue());
-  if (get("firstIndex").IsNumber()) o.firstIndex = static_cast<uint64_t>(get("firstIndex").As<Napi::Number>().DoubleValue());
+  // Negative or NaN doubles would be undefined behaviour as uint64: they count as 0.
+  auto count = [&](const char* k) -> uint64_t {
+    if (!get(k).IsNumber()) return 0;
+    const double d = get(k).As<Napi::Number>().DoubleValue();
+    return d > 0 ? static_cast<uint64_t>(d) : 0;
+  };
+  o.baseOffset = count("baseOffset");
+  o.firstIndex = count("firstIndex");
   if (get("file").IsString()) *file = get("file").As<Napi::String>();
   return o;
 }
@@ -123,7 +129,7 @@ class ScanFileWorker : public Napi::AsyncWorker {
     io::FileSource source;
     std::string error;
     if (!source.Open(path_, &error)) {
-      result_.error.kind = io::ScanErrorKind::kIo;
+      result_.error.kind = io::ScanErrorKind::kOpen;
       result_.error.detail = error;
       return;
     }

@@ -173,6 +173,7 @@ const char* ScanErrorCode(ScanErrorKind kind) {
     case ScanErrorKind::kDataCrc:
       return "ERR_TFRECORD_CRC";
     case ScanErrorKind::kIo:
+    case ScanErrorKind::kOpen:
       return "ERR_TFRECORD_IO";
     case ScanErrorKind::kNone:
       break;
@@ -182,6 +183,10 @@ const char* ScanErrorCode(ScanErrorKind kind) {
 
 std::string DescribeScanError(const ScanError& error, const std::string& file) {
   std::ostringstream out;
+  if (error.kind == ScanErrorKind::kOpen) {
+    out << (file.empty() ? "TFRecord file" : file) << ": " << error.detail << ". Check the path and its permissions.";
+    return out.str();
+  }
   out << (file.empty() ? "TFRecord data" : file) << ": record " << error.recordIndex << " at byte " << error.offset
       << ": " << error.detail << ". ";
   switch (error.kind) {

@@ -9,7 +9,7 @@ namespace io {
 constexpr uint64_t kHeaderBytes = 12;  // length + its CRC
 constexpr uint64_t kFooterBytes = 4;   // payload CRC
 
-enum class ScanErrorKind { kNone, kTruncated, kLengthCrc, kDataCrc, kIo };
+enum class ScanErrorKind { kNone, kTruncated, kLengthCrc, kDataCrc, kIo, kOpen };
 
 struct ScanError {
   ScanErrorKind kind = ScanErrorKind::kNone;
