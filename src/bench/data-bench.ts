@@ -25,6 +25,8 @@ export interface DataBenchmarkOptions {
   batchSize?: number;
   /** Decodes in flight for the "total" run (default 2 x cores). */
   concurrency?: number;
+  /** Timed epochs per row (default 2). */
+  epochs?: number;
 }
 
 export interface DataBenchmarkRow {
@@ -111,7 +113,8 @@ export async function runDataBenchmark(options: DataBenchmarkOptions = {}): Prom
   const sizes = options.sizes ?? [256, 512];
   const batchSize = options.batchSize ?? 32;
   const concurrency = options.concurrency ?? 2 * cores;
-  for (const [name, v] of Object.entries({ images, sourceSize, batchSize, concurrency }))
+  const epochs = options.epochs ?? 2;
+  for (const [name, v] of Object.entries({ images, sourceSize, batchSize, concurrency, epochs }))
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`Expected positive integer for ${name} but received ${v}`);
   const setDir = await ensureBenchData(options.dir ?? path.join(PACKAGE_ROOT, '.cache', 'data-bench'), images, sourceSize);
   const { samples } = await openDataset(setDir);
@@ -132,12 +135,11 @@ export async function runDataBenchmark(options: DataBenchmarkOptions = {}): Prom
           prefetchBatches: 2,
           decodeConcurrency,
         });
-        // Warm-up (file cache, sharp init) on a few batches, then one timed epoch.
-        let warm = 0;
-        for await (const _ of loader.epoch(99)) if (++warm >= 1) break;
+        // Warm-up (file cache, sharp init) on one batch, then the timed epochs.
+        for await (const _ of loader.epoch(99)) break;
         const t0 = performance.now();
         let n = 0;
-        for await (const batch of loader.epoch(0)) n += batch.batchSize;
+        for (let e = 0; e < epochs; e++) for await (const batch of loader.epoch(e)) n += batch.batchSize;
         const seconds = (performance.now() - t0) / 1000;
         rows.push({ imageSize, mode, decodeConcurrency, images: n, seconds, imagesPerSecond: n / seconds });
       }
