@@ -113,13 +113,11 @@ export function crossValidationSummary(
   });
   const agg = aggregateByPatient(rows, aggregation);
   const foldsOfPatient = new Map<string, Set<string>>();
-  if (aggregation !== 'none' || rows.some((r) => r.patientId)) {
-    for (const r of rows) {
-      if (!r.patientId) continue;
-      const set = foldsOfPatient.get(r.patientId) ?? new Set<string>();
-      set.add(String(r.fold));
-      foldsOfPatient.set(r.patientId, set);
-    }
+  for (const r of rows) {
+    if (!r.patientId) continue;
+    const set = foldsOfPatient.get(r.patientId) ?? new Set<string>();
+    set.add(String(r.fold));
+    foldsOfPatient.set(r.patientId, set);
   }
   const byFold = new Map<string, AggregatedRow[]>();
   for (const a of agg) {

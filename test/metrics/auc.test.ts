@@ -137,9 +137,15 @@ describe('speed', () => {
       s[i] = Math.round(((x >>> 8) / 16777216) * 1e4) / 1e4 + y[i] * 0.1;
     }
     rocAuc(y, s);
-    const t0 = Date.now();
-    const auc = rocAuc(y, s);
-    const ms = Date.now() - t0;
+    // CPU time, best of three: wall time on a shared 2-core machine measures the neighbours.
+    let ms = Infinity;
+    let auc = 0;
+    for (let r = 0; r < 3; r++) {
+      const c0 = process.cpuUsage();
+      auc = rocAuc(y, s);
+      const c = process.cpuUsage(c0);
+      ms = Math.min(ms, (c.user + c.system) / 1000);
+    }
     expect(auc).toBeGreaterThan(0.5);
     expect(ms).toBeLessThan(800);
   });
