@@ -16,7 +16,12 @@ export interface Loader {
   /** The sample indices of an epoch, in order: the same seed and epoch give the same order. */
   epochOrder(epochIndex: number): number[];
   epoch(epochIndex: number): AsyncIterable<Batch>;
-  /** Figures of the epoch running or last run (skipped: the images skipped in it). */
+  /**
+   * Figures of the epoch running or last run: `decodeSeconds` sums each image's read + decode
+   * time (more than wall time when decodes overlap), `waitSeconds` is time the consumer spent
+   * blocked on a batch, `imagesPerSecond` is images delivered per wall second since the epoch
+   * began, `skipped` lists the images skipped in it.
+   */
   stats(): LoaderStats;
 }
 
