@@ -49,11 +49,12 @@ function compareKeys(a: number[], b: number[]): number {
 
 /**
  * Patient-level stratified group k-fold. Patients with positives are placed first, most
- * positives first, each in the fold with the fewest positives (then fewest images); the others
- * follow, largest first, each in the fold with the fewest images. With at most one positive per
- * patient (or enough single-positive patients to even out the last steps) every fold's positive
- * count is within 1 of positives/k, and image counts are within one patient's images of each
- * other. A null target counts as negative. Output is in input order.
+ * positives first, each in the fold with the fewest positives (then fewest images), and a repair
+ * pass swaps patients while that narrows the positive spread; patients without positives follow,
+ * largest first, each in the fold with the fewest images. Every fold's positive count ends
+ * within 1 of positives/k whenever swaps can reach it (always with at most one positive per
+ * patient), and image counts are within about one patient's images of each other. A null target
+ * counts as negative. Output is in input order.
  */
 export function stratifiedGroupKFold(samples: readonly FoldSample[], k: number, seed: number): FoldAssignment[] {
   if (!Number.isInteger(seed)) throw new RangeError(`Expected integer for seed but received ${seed}`);
@@ -72,17 +73,59 @@ export function stratifiedGroupKFold(samples: readonly FoldSample[], k: number, 
   );
   const positives = new Array<number>(k).fill(0);
   const images = new Array<number>(k).fill(0);
+  const groupFold = new Map<(typeof ordered)[number], number>();
+  const place = (g: (typeof ordered)[number], fold: number, sign: 1 | -1) => {
+    positives[fold] += sign * g.positives;
+    images[fold] += sign * g.indices.length;
+    if (sign > 0) groupFold.set(g, fold);
+  };
+  const withPositives = ordered.filter((g) => g.positives > 0);
+  for (const g of withPositives) place(g, argminRandomTie(positives.map((p, f) => [p, images[f]]), random), 1);
+  repairPositiveSpread(withPositives, groupFold, positives, place);
+  for (const g of ordered) if (g.positives === 0) place(g, argminRandomTie(images.map((n) => [n]), random), 1);
   const foldOf = new Array<number>(samples.length);
-  for (const g of ordered) {
-    const fold =
-      g.positives > 0
-        ? argminRandomTie(positives.map((p, f) => [p, images[f]]), random)
-        : argminRandomTie(images.map((n) => [n]), random);
-    positives[fold] += g.positives;
-    images[fold] += g.indices.length;
-    for (const i of g.indices) foldOf[i] = fold;
-  }
+  for (const [g, fold] of groupFold) for (const i of g.indices) foldOf[i] = fold;
   return samples.map((s, i) => ({ imageName: s.imageName, patientId: s.patientId, target: s.target, fold: foldOf[i] }));
+}
+
+/**
+ * Greedy placement can end with a positive spread above 1 when patients hold several positives
+ * (3,3,2,2,2 over 2 folds gives 7/5). Swap or move patients between the fullest and emptiest
+ * folds while that narrows their gap, until every fold is within 1 or no exchange helps.
+ */
+function repairPositiveSpread<G extends { positives: number; indices: number[] }>(
+  groups: G[],
+  groupFold: Map<G, number>,
+  positives: number[],
+  place: (g: G, fold: number, sign: 1 | -1) => void,
+): void {
+  for (let step = 0; step < 10 * groups.length; step++) {
+    const hi = positives.indexOf(Math.max(...positives));
+    const lo = positives.indexOf(Math.min(...positives));
+    const gap = positives[hi] - positives[lo];
+    if (gap <= 1) return;
+    const inHi = groups.filter((g) => groupFold.get(g) === hi);
+    const inLo: (G | null)[] = [null, ...groups.filter((g) => groupFold.get(g) === lo)]; // null: a plain move
+    let best: [G, G | null] | null = null;
+    let bestGap = gap;
+    for (const a of inHi)
+      for (const b of inLo) {
+        const delta = a.positives - (b?.positives ?? 0);
+        const newGap = Math.abs(gap - 2 * delta);
+        if (delta > 0 && newGap < bestGap) {
+          best = [a, b];
+          bestGap = newGap;
+        }
+      }
+    if (!best) return;
+    const [a, b] = best;
+    place(a, hi, -1);
+    place(a, lo, 1);
+    if (b) {
+      place(b, lo, -1);
+      place(b, hi, 1);
+    }
+  }
 }
 
 /**

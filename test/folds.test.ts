@@ -70,6 +70,18 @@ describe('stratifiedGroupKFold', () => {
     expect(stratifiedGroupKFold(samples, k, 43).map((a) => a.fold)).not.toEqual(folds);
   });
 
+  it('reaches the within-1 spread where greedy placement alone cannot (patients with 3,3,2,2,2 positives, 2 folds)', () => {
+    const set: FoldSample[] = [];
+    [3, 3, 2, 2, 2].forEach((n, p) => {
+      for (let i = 0; i < n; i++) set.push({ imageName: `P${p}_${i}`, patientId: `P${p}`, target: 1 });
+    });
+    for (let i = 0; i < 20; i++) set.push({ imageName: `N${i}`, patientId: `N${i % 7}`, target: 0 });
+    for (const seed of [0, 1, 2, 3]) {
+      const a = stratifiedGroupKFold(set, 2, seed);
+      expect(foldStats(set, a.map((x) => x.fold), 2).positives).toEqual([6, 6]);
+    }
+  });
+
   it('rejects k < 2 and more folds than patients (BAD CALL)', () => {
     expect(() => stratifiedGroupKFold(samples, 1, 0)).toThrow(new RangeError('Expected integer >= 2 for k but received 1'));
     expect(() => stratifiedGroupKFold(samples.slice(0, 3), 5, 0)).toThrow(/^Cannot make 5 folds from \d patients: use k <= \d$/);
