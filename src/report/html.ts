@@ -57,26 +57,38 @@ function rocPath(f: Frame, roc: RocJson): string {
 }
 
 /** Region under the pooled curve and above the TPR floor: what the partial AUC measures. */
-function pAucRegion(f: Frame, roc: RocJson, minTpr: number): string {
+function pAucRegion(f: Frame, roc: RocJson, minTpr: number, id: string): string {
   const k = roc.tpr.findIndex((t) => t >= minTpr);
   if (k <= 0) return '';
   const x0 = roc.fpr[k - 1] + ((minTpr - roc.tpr[k - 1]) * (roc.fpr[k] - roc.fpr[k - 1])) / (roc.tpr[k] - roc.tpr[k - 1]);
   const t = thin(roc.fpr.slice(k), roc.tpr.slice(k));
   const xs = [x0, ...t.xs, 1];
   const ys = [minTpr, ...t.ys, minTpr];
-  return `<path id="pauc-region" d="${pathD(f, xs, ys)}Z" fill="${MELANOMA}" fill-opacity="0.12" stroke="none"/>`;
+  return `<path id="${id}" d="${pathD(f, xs, ys)}Z" fill="${MELANOMA}" fill-opacity="0.12" stroke="none"/>`;
 }
 
-function rocPlot(e: Evaluation): string {
-  const W = 480, H = 470;
-  const f: Frame = { left: 58, top: 16, width: 400, height: 400, xMin: 0, xMax: 1, yMin: 0, yMax: 1 };
-  const ticks = niceTicks(0, 1, 5);
-  const out = [svgOpen('roc-plot', W, H, 'ROC curves: pooled out-of-fold and per fold'), axes(f, 'False-positive rate (1 − specificity)', 'True-positive rate (sensitivity)', ticks, ticks)];
-  out.push(pAucRegion(f, e.roc, e.partialAuc.minTpr));
+/**
+ * ROC curves. `zoom` draws the clinically relevant corner (high sensitivity, low FPR) at a larger
+ * scale: with AUCs near 0.95 the full plot hides the differences that matter.
+ */
+function rocPlot(e: Evaluation, zoom = false): string {
+  const id = zoom ? 'roc-zoom' : 'roc-plot';
+  const pre = zoom ? 'roc-zoom-' : '';
+  const ts = e.operatingPoints.atTargetSensitivity;
+  const xMax = zoom ? [0.1, 0.2, 0.3, 0.5, 0.75, 1].find((m) => m >= 1.25 * (1 - (ts.specificity ?? 0))) ?? 1 : 1;
+  const yMin = zoom ? Math.max(0, Math.round((e.partialAuc.minTpr - 0.2) * 10) / 10) : 0;
+  const W = 480, H = zoom ? 340 : 470;
+  const f: Frame = { left: 58, top: 16, width: 400, height: zoom ? 270 : 400, xMin: 0, xMax, yMin, yMax: 1 };
+  const out = [
+    svgOpen(id, W, H, zoom ? 'ROC curves, high-sensitivity region' : 'ROC curves: pooled out-of-fold and per fold'),
+    axes(f, 'False-positive rate (1 − specificity)', 'True-positive rate (sensitivity)', niceTicks(0, xMax, 5), niceTicks(yMin, 1, zoom ? 4 : 5)),
+  ];
+  if (zoom) out.push(`<defs><clipPath id="roc-zoom-clip"><rect x="${f.left}" y="${f.top}" width="${f.width}" height="${f.height}"/></clipPath></defs><g clip-path="url(#roc-zoom-clip)">`);
+  out.push(pAucRegion(f, e.roc, e.partialAuc.minTpr, `${pre}pauc-region`));
   out.push(
-    `<line id="roc-floor" x1="${sx(f, 0)}" y1="${r2(sy(f, e.partialAuc.minTpr))}" x2="${sx(f, 1)}" y2="${r2(sy(f, e.partialAuc.minTpr))}" stroke="${MELANOMA}" stroke-opacity="0.5" stroke-dasharray="2 3"/>`,
+    `<line id="${pre}roc-floor" x1="${sx(f, 0)}" y1="${r2(sy(f, e.partialAuc.minTpr))}" x2="${sx(f, xMax)}" y2="${r2(sy(f, e.partialAuc.minTpr))}" stroke="${MELANOMA}" stroke-opacity="0.5" stroke-dasharray="2 3"/>`,
   );
-  out.push(`<line id="roc-chance" x1="${sx(f, 0)}" y1="${sy(f, 0)}" x2="${sx(f, 1)}" y2="${sy(f, 1)}" stroke="#9ca3af" stroke-dasharray="5 4"/>`);
+  out.push(`<line id="${pre}roc-chance" x1="${sx(f, 0)}" y1="${sy(f, 0)}" x2="${r2(sx(f, 1))}" y2="${r2(sy(f, 1))}" stroke="#9ca3af" stroke-dasharray="5 4"/>`);
   const items: Parameters<typeof legend>[0] = [];
   const folds = e.crossValidation?.folds ?? [];
   folds.forEach((fold, i) => {
@@ -85,23 +97,26 @@ function rocPlot(e: Evaluation): string {
     out.push(`<path class="roc-fold" data-fold="${escapeHtml(fold.fold)}" d="${rocPath(f, fold.roc)}" fill="none" stroke="${c}" stroke-width="1.4" stroke-opacity="0.85"/>`);
     items.push({ label: `Fold ${fold.fold}  AUC ${num(fold.auc)}`, colour: c, kind: 'line', width: 1.4 });
   });
-  out.push(`<path id="roc-pooled" d="${rocPath(f, e.roc)}" fill="none" stroke="${POOLED}" stroke-width="2.6"/>`);
+  out.push(`<path id="${pre}roc-pooled" d="${rocPath(f, e.roc)}" fill="none" stroke="${POOLED}" stroke-width="2.6"/>`);
   items.unshift({ label: `${folds.length ? 'Pooled out-of-fold' : 'All predictions'}  AUC ${num(e.auc.value)}`, colour: POOLED, kind: 'line', width: 2.6 });
   const ops: [keyof typeof OP_COLOURS, OperatingPoint, string][] = [
-    ['target', e.operatingPoints.atTargetSensitivity, `Sensitivity ≥ ${pct(e.operatingPoints.atTargetSensitivity.targetSensitivity, 0)}`],
+    ['target', ts, `Sensitivity ≥ ${pct(ts.targetSensitivity, 0)}`],
     ['youden', e.operatingPoints.youden, 'Youden optimum'],
     ['threshold', e.operatingPoints.atThreshold, `Threshold ${thresholdText(e.operatingPoints.atThreshold.threshold)}`],
   ];
   for (const [key, p, label] of ops) {
     if (p.sensitivity === null || p.specificity === null) continue;
     out.push(
-      `<circle id="op-${key}" class="op-marker" cx="${r2(sx(f, 1 - p.specificity))}" cy="${r2(sy(f, p.sensitivity))}" r="5.5" fill="${OP_COLOURS[key]}" stroke="#fff" stroke-width="1.5"><title>${escapeHtml(label)}: sensitivity ${pct(p.sensitivity)}, specificity ${pct(p.specificity)}</title></circle>`,
+      `<circle id="${pre}op-${key}" class="op-marker" cx="${r2(sx(f, 1 - p.specificity))}" cy="${r2(sy(f, p.sensitivity))}" r="5.5" fill="${OP_COLOURS[key]}" stroke="#fff" stroke-width="1.5"><title>${escapeHtml(label)}: sensitivity ${pct(p.sensitivity)}, specificity ${pct(p.specificity)}</title></circle>`,
     );
     items.push({ label, colour: OP_COLOURS[key], kind: 'dot' });
   }
-  items.push({ label: `Partial AUC region (TPR ≥ ${e.partialAuc.minTpr})`, colour: '#f3c7c9', kind: 'box' });
-  const legendX = f.left + f.width - (Math.max(...items.map((i) => i.label.length)) * 6.6 + 34) - 8;
-  out.push(legend(items, Math.max(f.left + 8, legendX), f.top + f.height - items.length * 17 - 16));
+  if (zoom) out.push('</g>');
+  else {
+    items.push({ label: `Partial AUC region (TPR ≥ ${e.partialAuc.minTpr})`, colour: '#f3c7c9', kind: 'box' });
+    const legendX = f.left + f.width - (Math.max(...items.map((i) => i.label.length)) * 6.6 + 34) - 8;
+    out.push(legend(items, Math.max(f.left + 8, legendX), f.top + f.height - items.length * 17 - 16));
+  }
   out.push('</svg>');
   return out.join('');
 }
@@ -238,6 +253,7 @@ h2{font-size:17px;margin:34px 0 10px;padding-bottom:6px;border-bottom:1px solid 
 .card .sub{color:var(--muted);font-size:13px;font-variant-numeric:tabular-nums}
 .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:16px;align-items:start}
 .scroll{overflow-x:auto}
+.stack{display:grid;gap:16px}
 figure{margin:0;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px}
 figcaption{color:var(--muted);font-size:13px;margin-top:6px;max-width:470px}
 .plot{display:block;max-width:100%;height:auto}
@@ -339,7 +355,8 @@ ${warnings}
 <div class="cards" id="summary">${cards}</div>
 <h2>Discrimination</h2>
 <div class="grid2"><figure>${rocPlot(e)}<figcaption>ROC curve of ${cv ? 'all out-of-fold predictions pooled (black) and of each fold' : 'all predictions'}. The shaded band is the partial AUC above ${pct(e.partialAuc.minTpr, 0)} sensitivity (ISIC 2024 metric); dots mark the operating points below.</figcaption></figure>
-<figure>${histogramPlot(e)}<figcaption>Distribution of scores for benign and melanoma ${e.unit}s, each normalised to its own class (melanoma is rare: ${pct(e.counts.prevalence, 2)}). Dashed lines: the thresholds of the operating points.</figcaption></figure></div>
+<div class="stack"><figure>${histogramPlot(e)}<figcaption>Distribution of scores for benign and melanoma ${e.unit}s, each normalised to its own class (melanoma is rare: ${pct(e.counts.prevalence, 2)}). Dashed lines: the thresholds of the operating points.</figcaption></figure>
+<figure>${rocPlot(e, true)}<figcaption>The high-sensitivity corner of the ROC plot enlarged (same colours), where a screening threshold would be set.</figcaption></figure></div></div>
 <h2>Operating points</h2>
 ${opTable}
 <p class="explain">PPV and NPV hold at this data set’s melanoma prevalence (${pct(e.counts.prevalence, 2)}); they change with prevalence, sensitivity and specificity do not. “Excisions per melanoma” is (TP + FP) / TP, the number needed to biopsy.</p>

@@ -45,9 +45,11 @@ const PROBE = `<script>
   }
   var hist = Array.prototype.slice.call(document.querySelectorAll('#score-histogram rect.hist-bar-benign, #score-histogram rect.hist-bar-melanoma'));
   var result = {
-    rocBox: box('#roc-plot'), reliabilityBox: box('#reliability-plot'), histogramBox: box('#score-histogram'),
+    rocBox: box('#roc-plot'), zoomBox: box('#roc-zoom'), reliabilityBox: box('#reliability-plot'), histogramBox: box('#score-histogram'),
     pooledLength: document.querySelector('#roc-pooled').getTotalLength(),
     foldPaths: document.querySelectorAll('#roc-plot path.roc-fold').length,
+    zoomFoldPaths: document.querySelectorAll('#roc-zoom path.roc-fold').length,
+    zoomPooledClipped: document.querySelector('#roc-zoom-pooled').closest('g[clip-path]') !== null,
     foldLengths: Array.prototype.map.call(document.querySelectorAll('#roc-plot path.roc-fold'), function (p) { return p.getTotalLength(); }),
     paucArea: box('#pauc-region'),
     opMarkers: document.querySelectorAll('#roc-plot circle.op-marker').length,
@@ -92,7 +94,9 @@ describeBrowser(`report.html in headless Chromium (${hasChromium ? CHROMIUM : 's
     expect(m).not.toBeNull();
     const r = JSON.parse(m![1].replace(/&quot;/g, '"').replace(/&amp;/g, '&'));
     const folds = evaluation.crossValidation!.folds.length;
-    for (const b of [r.rocBox, r.reliabilityBox, r.histogramBox]) {
+    expect(r.zoomFoldPaths).toBe(folds);
+    expect(r.zoomPooledClipped).toBe(true);
+    for (const b of [r.rocBox, r.zoomBox, r.reliabilityBox, r.histogramBox]) {
       expect(b.w).toBeGreaterThan(300);
       expect(b.h).toBeGreaterThan(250);
     }
