@@ -73,7 +73,7 @@ function pAucRegion(f: Frame, roc: RocJson, minTpr: number, id: string): string 
  */
 function rocPlot(e: Evaluation, zoom = false): string {
   const id = zoom ? 'roc-zoom' : 'roc-plot';
-  const pre = zoom ? 'roc-zoom-' : '';
+  const pre = zoom ? 'zoom-' : '';
   const ts = e.operatingPoints.atTargetSensitivity;
   const xMax = zoom ? [0.1, 0.2, 0.3, 0.5, 0.75, 1].find((m) => m >= 1.25 * (1 - (ts.specificity ?? 0))) ?? 1 : 1;
   const yMin = zoom ? Math.max(0, Math.round((e.partialAuc.minTpr - 0.2) * 10) / 10) : 0;

@@ -37,6 +37,11 @@ describe('report.html as text', () => {
 /** Test-only probe appended to a copy of the page: measures what the browser laid out. */
 const PROBE = `<script>
 (function () {
+  var result;
+  try { result = measure(); } catch (err) { result = { probeError: String(err && err.stack || err) }; }
+  var pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(result); document.body.appendChild(pre);
+})();
+function measure() {
   function box(sel) { var el = document.querySelector(sel); if (!el) return null; var r = el.getBoundingClientRect(); return { w: r.width, h: r.height }; }
   function inside(marker, frameSel) {
     var m = marker.getBoundingClientRect(), f = document.querySelector(frameSel).getBoundingClientRect();
@@ -44,12 +49,12 @@ const PROBE = `<script>
     return cx >= f.left - 0.5 && cx <= f.right + 0.5 && cy >= f.top - 0.5 && cy <= f.bottom + 0.5;
   }
   var hist = Array.prototype.slice.call(document.querySelectorAll('#score-histogram rect.hist-bar-benign, #score-histogram rect.hist-bar-melanoma'));
-  var result = {
+  return {
     rocBox: box('#roc-plot'), zoomBox: box('#roc-zoom'), reliabilityBox: box('#reliability-plot'), histogramBox: box('#score-histogram'),
     pooledLength: document.querySelector('#roc-pooled').getTotalLength(),
     foldPaths: document.querySelectorAll('#roc-plot path.roc-fold').length,
     zoomFoldPaths: document.querySelectorAll('#roc-zoom path.roc-fold').length,
-    zoomPooledClipped: document.querySelector('#roc-zoom-pooled').closest('g[clip-path]') !== null,
+    zoomPooledClipped: document.querySelector('#zoom-roc-pooled').closest('g[clip-path]') !== null,
     foldLengths: Array.prototype.map.call(document.querySelectorAll('#roc-plot path.roc-fold'), function (p) { return p.getTotalLength(); }),
     paucArea: box('#pauc-region'),
     opMarkers: document.querySelectorAll('#roc-plot circle.op-marker').length,
@@ -62,8 +67,7 @@ const PROBE = `<script>
     foldRows: document.querySelectorAll('#fold-table tbody tr').length,
     cards: document.querySelectorAll('#summary .card').length
   };
-  var pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(result); document.body.appendChild(pre);
-})();
+}
 </script>`;
 
 function chromium(args: string[], userDir: string): string {
@@ -92,7 +96,8 @@ describeBrowser(`report.html in headless Chromium (${hasChromium ? CHROMIUM : 's
     const dom = chromium(['--dump-dom', `file://${page}`], path.join(dir, 'profile1'));
     const m = /<pre id="probe">([^<]*)<\/pre>/.exec(dom);
     expect(m).not.toBeNull();
-    const r = JSON.parse(m![1].replace(/&quot;/g, '"').replace(/&amp;/g, '&'));
+    const r = JSON.parse(m![1].replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&'));
+    expect(r.probeError).toBeUndefined();
     const folds = evaluation.crossValidation!.folds.length;
     expect(r.zoomFoldPaths).toBe(folds);
     expect(r.zoomPooledClipped).toBe(true);
