@@ -83,7 +83,7 @@ if (!hasChromium) {
   console.warn(`Skipping the headless-browser report test: ${CHROMIUM} not found (install it with: apt-get install -y chromium)`);
 }
 
-describeBrowser(`report.html in headless Chromium (${hasChromium ? CHROMIUM : 'skipped: /usr/bin/chromium not installed; apt-get install -y chromium'})`, () => {
+describeBrowser(`report.html in headless Chromium (${hasChromium ? CHROMIUM : `skipped: ${CHROMIUM} not installed; apt-get install -y chromium`})`, () => {
   let dir: string;
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'report-'));
