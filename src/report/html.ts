@@ -287,9 +287,9 @@ export function renderHtmlReport(e: Evaluation): string {
       boot ? `${ci(boot.ci)} (bootstrap, ${boot.validReplicates} × ${boot.unit}s)` : '',
     ]),
     card('summary-pauc', `Partial AUC, TPR ≥ ${e.partialAuc.minTpr}`, `${num(e.partialAuc.value)} <small>of ${num(e.partialAuc.max, 1)}</small>`, [
-      e.partialAuc.bootstrapCi ? `${Math.round(100 * e.options.level)}% CI ${ci(e.partialAuc.bootstrapCi)} (bootstrap)` : 'ISIC 2024 primary metric',
+      ...(e.partialAuc.bootstrapCi ? [`${Math.round(100 * e.options.level)}% CI ${ci(e.partialAuc.bootstrapCi)} (bootstrap)`] : []),
       'ISIC 2024 primary metric',
-    ].slice(0, e.partialAuc.bootstrapCi ? 2 : 1)),
+    ]),
     card('summary-sensitivity', `At sensitivity ≥ ${pct(ts.targetSensitivity, 0)}`, `${pct(ts.specificity)} <small>specificity</small>`, [
       `sensitivity ${pct(ts.sensitivity)} (${ts.tp}/${ts.tp + ts.fn} melanomas found)`,
       `threshold ${thresholdText(ts.threshold)}; ${ts.tp > 0 ? num((ts.tp + ts.fp) / ts.tp, 1) : '—'} excisions per melanoma`,
