@@ -45,7 +45,9 @@ export type EngineErrorCode =
   | 'ERR_ENGINE_STD' // another std::exception
   | 'ERR_ENGINE_DISPOSED' // the engine was disposed
   | 'ERR_ENGINE_DEVICE' // the requested device is not available in this LibTorch build
-  | 'ERR_ENGINE_NONFINITE'; // a NaN/inf loss in fp32 (or bf16) training
+  | 'ERR_ENGINE_NONFINITE' // a NaN/inf loss in fp32 (or bf16) training
+  | 'ERR_ENGINE_OOM' // out of device or host memory
+  | 'ERR_ENGINE_STATE'; // weights/checkpoint tensors that do not fit the model
 
 function translateEngineError(err: unknown): Error {
   if (err instanceof Error) {
@@ -187,11 +189,12 @@ export interface TorchInfo {
 
 /** The raw native class; use `Engine` below, which adds error translation. */
 interface NativeEngine {
+  /** Resolves once the model is built on the engine thread (rejects if that failed). */
+  ready(): Promise<EngineInfo>;
   trainStep(request: TrainStepRequest): Promise<TrainStepResult>;
   evaluate(request: EvaluateRequest): Promise<EvaluateResult>;
   exportState(): Promise<EngineState>;
   importState(state: Partial<EngineState> & { model: NamedTensor[] }, strict: boolean): Promise<void>;
-  info(): EngineInfo;
   dispose(): Promise<void>;
   readonly disposed: boolean;
 }
@@ -238,14 +241,27 @@ export function torchInfo(): TorchInfo {
  * thread. Every call returns a Promise and never blocks the event loop.
  */
 export class Engine {
-  private readonly native: NativeEngine;
+  private constructor(
+    private readonly native: NativeEngine,
+    private readonly engineInfo: EngineInfo,
+  ) {}
 
-  /** The config must come fully validated and defaulted (see src/model/config.ts). */
-  constructor(config: EngineConfig) {
+  /**
+   * Builds the model on a new engine thread. The config must come fully validated and defaulted
+   * (see src/model/config.ts): C++ does not re-validate user input.
+   */
+  static async create(config: EngineConfig): Promise<Engine> {
     const addon = loadEngineAddon();
+    let native: NativeEngine;
     try {
-      this.native = new addon.Engine(config);
+      native = new addon.Engine(config);
     } catch (err) {
+      throw translateEngineError(err);
+    }
+    try {
+      return new Engine(native, await native.ready());
+    } catch (err) {
+      await native.dispose().catch(() => undefined);
       throw translateEngineError(err);
     }
   }
@@ -270,23 +286,21 @@ export class Engine {
     return this.call(() => this.native.exportState());
   }
 
-  /** strict: every model tensor must be present with the same shape (no extra names). */
+  /** strict: every model tensor must be present; unknown names and wrong shapes always fail. */
   importState(state: Partial<EngineState> & { model: NamedTensor[] }, strict = true): Promise<void> {
     return this.call(() => this.native.importState(state, strict));
   }
 
+  /** Parameter count, device, parameter names (fixed when the model was built). */
   info(): EngineInfo {
-    try {
-      return this.native.info();
-    } catch (err) {
-      throw translateEngineError(err);
-    }
+    return this.engineInfo;
   }
 
   get disposed(): boolean {
     return this.native.disposed;
   }
 
+  /** Frees the model, its optimizer state and device memory; later calls reject. */
   dispose(): Promise<void> {
     return this.call(() => this.native.dispose());
   }

@@ -1,0 +1,229 @@
+/**
+ * Training options: their defaults (the report's settings), their validation, and the one plain
+ * EngineConfig that crosses into C++. Validation happens here and only here; messages name the
+ * option, what was expected and what arrived (sharp's style).
+ */
+import * as os from 'os';
+import type { EngineConfig } from '../native';
+import { ArchitectureOptions, MODEL_NAMES, ModelName, buildModelSpec, isModelName } from './architectures';
+
+export type Device = 'cpu' | 'cuda';
+export type Precision = 'fp32' | 'bf16' | 'fp16';
+
+export interface TrainerOptions {
+  /** EfficientNet variant (the report: efficientnet-b0). */
+  model?: ModelName;
+  /** Square input size in pixels (the report: 256). */
+  imageSize?: number;
+  /** Images per micro-batch (the report: 8). */
+  batchSize?: number;
+  /** Adam learning rate (the report: 1e-3). */
+  lr?: number;
+  epochs?: number;
+  /** Decoupled (AdamW) weight decay; 0 = plain Adam. */
+  weightDecay?: number;
+  /** Positive-class weight of the BCE loss: 'auto' = negatives / positives of the training set. */
+  posWeight?: number | 'auto';
+  labelSmoothing?: number;
+  /** Optimizer step every N micro-batches (effective batch = batchSize x accumulate). */
+  accumulate?: number;
+  /** 'auto': CUDA when this LibTorch sees a GPU, else CPU. */
+  device?: Device | 'auto';
+  /** 'auto': bf16 on CUDA, fp32 on CPU. Mixed precision needs CUDA. */
+  precision?: Precision | 'auto';
+  seed?: number;
+  /** Images decoded at once by sharp (the report's --workers). Default: CPU cores. */
+  workers?: number;
+  /** Batches decoded ahead of the engine. */
+  prefetch?: number;
+  /** Width of a hidden dense layer in the head; 0 = Linear(features, 1), as in the report. */
+  headHidden?: number;
+  /** Dropout before the output layer; default: the variant's own (0.2 for b0). */
+  headDropout?: number;
+  /** Stochastic depth rate of the last block. */
+  dropPathRate?: number;
+  /** Multiply every channel count (e.g. 0.25 for a tiny model on CPU); 1 = the real network. */
+  widthFactor?: number;
+  /** Keep only the first N of the 7 stages (tiny models for tests and the demo). */
+  stageLimit?: number;
+  /** BatchNorm uses running statistics during training (fine-tuning small batches). */
+  freezeBatchNorm?: boolean;
+  /** Keep activations in channels_last (default: on for CUDA). */
+  channelsLast?: boolean;
+}
+
+export type ResolvedOptions = Required<Omit<TrainerOptions, 'posWeight' | 'device' | 'precision' | 'headDropout' | 'channelsLast'>> & {
+  posWeight: number | 'auto';
+  device: Device;
+  precision: Precision;
+  headDropout: number | null;
+  channelsLast: boolean;
+};
+
+export const DEFAULT_OPTIONS = {
+  model: 'efficientnet-b0' as ModelName,
+  imageSize: 256,
+  batchSize: 8,
+  lr: 1e-3,
+  epochs: 3,
+  weightDecay: 0,
+  posWeight: 'auto' as const,
+  labelSmoothing: 0,
+  accumulate: 1,
+  device: 'auto' as const,
+  precision: 'auto' as const,
+  seed: 42,
+  workers: Math.max(1, os.cpus().length),
+  prefetch: 2,
+  headHidden: 0,
+  headDropout: null,
+  dropPathRate: 0.2,
+  widthFactor: 1,
+  stageLimit: 7,
+  freezeBatchNorm: false,
+};
+
+const OPTION_NAMES = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast'];
+
+/** Levenshtein distance, for "did you mean" on misspelled option names. */
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
+export function closestName(name: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const distance = editDistance(name, candidate);
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+function describe(value: unknown): string {
+  return `${typeof value === 'string' ? `'${value}'` : String(value)} of type ${typeof value}`;
+}
+
+function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number') throw new TypeError(`Expected integer between ${min} and ${max} for ${name} but received ${describe(value)}`);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new RangeError(`Expected integer between ${min} and ${max} for ${name} but received ${describe(value)}`);
+  return value;
+}
+
+function expectNumber(name: string, value: unknown, min: number, max: number, { exclusiveMin = false } = {}): number {
+  const range = `${exclusiveMin ? '(' : '['}${min}, ${max}]`;
+  if (typeof value !== 'number') throw new TypeError(`Expected number in ${range} for ${name} but received ${describe(value)}`);
+  if (!Number.isFinite(value) || value < min || value > max || (exclusiveMin && value === min))
+    throw new RangeError(`Expected number in ${range} for ${name} but received ${describe(value)}`);
+  return value;
+}
+
+function expectChoice<T extends string>(name: string, value: unknown, choices: readonly T[]): T {
+  if (typeof value !== 'string' || !choices.includes(value as T))
+    throw new (typeof value === 'string' ? RangeError : TypeError)(`Expected one of ${choices.join(', ')} for ${name} but received ${describe(value)}`);
+  return value as T;
+}
+
+function expectBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`Expected boolean for ${name} but received ${describe(value)}`);
+  return value;
+}
+
+/** What the machine offers, asked of the engine lazily (only when 'auto' needs it). */
+export interface DeviceProbe {
+  cudaAvailable(): boolean;
+}
+
+/**
+ * Validates user options and fills in the defaults. Throws TypeError (wrong type, unknown option)
+ * or RangeError (bad value) with a message naming the option.
+ */
+export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`Expected an options object but received ${describe(options)}`);
+  for (const key of Object.keys(options)) {
+    if (!OPTION_NAMES.includes(key)) {
+      const suggestion = closestName(key, OPTION_NAMES);
+      throw new TypeError(`Unknown option '${key}'${suggestion ? `: did you mean '${suggestion}'?` : ''} (options: ${OPTION_NAMES.join(', ')})`);
+    }
+  }
+  const o = { ...DEFAULT_OPTIONS, ...stripUndefined(options) };
+  const model = o.model as unknown;
+  if (typeof model !== 'string' || !isModelName(model)) expectChoice('model', model, MODEL_NAMES);
+
+  let device = expectChoice('device', o.device, ['auto', 'cpu', 'cuda'] as const);
+  if (device === 'auto') device = probe.cudaAvailable() ? 'cuda' : 'cpu';
+  let precision = expectChoice('precision', o.precision, ['auto', 'fp32', 'bf16', 'fp16'] as const);
+  if (precision === 'auto') precision = device === 'cuda' ? 'bf16' : 'fp32';
+  if (device === 'cpu' && precision !== 'fp32')
+    throw new RangeError(`Expected precision fp32 with device cpu but received '${precision}': mixed precision (bf16/fp16) needs --device cuda`);
+
+  const posWeight = o.posWeight === 'auto' ? 'auto' : expectNumber('posWeight', o.posWeight, 0, 1e6, { exclusiveMin: true });
+  const headDropout = o.headDropout === null ? null : expectNumber('headDropout', o.headDropout, 0, 0.99);
+  return {
+    model: model as ModelName,
+    imageSize: expectInteger('imageSize', o.imageSize, 32, 2048),
+    batchSize: expectInteger('batchSize', o.batchSize, 1, 4096),
+    lr: expectNumber('lr', o.lr, 0, 10, { exclusiveMin: true }),
+    epochs: expectInteger('epochs', o.epochs, 1, 100000),
+    weightDecay: expectNumber('weightDecay', o.weightDecay, 0, 1),
+    posWeight,
+    labelSmoothing: expectNumber('labelSmoothing', o.labelSmoothing, 0, 0.5),
+    accumulate: expectInteger('accumulate', o.accumulate, 1, 1024),
+    device,
+    precision,
+    seed: expectInteger('seed', o.seed, 0, 2 ** 32 - 1),
+    workers: expectInteger('workers', o.workers, 1, 256),
+    prefetch: expectInteger('prefetch', o.prefetch, 0, 64),
+    headHidden: expectInteger('headHidden', o.headHidden, 0, 65536),
+    headDropout,
+    dropPathRate: expectNumber('dropPathRate', o.dropPathRate, 0, 0.9),
+    widthFactor: expectNumber('widthFactor', o.widthFactor, 0.05, 4, { exclusiveMin: false }),
+    stageLimit: expectInteger('stageLimit', o.stageLimit, 1, 7),
+    freezeBatchNorm: expectBoolean('freezeBatchNorm', o.freezeBatchNorm),
+    channelsLast: options.channelsLast === undefined ? device === 'cuda' : expectBoolean('channelsLast', options.channelsLast),
+  };
+}
+
+function stripUndefined<T extends object>(object: T): Partial<T> {
+  return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export function architectureOptions(o: ResolvedOptions): ArchitectureOptions {
+  return {
+    widthFactor: o.widthFactor,
+    stageLimit: o.stageLimit,
+    headHidden: o.headHidden,
+    headDropout: o.headDropout ?? undefined,
+    dropPathRate: o.dropPathRate,
+  };
+}
+
+/** The plain object the engine is built from; posWeight is resolved by then (from the data). */
+export function engineConfig(o: ResolvedOptions, posWeight: number): EngineConfig {
+  return {
+    model: buildModelSpec(o.model, architectureOptions(o)),
+    device: o.device,
+    precision: o.precision,
+    seed: o.seed,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: o.weightDecay,
+    posWeight,
+    labelSmoothing: o.labelSmoothing,
+    accumulateSteps: o.accumulate,
+    freezeBatchNorm: o.freezeBatchNorm,
+    channelsLast: o.channelsLast,
+  };
+}

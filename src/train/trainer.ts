@@ -1,0 +1,316 @@
+/**
+ * The Trainer: epochs, validation, checkpoints and progress events in TypeScript over one native
+ * Engine (which owns the tensors). Everything the CLI does goes through this class.
+ */
+import { EventEmitter } from 'events';
+import { createLoader } from '../data/loader';
+import type { Batch, LesionSample, LoaderStats } from '../data/types';
+import { rocAucOrNull } from '../metrics/auc';
+import { Engine, EngineInfo, EngineState, NamedTensor, torchInfo } from '../native';
+import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
+import { encodeSafetensors, readSafetensorsFile, writeFileAtomic } from './safetensors';
+
+export interface FitData {
+  train: readonly LesionSample[];
+  /** Scored after every epoch (validation loss and AUC); optional. */
+  valid?: readonly LesionSample[];
+}
+
+export interface FitOptions {
+  /** Stops cleanly after the current batch; fit() resolves with the epochs finished so far. */
+  signal?: AbortSignal;
+  /** Awaited after each epoch (and its 'epoch' event), e.g. to write checkpoints. */
+  afterEpoch?: (record: EpochRecord, trainer: Trainer) => Promise<void>;
+}
+
+/** One row of the training history: what an epoch did. */
+export interface EpochRecord {
+  /** 1-based. */
+  epoch: number;
+  trainLoss: number;
+  validLoss: number | null;
+  validAuc: number | null;
+  /** Why validAuc is null (no validation set, or one class absent). */
+  validAucNote: string | null;
+  lr: number;
+  /** Optimizer steps taken so far. */
+  step: number;
+  seconds: number;
+  trainImagesPerSecond: number;
+  /** Time the engine waited for decoded batches (data-bound when large). */
+  dataWaitSeconds: number;
+  /** Images skipped as undecodable in this epoch (train + valid). */
+  skippedImages: number;
+}
+
+export interface BatchProgress {
+  epoch: number;
+  /** 1-based index of the batch in the epoch. */
+  batch: number;
+  batches: number;
+  loss: number;
+  step: number;
+  imagesPerSecond: number;
+  imagesPerBatch: number;
+}
+
+export interface Prediction {
+  imageName: string;
+  patientId: string;
+  target: 0 | 1 | null;
+  logit: number;
+  /** sigmoid(logit): a score; class weighting inflates it, calibrate before reading it as a risk. */
+  probability: number;
+}
+
+export interface EvaluationResult {
+  loss: number | null;
+  auc: number | null;
+  aucNote: string | null;
+  predictions: Prediction[];
+}
+
+export interface TrainerEvents {
+  batch: [BatchProgress];
+  epoch: [EpochRecord];
+  checkpoint: [{ path: string; epoch: number }];
+  log: [string];
+}
+
+const CHECKPOINT_FORMAT = 'melanoma-native/checkpoint@1';
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+/** Negatives / positives of the training set, the report's class weight (55.49 on ISIC 2020). */
+export function balancedPosWeight(samples: readonly LesionSample[]): number {
+  const positives = samples.filter((s) => s.target === 1).length;
+  const negatives = samples.filter((s) => s.target === 0).length;
+  if (positives === 0 || negatives === 0)
+    throw new RangeError(
+      `Expected both classes in the training set to weight the loss but found ${positives} positive and ${negatives} negative samples: ` +
+        'check the labels, or set posWeight explicitly',
+    );
+  return negatives / positives;
+}
+
+export class Trainer extends EventEmitter<TrainerEvents> {
+  readonly options: ResolvedOptions;
+  private engine: Engine | null = null;
+  private posWeight: number | null = null;
+  private epochsDone = 0;
+  private readonly history: EpochRecord[] = [];
+
+  /** Validates the options at once: a bad option throws here, before any work. */
+  constructor(options: TrainerOptions = {}) {
+    super();
+    this.options = resolveOptions(options, { cudaAvailable: () => torchInfo().cudaAvailable });
+  }
+
+  /** Epochs completed (also after Trainer.load). */
+  get completedEpochs(): number {
+    return this.epochsDone;
+  }
+
+  /** The class weight in use (null before the engine exists). */
+  get positiveWeight(): number | null {
+    return this.posWeight;
+  }
+
+  /**
+   * Builds the model now (fit() does it when needed). With posWeight 'auto' the class weight
+   * comes from `train`; without a training set it is 1.
+   */
+  async prepare(train?: readonly LesionSample[]): Promise<EngineInfo> {
+    return (await this.ensureEngine(train)).info();
+  }
+
+  private async ensureEngine(train?: readonly LesionSample[]): Promise<Engine> {
+    if (this.engine) return this.engine;
+    if (this.posWeight === null) {
+      if (this.options.posWeight !== 'auto') this.posWeight = this.options.posWeight;
+      else if (train) this.posWeight = balancedPosWeight(train);
+      else this.posWeight = 1;
+    }
+    this.engine = await Engine.create(engineConfig(this.options, this.posWeight));
+    return this.engine;
+  }
+
+  private batchRequest(batch: Batch) {
+    return { images: batch.images, batchSize: batch.batchSize, height: batch.height, width: batch.width };
+  }
+
+  /**
+   * Trains for `options.epochs` epochs in all (a loaded checkpoint continues where it stopped),
+   * validating after each. Resolves with the whole history.
+   */
+  async fit(data: FitData, { signal, afterEpoch }: FitOptions = {}): Promise<EpochRecord[]> {
+    if (!data || !Array.isArray(data.train)) throw new TypeError(`Expected fit({ train: LesionSample[] }) but received ${typeof data?.train}`);
+    if (data.train.length === 0) throw new RangeError('Expected a non-empty training set but received 0 samples');
+    const engine = await this.ensureEngine(data.train);
+    const o = this.options;
+    const loader = createLoader([...data.train], {
+      batchSize: o.batchSize,
+      imageSize: o.imageSize,
+      shuffle: true,
+      seed: o.seed,
+      // A last batch of one image breaks BatchNorm statistics; drop the remainder when we can.
+      dropLast: data.train.length > o.batchSize,
+      prefetchBatches: o.prefetch,
+      decodeConcurrency: o.workers,
+    });
+    while (this.epochsDone < o.epochs) {
+      if (signal?.aborted) break;
+      const epoch = this.epochsDone + 1;
+      const started = performance.now();
+      let lossSum = 0;
+      let images = 0;
+      let batchIndex = 0;
+      let step = 0;
+      let aborted = false;
+      for await (const batch of loader.epoch(this.epochsDone)) {
+        const result = await engine.trainStep({ ...this.batchRequest(batch), labels: batch.labels, lr: o.lr });
+        lossSum += result.loss * batch.batchSize;
+        images += batch.batchSize;
+        step = result.step;
+        this.emit('batch', {
+          epoch,
+          batch: ++batchIndex,
+          batches: loader.batchesPerEpoch,
+          loss: result.loss,
+          step,
+          imagesPerSecond: images / ((performance.now() - started) / 1000),
+          imagesPerBatch: batch.batchSize,
+        });
+        if (signal?.aborted) {
+          aborted = true;
+          break;
+        }
+      }
+      if (aborted) {
+        this.emit('log', `stopped during epoch ${epoch} after ${batchIndex} batches; that epoch is not counted`);
+        break;
+      }
+      const trainSeconds = (performance.now() - started) / 1000;
+      const trainStats: LoaderStats = loader.stats();
+      const validation = data.valid && data.valid.length > 0 ? await this.evaluate(data.valid) : null;
+      const record: EpochRecord = {
+        epoch,
+        trainLoss: lossSum / Math.max(images, 1),
+        validLoss: validation?.loss ?? null,
+        validAuc: validation?.auc ?? null,
+        validAucNote: validation ? validation.aucNote : 'no validation set',
+        lr: o.lr,
+        step,
+        seconds: (performance.now() - started) / 1000,
+        trainImagesPerSecond: images / trainSeconds,
+        dataWaitSeconds: trainStats.waitSeconds,
+        skippedImages: trainStats.skipped.length,
+      };
+      this.epochsDone = epoch;
+      this.history.push(record);
+      this.emit('epoch', record);
+      await afterEpoch?.(record, this);
+    }
+    return [...this.history];
+  }
+
+  /** Scores samples in order (eval mode), with image_name/patient_id carried along. */
+  async predict(samples: readonly LesionSample[]): Promise<Prediction[]> {
+    return (await this.evaluate(samples)).predictions;
+  }
+
+  /** Predictions plus the (class-weighted) loss and the AUC when the samples have targets. */
+  async evaluate(samples: readonly LesionSample[]): Promise<EvaluationResult> {
+    const engine = await this.ensureEngine();
+    const o = this.options;
+    const loader = createLoader([...samples], {
+      batchSize: o.batchSize,
+      imageSize: o.imageSize,
+      shuffle: false,
+      seed: o.seed,
+      dropLast: false,
+      prefetchBatches: o.prefetch,
+      decodeConcurrency: o.workers,
+    });
+    const labelled = samples.every((s) => s.target !== null);
+    const predictions: Prediction[] = [];
+    let lossSum = 0;
+    for await (const batch of loader.epoch(0)) {
+      const result = await engine.evaluate({ ...this.batchRequest(batch), labels: labelled ? batch.labels : undefined });
+      lossSum += result.lossSum ?? 0;
+      batch.samples.forEach((sample, i) => {
+        const logit = result.logits[i];
+        predictions.push({ imageName: sample.imageName, patientId: sample.patientId, target: sample.target, logit, probability: sigmoid(logit) });
+      });
+    }
+    if (!labelled || predictions.length === 0) return { loss: null, auc: null, aucNote: 'samples without targets', predictions };
+    const auc = rocAucOrNull(
+      predictions.map((p) => p.target as number),
+      predictions.map((p) => p.logit),
+    );
+    return { loss: lossSum / predictions.length, auc: auc.auc, aucNote: auc.reason, predictions };
+  }
+
+  /**
+   * Writes a checkpoint: model weights under timm's names, optimizer moments under
+   * `optimizer.*`, the RNG state and the resolved options as metadata, in one safetensors file,
+   * atomically. An existing file is replaced only with `overwrite`.
+   */
+  async save(file: string, { overwrite = false } = {}): Promise<void> {
+    const engine = await this.ensureEngine();
+    const state = await engine.exportState();
+    const tensors: NamedTensor[] = [
+      ...state.model,
+      ...state.optimizer.map((t) => ({ ...t, name: `optimizer.${t.name}` })),
+      { name: 'engine.rng_state', dtype: 'U8', shape: [state.rngState.length], data: state.rngState },
+    ];
+    const metadata = {
+      format: 'pt',
+      'melanoma.format': CHECKPOINT_FORMAT,
+      'melanoma.options': JSON.stringify(this.options),
+      'melanoma.pos_weight': String(this.posWeight),
+      'melanoma.step': String(state.step),
+      'melanoma.loss_scale': String(state.lossScale),
+      'melanoma.epochs_done': String(this.epochsDone),
+      'melanoma.history': JSON.stringify(this.history),
+    };
+    await writeFileAtomic(file, encodeSafetensors(tensors, metadata), { overwrite });
+    this.emit('checkpoint', { path: file, epoch: this.epochsDone });
+  }
+
+  /**
+   * Restores a checkpoint written by save(): the same model, optimizer state, step, RNG and
+   * history, so training continues exactly. `overrides` may change options such as epochs or
+   * device; the architecture must stay the same.
+   */
+  static async load(file: string, overrides: TrainerOptions = {}): Promise<Trainer> {
+    const { tensors, metadata } = await readSafetensorsFile(file);
+    if (metadata['melanoma.format'] !== CHECKPOINT_FORMAT)
+      throw new Error(`${file} is not a melanoma-native checkpoint (no '${CHECKPOINT_FORMAT}' metadata): pretrained weights are imported with \`weights import\``);
+    const { headDropout, ...saved } = JSON.parse(metadata['melanoma.options']) as ResolvedOptions;
+    const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, ...overrides });
+    trainer.posWeight = Number(metadata['melanoma.pos_weight']);
+    trainer.epochsDone = Number(metadata['melanoma.epochs_done']);
+    trainer.history.push(...(JSON.parse(metadata['melanoma.history'] ?? '[]') as EpochRecord[]));
+    const engine = await trainer.ensureEngine();
+    const state: EngineState = {
+      model: tensors.filter((t) => !t.name.startsWith('optimizer.') && !t.name.startsWith('engine.')),
+      optimizer: tensors.filter((t) => t.name.startsWith('optimizer.')).map((t) => ({ ...t, name: t.name.slice('optimizer.'.length) })),
+      step: Number(metadata['melanoma.step']),
+      lossScale: Number(metadata['melanoma.loss_scale']),
+      rngState: tensors.find((t) => t.name === 'engine.rng_state')?.data ?? Buffer.alloc(0),
+    };
+    await engine.importState(state, true).catch(async (err) => {
+      await trainer.dispose();
+      throw err;
+    });
+    return trainer;
+  }
+
+  /** Frees the engine (model, optimizer state, device memory). */
+  async dispose(): Promise<void> {
+    const engine = this.engine;
+    this.engine = null;
+    if (engine && !engine.disposed) await engine.dispose();
+  }
+}
+
