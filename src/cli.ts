@@ -5,14 +5,14 @@
  * and how to fix; internal failures exit 1 with the message, leaving the run folder intact.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { runDataBenchmark } from './bench/data-bench';
 import { runModelBenchmark } from './bench/model-bench';
+import { registerEvaluateCommand } from './cli/evaluate';
+import { registerInspectCommand } from './cli/inspect';
 import { MODEL_NAMES } from './model/architectures';
-import { NativeLoadError } from './native';
+import { EngineError, NativeLoadError } from './native';
 import { DEMO_DATA, epochTableHeader, epochTableRow, trainRun } from './train/run';
 import type { BatchProgress } from './train/trainer';
-
-/** An error the user can fix by changing the command: printed as one line, exit code 2. */
-class UsageError extends Error {}
 
 function integer(name: string, min: number) {
   return (value: string): number => {
@@ -71,7 +71,9 @@ function buildProgram(): Command {
     .option('--epochs <n>', 'epochs (default 3; demo 4)', integer('--epochs', 1))
     .option('--lr <lr>', 'Adam learning rate (default 1e-3)', number('--lr'))
     .option('--weight-decay <wd>', 'decoupled weight decay (AdamW); 0 = Adam', number('--weight-decay'))
-    .option('--pos-weight <w>', "positive-class loss weight, or 'auto' = negatives/positives of the training fold")
+    .option('--pos-weight <w>', "positive-class loss weight, or 'auto' = negatives/positives of the training fold", (v: string) =>
+      v === 'auto' ? v : number('--pos-weight')(v),
+    )
     .option('--label-smoothing <e>', 'binary label smoothing', number('--label-smoothing'))
     .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1))
     .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
@@ -87,7 +89,6 @@ function buildProgram(): Command {
     const tty = process.stdout.isTTY;
     let headerPrinted = false;
     try {
-      const posWeight = opts.posWeight === undefined || opts.posWeight === 'auto' ? undefined : number('--pos-weight')(opts.posWeight);
       const result = await trainRun({
         data: opts.data,
         csv: opts.csv,
@@ -101,7 +102,7 @@ function buildProgram(): Command {
         epochs: opts.epochs,
         lr: opts.lr,
         weightDecay: opts.weightDecay,
-        posWeight,
+        posWeight: opts.posWeight,
         labelSmoothing: opts.labelSmoothing,
         accumulate: opts.accumulate,
         workers: opts.workers,
@@ -140,8 +141,18 @@ function buildProgram(): Command {
       .description('training iterations/s and images/s on synthetic data (model side, no data loading); prints one JSON line')
       .option('--steps <n>', 'timed steps', integer('--steps', 1), 10)
       .option('--warmup <n>', 'untimed warm-up steps', integer('--warmup', 0), 2)
-      .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1)),
+      .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1))
+      .option('--data-only', 'measure the data path instead: TFRecord read + JPEG decode + resize + batch, from generated 1024x1024 JPEGs')
+      .option('--sizes <list>', 'with --data-only: training sizes, comma-separated', '256,512'),
   ).action(async (opts) => {
+    if (opts.dataOnly) {
+      const sizes = String(opts.sizes).split(',').map((v: string) => integer('--sizes', 32)(v));
+      const result = await runDataBenchmark({ sizes, batchSize: opts.batchSize });
+      for (const row of result.rows) {
+        console.log(JSON.stringify({ benchmark: 'data', sourceSize: result.sourceSize, meanJpegBytes: Math.round(result.meanJpegBytes), cores: result.cores, ...row }));
+      }
+      return;
+    }
     const result = await runModelBenchmark({
       steps: opts.steps,
       warmup: opts.warmup,
@@ -157,6 +168,8 @@ function buildProgram(): Command {
     });
     console.log(JSON.stringify(result));
   });
+  registerEvaluateCommand(program);
+  registerInspectCommand(program);
   return program;
 }
 
@@ -170,7 +183,12 @@ export async function main(argv: string[]): Promise<number> {
       // commander already printed the message; --help and --version end here too.
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof UsageError || err instanceof TypeError || err instanceof RangeError || err instanceof NativeLoadError) {
+    const usage =
+      err instanceof TypeError ||
+      err instanceof RangeError ||
+      err instanceof NativeLoadError ||
+      (err instanceof EngineError && (err.code === 'ERR_ENGINE_DEVICE' || err.code === 'ERR_ENGINE_STATE'));
+    if (usage) {
       console.error(`error: ${err.message}`);
       return 2;
     }

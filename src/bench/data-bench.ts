@@ -7,6 +7,7 @@ import { existsSync, promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
+import { renderLesion } from '../data/demo';
 import { openDataset } from '../data/isic';
 import { createLoader } from '../data/loader';
 import { mixSeed, mulberry32 } from '../data/random';
@@ -46,33 +47,6 @@ export interface DataBenchmarkResult {
   rows: DataBenchmarkRow[];
 }
 
-/** A dermoscopy-like picture: skin tone gradient, a dark irregular lesion, fine noise (so JPEG sizes are realistic). */
-function syntheticLesion(size: number, seed: number): Buffer {
-  const random = mulberry32(seed);
-  const raw = Buffer.alloc(size * size * 3);
-  const cx = size * (0.4 + 0.2 * random());
-  const cy = size * (0.4 + 0.2 * random());
-  const r0 = size * (0.15 + 0.15 * random());
-  const lobes = [random(), random(), random()].map((v) => v * Math.PI * 2);
-  const base = [200 + 30 * random(), 150 + 30 * random(), 130 + 30 * random()];
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const dx = x - cx;
-      const dy = y - cy;
-      const a = Math.atan2(dy, dx);
-      const edge = r0 * (1 + 0.15 * Math.sin(3 * a + lobes[0]) + 0.1 * Math.sin(5 * a + lobes[1]) + 0.05 * Math.sin(9 * a + lobes[2]));
-      const inside = Math.max(0, Math.min(1, (edge - Math.sqrt(dx * dx + dy * dy)) / (0.08 * r0)));
-      const shade = 1 - 0.25 * ((x + y) / (2 * size));
-      const i = (y * size + x) * 3;
-      for (let c = 0; c < 3; c++) {
-        const v = base[c] * shade * (1 - 0.7 * inside) + (random() - 0.5) * 16;
-        raw[i + c] = v < 0 ? 0 : v > 255 ? 255 : v;
-      }
-    }
-  }
-  return raw;
-}
-
 async function ensureBenchData(dir: string, images: number, sourceSize: number): Promise<string> {
   const setDir = path.join(dir, `jpeg${sourceSize}-n${images}`);
   const files = 4;
@@ -85,7 +59,7 @@ async function ensureBenchData(dir: string, images: number, sourceSize: number):
   for (let f = 0; f < names.length; f++) {
     const records: Buffer[] = [];
     for (let i = f * per; i < Math.min(images, (f + 1) * per); i++) {
-      const jpeg = await sharp(syntheticLesion(sourceSize, mixSeed(7, i)), { raw: { width: sourceSize, height: sourceSize, channels: 3 } })
+      const jpeg = await sharp(renderLesion(sourceSize, i % 10 === 0, mulberry32(mixSeed(7, i))), { raw: { width: sourceSize, height: sourceSize, channels: 3 } })
         .jpeg({ quality: 90 })
         .toBuffer();
       records.push(

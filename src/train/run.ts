@@ -93,14 +93,11 @@ export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunR
     const dataset = await openDataset(dataPath, { csv });
     const assignments = stratifiedGroupKFold(dataset.samples, folds, trainer.options.seed);
     const { train, valid } = splitByFold(dataset.samples, assignments, fold);
-    const runDir = await createRunDir(runsDir, trainer.options.model);
-    log(`run folder: ${runDir}`);
     log(
       `data: ${isDemo ? 'built-in demo set' : dataPath} (${dataset.format}), ${dataset.samples.length} images; ` +
         `fold ${fold} of ${folds}: ${train.length} train / ${valid.length} validation images`,
     );
-    await writeFoldsCsv(path.join(runDir, 'folds.csv'), assignments);
-
+    // The engine is built before the run folder exists, so a bad device or model leaves nothing behind.
     const info = await trainer.prepare(train);
     const o = trainer.options;
     log(
@@ -109,6 +106,9 @@ export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunR
         `${o.accumulate > 1 ? ` x ${o.accumulate} accumulated = ${o.batchSize * o.accumulate}` : ''}, lr ${o.lr}, ` +
         `pos_weight ${trainer.positiveWeight?.toFixed(3)}`,
     );
+    const runDir = await createRunDir(runsDir, o.model);
+    log(`run folder: ${runDir}`);
+    await writeFoldsCsv(path.join(runDir, 'folds.csv'), assignments);
     await fsp.writeFile(
       path.join(runDir, 'config.json'),
       JSON.stringify({ options: o, data: dataPath, csv: csv ?? null, folds, fold, positiveWeight: trainer.positiveWeight, parameterCount: info.parameterCount }, null, 2),
