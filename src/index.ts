@@ -1,0 +1,23 @@
+/**
+ * Public API of melanoma-native: the Trainer and what a script needs around it (datasets, folds,
+ * metrics, reports). The CLI (src/cli.ts) is a thin layer over these.
+ */
+export { Trainer, balancedPosWeight } from './train/trainer';
+export type { BatchProgress, EpochRecord, EvaluationResult, FitData, FitOptions, Prediction, TrainerEvents } from './train/trainer';
+export { trainRun, createRunDir, DEMO_PRESET } from './train/run';
+export type { TrainRunOptions, TrainRunResult } from './train/run';
+export type { TrainerOptions, Device, Precision } from './model/config';
+export { MODEL_NAMES, SCALING, buildModelSpec, countParameters } from './model/architectures';
+export type { ModelName } from './model/architectures';
+export { openDataset } from './data/isic';
+export type { IsicDataset, OpenDatasetOptions } from './data/isic';
+export { createLoader } from './data/loader';
+export { ensureDemoDataset, demoCacheDir } from './data/demo';
+export { DataError } from './data/errors';
+export type { LesionSample, Batch, LoaderOptions } from './data/types';
+export { stratifiedGroupKFold, assignFileFolds, splitByFold, writeFoldsCsv, readFoldsCsv } from './folds';
+export * from './metrics';
+export { evaluatePredictionsFile } from './cli/evaluate';
+export { Engine, EngineError, NativeLoadError, torchInfo } from './native';
+export { runModelBenchmark } from './bench/model-bench';
+export { runDataBenchmark } from './bench/data-bench';
