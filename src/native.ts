@@ -9,6 +9,7 @@
  * the engine (and so without LibTorch).
  */
 import * as path from 'path';
+import { types } from 'util';
 // node-gyp-build has no type declarations: it is a function from a package folder to the addon.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const nodeGypBuild: (dir: string) => unknown = require('node-gyp-build');
@@ -50,7 +51,9 @@ export type EngineErrorCode =
   | 'ERR_ENGINE_STATE'; // weights/checkpoint tensors that do not fit the model
 
 function translateEngineError(err: unknown): Error {
-  if (err instanceof Error) {
+  // The addon creates its errors in the context it was loaded in, which need not be the caller's
+  // (jest and other vm contexts): `instanceof Error` is false there, so check the native kind.
+  if (err instanceof Error || types.isNativeError(err)) {
     const code = (err as { code?: string }).code;
     if (typeof code === 'string' && code.startsWith('ERR_ENGINE_')) {
       const translated = new EngineError(err.message, code as EngineErrorCode);
