@@ -96,6 +96,40 @@ export interface ModelSpec {
   padding: 'symmetric' | 'same';
 }
 
+/**
+ * Training-time augmentation, applied by the engine on the device to each train batch (never to
+ * evaluation). Every transform has a probability (per image) and a magnitude; 0 probability
+ * turns it off. Draws come from the engine's seeded generator: the same seed gives the same
+ * augmented batches on CPU.
+ */
+export interface AugmentSpec {
+  /** Horizontal flip, and independently vertical flip, each with this probability. */
+  flip: number;
+  /** Swap of the image axes (a flip along the diagonal). */
+  transpose: number;
+  /** Shift-scale-rotate: one affine warp per image (reflection at the borders). */
+  affine: number;
+  rotateDegrees: number;
+  /** Shift as a fraction of the image side. */
+  shift: number;
+  /** Scale in [1 - scale, 1 + scale]. */
+  scale: number;
+  brightness: number;
+  /** Brightness factor in [1 - magnitude, 1 + magnitude]. */
+  brightnessMagnitude: number;
+  contrast: number;
+  contrastMagnitude: number;
+  saturation: number;
+  saturationMagnitude: number;
+  hue: number;
+  /** Hue rotation in [-magnitude, magnitude] of a full turn. */
+  hueMagnitude: number;
+  /** Cutout: one square hole per image filled with the ImageNet mean. */
+  cutout: number;
+  /** Hole side as a fraction of the image side. */
+  cutoutSize: number;
+}
+
 /** The one plain, fully defaulted object that crosses into C++ when an engine is created. */
 export interface EngineConfig {
   model: ModelSpec;
@@ -115,6 +149,7 @@ export interface EngineConfig {
   /** Keep BatchNorm in eval mode (running statistics) during training steps. */
   freezeBatchNorm: boolean;
   channelsLast: boolean;
+  augment: AugmentSpec;
 }
 
 /** A batch as it crosses the boundary: uint8 HWC RGB images, row-major, one Buffer. */

@@ -4,7 +4,7 @@
  * option, what was expected and what arrived (sharp's style).
  */
 import * as os from 'os';
-import type { EngineConfig } from '../native';
+import type { AugmentSpec, EngineConfig } from '../native';
 import { ArchitectureOptions, MODEL_NAMES, ModelName, buildModelSpec, isModelName } from './architectures';
 
 export type Device = 'cpu' | 'cuda';
@@ -50,9 +50,90 @@ export interface TrainerOptions {
   freezeBatchNorm?: boolean;
   /** Keep activations in channels_last (default: on for CUDA). */
   channelsLast?: boolean;
+  /**
+   * Train-time augmentation on the device: 'none', 'report' (the report's random flips, rotations
+   * and brightness), 'strong' (adds transpose, shift-scale-rotate, contrast, saturation, hue,
+   * cutout), or a preset name plus overrides: { preset: 'report', cutout: 0.5 }.
+   */
+  augment?: AugmentPreset | ({ preset?: AugmentPreset } & Partial<AugmentSpec>);
 }
 
-export type ResolvedOptions = Required<Omit<TrainerOptions, 'posWeight' | 'device' | 'precision' | 'headDropout' | 'channelsLast'>> & {
+export type AugmentPreset = 'none' | 'report' | 'strong';
+
+const NO_AUGMENT: AugmentSpec = {
+  flip: 0,
+  transpose: 0,
+  affine: 0,
+  rotateDegrees: 0,
+  shift: 0,
+  scale: 0,
+  brightness: 0,
+  brightnessMagnitude: 0,
+  contrast: 0,
+  contrastMagnitude: 0,
+  saturation: 0,
+  saturationMagnitude: 0,
+  hue: 0,
+  hueMagnitude: 0,
+  cutout: 0,
+  cutoutSize: 0,
+};
+
+export const AUGMENT_PRESETS: Record<AugmentPreset, AugmentSpec> = {
+  none: NO_AUGMENT,
+  report: { ...NO_AUGMENT, flip: 0.5, affine: 0.5, rotateDegrees: 30, brightness: 0.5, brightnessMagnitude: 0.2 },
+  strong: {
+    flip: 0.5,
+    transpose: 0.5,
+    affine: 0.7,
+    rotateDegrees: 45,
+    shift: 0.1,
+    scale: 0.15,
+    brightness: 0.7,
+    brightnessMagnitude: 0.2,
+    contrast: 0.7,
+    contrastMagnitude: 0.2,
+    saturation: 0.5,
+    saturationMagnitude: 0.3,
+    hue: 0.5,
+    hueMagnitude: 0.03,
+    cutout: 0.5,
+    cutoutSize: 0.25,
+  },
+};
+
+/** Magnitude limits of each augmentation field (probabilities are all in [0, 1]). */
+const AUGMENT_LIMITS: Partial<Record<keyof AugmentSpec, number>> = {
+  rotateDegrees: 180,
+  shift: 0.5,
+  scale: 0.9,
+  brightnessMagnitude: 1,
+  contrastMagnitude: 1,
+  saturationMagnitude: 1,
+  hueMagnitude: 0.5,
+  cutoutSize: 1,
+};
+
+export function resolveAugment(value: unknown): AugmentSpec {
+  const presets = Object.keys(AUGMENT_PRESETS) as AugmentPreset[];
+  if (typeof value === 'string') return { ...AUGMENT_PRESETS[expectChoice('augment', value, presets)] };
+  if (typeof value !== 'object' || value === null)
+    throw new TypeError(`Expected one of ${presets.join(', ')} or an object for augment but received ${describe(value)}`);
+  const { preset = 'none', ...fields } = value as { preset?: unknown } & Record<string, unknown>;
+  const spec: AugmentSpec = { ...AUGMENT_PRESETS[expectChoice('augment.preset', preset, presets)] };
+  for (const [key, v] of Object.entries(fields)) {
+    if (!(key in NO_AUGMENT)) {
+      const suggestion = closestName(key, Object.keys(NO_AUGMENT));
+      throw new TypeError(`Unknown augment option '${key}'${suggestion ? `: did you mean '${suggestion}'?` : ''}`);
+    }
+    const name = key as keyof AugmentSpec;
+    spec[name] = expectNumber(`augment.${key}`, v, 0, AUGMENT_LIMITS[name] ?? 1);
+  }
+  return spec;
+}
+
+export type ResolvedOptions = Required<Omit<TrainerOptions, 'posWeight' | 'device' | 'precision' | 'headDropout' | 'channelsLast' | 'augment'>> & {
+  augment: AugmentSpec;
   posWeight: number | 'auto';
   device: Device;
   precision: Precision;
@@ -81,6 +162,7 @@ export const DEFAULT_OPTIONS = {
   widthFactor: 1,
   stageLimit: 7,
   freezeBatchNorm: false,
+  augment: 'none' as AugmentPreset,
 };
 
 const OPTION_NAMES = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast'];
@@ -191,6 +273,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     widthFactor: expectNumber('widthFactor', o.widthFactor, 0.05, 4, { exclusiveMin: false }),
     stageLimit: expectInteger('stageLimit', o.stageLimit, 1, 7),
     freezeBatchNorm: expectBoolean('freezeBatchNorm', o.freezeBatchNorm),
+    augment: resolveAugment(o.augment),
     channelsLast: options.channelsLast === undefined ? device === 'cuda' : expectBoolean('channelsLast', options.channelsLast),
   };
 }
@@ -225,5 +308,6 @@ export function engineConfig(o: ResolvedOptions, posWeight: number): EngineConfi
     accumulateSteps: o.accumulate,
     freezeBatchNorm: o.freezeBatchNorm,
     channelsLast: o.channelsLast,
+    augment: o.augment,
   };
 }
