@@ -1,0 +1,102 @@
+/**
+ * Trainer options are validated in TypeScript, before any native work, with messages that name
+ * the option, what was expected and what arrived.
+ */
+import { DEFAULT_OPTIONS, TrainerOptions, closestName, engineConfig, resolveOptions } from '../../src/model/config';
+import { buildModelSpec } from '../../src/model/architectures';
+import { Trainer } from '../../src/train/trainer';
+
+/** The option list unknown-option messages end with (it grows as options are added). */
+const OPTION_LIST = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast'].join(', ');
+
+test('the option list names every documented option', () => {
+  for (const name of ['model', 'imageSize', 'batchSize', 'lr', 'epochs', 'accumulate', 'device', 'precision', 'seed', 'workers', 'widthFactor', 'stageLimit', 'freezeBatchNorm', 'channelsLast'])
+    expect(OPTION_LIST.split(', ')).toContain(name);
+});
+
+/** The error `fn` throws, as { type, message } (fails when nothing is thrown). */
+function thrown(fn: () => unknown): { type: string; message: string } {
+  try {
+    fn();
+  } catch (err) {
+    return { type: (err as Error).constructor.name, message: (err as Error).message };
+  }
+  throw new Error('expected an exception');
+}
+
+const cpuOnly = { cudaAvailable: () => false };
+
+describe('new Trainer(options) rejects bad options with the exact message', () => {
+  test.each<[string, unknown, string, string]>([
+    ['negative batch size', { batchSize: -1 }, 'RangeError', 'Expected integer between 1 and 4096 for batchSize but received -1 of type number'],
+    ['fractional batch size', { batchSize: 2.5 }, 'RangeError', 'Expected integer between 1 and 4096 for batchSize but received 2.5 of type number'],
+    ['batch size as a string', { batchSize: '8' }, 'TypeError', "Expected integer between 1 and 4096 for batchSize but received '8' of type string"],
+    [
+      'misspelled option',
+      { batchsize: 8 },
+      'TypeError',
+      `Unknown option 'batchsize': did you mean 'batchSize'? (options: ${OPTION_LIST})`,
+    ],
+    ['misspelled option (lr)', { learningRate: 1e-3 }, 'TypeError', `Unknown option 'learningRate' (options: ${OPTION_LIST})`],
+    [
+      'bf16 on the CPU',
+      { device: 'cpu', precision: 'bf16' },
+      'RangeError',
+      "Expected precision fp32 with device cpu but received 'bf16': mixed precision (bf16/fp16) needs --device cuda",
+    ],
+    [
+      'unknown model',
+      { model: 'efficientnet-b9' },
+      'RangeError',
+      "Expected one of efficientnet-b0, efficientnet-b1, efficientnet-b2, efficientnet-b3, efficientnet-b4, efficientnet-b5, efficientnet-b6, efficientnet-b7 for model but received 'efficientnet-b9' of type string",
+    ],
+    ['unknown device', { device: 'gpu' }, 'RangeError', "Expected one of auto, cpu, cuda for device but received 'gpu' of type string"],
+    ['device of the wrong type', { device: 0 }, 'TypeError', 'Expected one of auto, cpu, cuda for device but received 0 of type number'],
+    ['zero learning rate', { lr: 0 }, 'RangeError', 'Expected number in (0, 10] for lr but received 0 of type number'],
+    ['NaN learning rate', { lr: NaN }, 'RangeError', 'Expected number in (0, 10] for lr but received NaN of type number'],
+    ['image too small', { imageSize: 31 }, 'RangeError', 'Expected integer between 32 and 2048 for imageSize but received 31 of type number'],
+    ['posWeight zero', { posWeight: 0 }, 'RangeError', 'Expected number in (0, 1000000] for posWeight but received 0 of type number'],
+    ['head dropout 1', { headDropout: 1 }, 'RangeError', 'Expected number in [0, 0.99] for headDropout but received 1 of type number'],
+    ['stage limit 8', { stageLimit: 8 }, 'RangeError', 'Expected integer between 1 and 7 for stageLimit but received 8 of type number'],
+    ['boolean as number', { freezeBatchNorm: 1 }, 'TypeError', 'Expected boolean for freezeBatchNorm but received 1 of type number'],
+    ['channelsLast as string', { channelsLast: 'yes' }, 'TypeError', "Expected boolean for channelsLast but received 'yes' of type string"],
+    ['options not an object', null, 'TypeError', 'Expected an options object but received null of type object'],
+  ])('%s', (_label, options, type, message) => {
+    expect(thrown(() => new Trainer(options as TrainerOptions))).toEqual({ type, message });
+  });
+
+  test('the first bad option in a fixed order is reported (unknown names before values)', () => {
+    expect(thrown(() => new Trainer({ batchSize: -1, bogus: 1 } as TrainerOptions)).message).toMatch(/^Unknown option 'bogus'/);
+  });
+
+  test('undefined means "use the default"', () => {
+    const trainer = new Trainer({ batchSize: undefined, device: 'cpu' });
+    expect(trainer.options.batchSize).toBe(DEFAULT_OPTIONS.batchSize);
+  });
+});
+
+describe('resolveOptions', () => {
+  test('defaults are the report settings; auto device/precision resolve from the probe', () => {
+    const o = resolveOptions({}, cpuOnly);
+    expect(o).toMatchObject({ model: 'efficientnet-b0', imageSize: 256, batchSize: 8, lr: 1e-3, device: 'cpu', precision: 'fp32', posWeight: 'auto', channelsLast: false });
+    expect(resolveOptions({}, { cudaAvailable: () => true })).toMatchObject({ device: 'cuda', precision: 'bf16', channelsLast: true });
+    let probed = 0;
+    resolveOptions({ device: 'cpu' }, { cudaAvailable: () => ++probed > 0 });
+    expect(probed).toBe(0); // only 'auto' asks the engine
+  });
+
+  test('closestName suggests within a small edit distance only', () => {
+    expect(closestName('imagesize', ['imageSize', 'batchSize'])).toBe('imageSize');
+    expect(closestName('epoch', ['epochs', 'lr'])).toBe('epochs');
+    expect(closestName('zzzzzz', ['epochs', 'lr'])).toBeUndefined();
+  });
+
+  test('engineConfig carries the resolved options and the architecture into the engine config', () => {
+    const o = resolveOptions({ device: 'cpu', model: 'efficientnet-b2', widthFactor: 0.5, stageLimit: 4, headHidden: 64, accumulate: 3, freezeBatchNorm: true }, cpuOnly);
+    const config = engineConfig(o, 4.5);
+    expect(config).toMatchObject({ device: 'cpu', precision: 'fp32', seed: 42, posWeight: 4.5, accumulateSteps: 3, freezeBatchNorm: true, channelsLast: false });
+    expect(config.model).toEqual(buildModelSpec('efficientnet-b2', { widthFactor: 0.5, stageLimit: 4, headHidden: 64, headDropout: undefined, dropPathRate: 0.2 }));
+    expect(config.model.headDropout).toBe(0.3); // b2's own
+    expect(config.model.stages).toHaveLength(4);
+  });
+});
