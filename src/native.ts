@@ -231,6 +231,7 @@ interface NativeEngine {
   ready(): Promise<EngineInfo>;
   trainStep(request: TrainStepRequest): Promise<TrainStepResult>;
   evaluate(request: EvaluateRequest): Promise<EvaluateResult>;
+  previewAugment(request: ImageBatch): Promise<Buffer>;
   exportState(): Promise<EngineState>;
   importState(state: Partial<EngineState> & { model: NamedTensor[] }, strict: boolean): Promise<void>;
   dispose(): Promise<void>;
@@ -318,6 +319,14 @@ export class Engine {
 
   evaluate(request: EvaluateRequest): Promise<EvaluateResult> {
     return this.call(() => this.native.evaluate(request));
+  }
+
+  /**
+   * The batch as a train step would see it after augmentation (uint8 HWC, same shape), drawn
+   * from the engine's generator: for looking at augmentations, and for testing them.
+   */
+  previewAugment(request: ImageBatch): Promise<Buffer> {
+    return this.call(() => this.native.previewAugment(request));
   }
 
   exportState(): Promise<EngineState> {

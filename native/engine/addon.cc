@@ -77,6 +77,27 @@ engine::EngineConfig parseConfig(const Napi::Object& js) {
   config.accumulateSteps = intField(js, "accumulateSteps");
   config.freezeBatchNorm = boolField(js, "freezeBatchNorm");
   config.channelsLast = boolField(js, "channelsLast");
+  const auto augment = field(js, "augment").As<Napi::Object>();
+  auto& a = config.augment;
+  for (const auto& [key, target] : std::initializer_list<std::pair<const char*, double*>>{
+           {"flip", &a.flip},
+           {"transpose", &a.transpose},
+           {"affine", &a.affine},
+           {"rotateDegrees", &a.rotateDegrees},
+           {"shift", &a.shift},
+           {"scale", &a.scale},
+           {"brightness", &a.brightness},
+           {"brightnessMagnitude", &a.brightnessMagnitude},
+           {"contrast", &a.contrast},
+           {"contrastMagnitude", &a.contrastMagnitude},
+           {"saturation", &a.saturation},
+           {"saturationMagnitude", &a.saturationMagnitude},
+           {"hue", &a.hue},
+           {"hueMagnitude", &a.hueMagnitude},
+           {"cutout", &a.cutout},
+           {"cutoutSize", &a.cutoutSize}}) {
+    *target = numberField(augment, key);
+  }
   return config;
 }
 
@@ -251,6 +272,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                        {InstanceMethod<&EngineWrap::Ready>("ready"),
                         InstanceMethod<&EngineWrap::TrainStep>("trainStep"),
                         InstanceMethod<&EngineWrap::Evaluate>("evaluate"),
+                        InstanceMethod<&EngineWrap::PreviewAugment>("previewAugment"),
                         InstanceMethod<&EngineWrap::ExportState>("exportState"),
                         InstanceMethod<&EngineWrap::ImportState>("importState"),
                         InstanceMethod<&EngineWrap::Dispose>("dispose"),
@@ -348,6 +370,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           js.Set("lossSum", result.hasLoss ? Napi::Value(Napi::Number::New(env, result.lossSum))
                                            : env.Null());
           return js;
+        });
+  }
+
+  Napi::Value PreviewAugment(const Napi::CallbackInfo& info) {
+    auto batch = parseBatch(info[0].As<Napi::Object>(), /*withLearningRate=*/false);
+    return schedule(
+        info.Env(),
+        [batch = std::move(batch)](EngineSlot& slot) { return slot.get().previewAugment(batch); },
+        [](Napi::Env env, const std::vector<uint8_t>& images) -> Napi::Value {
+          return Napi::Buffer<uint8_t>::Copy(env, images.data(), images.size());
         });
   }
 

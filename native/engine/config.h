@@ -32,6 +32,22 @@ struct ModelSpec {
   bool samePadding = false;  // TensorFlow "SAME" padding (lukemelas / timm tf_* weights)
 };
 
+// Train-time augmentation: a probability per transform and its magnitude (see src/native.ts).
+struct AugmentSpec {
+  double flip = 0, transpose = 0;
+  double affine = 0, rotateDegrees = 0, shift = 0, scale = 0;
+  double brightness = 0, brightnessMagnitude = 0;
+  double contrast = 0, contrastMagnitude = 0;
+  double saturation = 0, saturationMagnitude = 0;
+  double hue = 0, hueMagnitude = 0;
+  double cutout = 0, cutoutSize = 0;
+
+  bool any() const {
+    return flip > 0 || transpose > 0 || affine > 0 || brightness > 0 || contrast > 0 ||
+           saturation > 0 || hue > 0 || cutout > 0;
+  }
+};
+
 struct EngineConfig {
   ModelSpec model;
   std::string device = "cpu";      // "cpu" | "cuda"
@@ -43,6 +59,7 @@ struct EngineConfig {
   int accumulateSteps = 1;
   bool freezeBatchNorm = false;
   bool channelsLast = false;
+  AugmentSpec augment;
 };
 
 // uint8 RGB HWC images, row-major, plus optional labels.

@@ -174,14 +174,111 @@ struct Engine::Impl {
     posWeight = torch::full({1}, config.posWeight, floatOnDevice);
   }
 
-  // uint8 NHWC on the host -> normalised float NCHW on the device (channels_last strides when
-  // asked: the permuted NHWC buffer already has them, so no copy is made for the layout).
-  torch::Tensor inputTensor(const HostBatch& batch) const {
+  // uint8 NHWC on the host -> float NCHW in [0, 1] on the device (channels_last strides: the
+  // permuted NHWC buffer already has them, so the layout costs no copy).
+  torch::Tensor unitTensor(const HostBatch& batch) const {
     auto host = torch::from_blob(const_cast<uint8_t*>(batch.images.data()),
                                  {batch.batchSize, batch.height, batch.width, 3}, torch::kUInt8);
     auto x = device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host;
-    x = x.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0f).sub_(mean).div_(stddev);
+    return x.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0f);
+  }
+
+  // The network's input: optionally augmented (train steps only), then ImageNet-normalised.
+  torch::Tensor inputTensor(const HostBatch& batch, bool augmented) const {
+    auto x = unitTensor(batch);
+    if (augmented && config.augment.any()) x = augment(x);
+    x = (x - mean) / stddev;
     return config.channelsLast ? x.contiguous(at::MemoryFormat::ChannelsLast) : x.contiguous();
+  }
+
+  // Per-image random augmentation of a [N, 3, H, W] batch in [0, 1], on its device. Each draw is
+  // made whether or not its transform fires, so the random stream depends only on the
+  // configuration (and a resumed run draws what an uninterrupted one would).
+  torch::Tensor augment(torch::Tensor x) const {
+    const auto& a = config.augment;
+    const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+    const auto options = x.options();
+    const auto draw = [&] { return torch::rand({n}, options); };
+    const auto happens = [&](double p) { return (draw() < p).to(torch::kFloat); };
+    const auto symmetric = [&](double magnitude) { return (draw() * 2 - 1) * magnitude; };
+    const auto perImage = [&](const torch::Tensor& v) { return v.view({n, 1, 1, 1}); };
+
+    // Geometry: flips, transpose, rotation, scale and shift composed into one affine map per
+    // image (output -> input coordinates in [-1, 1]), sampled once with reflection at borders.
+    if (a.flip > 0 || a.transpose > 0 || a.affine > 0) {
+      const auto flipX = 1 - 2 * happens(a.flip);
+      const auto flipY = 1 - 2 * happens(a.flip);
+      const auto transposed = happens(a.transpose);
+      const auto warp = happens(a.affine);
+      const auto angle = symmetric(a.rotateDegrees * M_PI / 180.0) * warp;
+      const auto zoom = 1 + symmetric(a.scale) * warp;
+      const auto shiftX = symmetric(2 * a.shift) * warp;
+      const auto shiftY = symmetric(2 * a.shift) * warp;
+      const auto cos = torch::cos(angle) / zoom, sin = torch::sin(angle) / zoom;
+      // Rotation/zoom, then transpose (swap columns), then flips (negate columns).
+      auto m00 = cos, m01 = -sin, m10 = sin, m11 = cos;
+      auto t00 = m00 * (1 - transposed) + m01 * transposed;
+      auto t01 = m01 * (1 - transposed) + m00 * transposed;
+      auto t10 = m10 * (1 - transposed) + m11 * transposed;
+      auto t11 = m11 * (1 - transposed) + m10 * transposed;
+      const auto theta = torch::stack({torch::stack({t00 * flipX, t01 * flipY, shiftX}, 1),
+                                       torch::stack({t10 * flipX, t11 * flipY, shiftY}, 1)},
+                                      1);
+      const auto grid = torch::affine_grid_generator(theta, {n, 3, h, w}, /*align_corners=*/false);
+      x = torch::grid_sampler(x, grid, /*bilinear*/ 0, /*reflection*/ 2, /*align_corners=*/false);
+    }
+
+    // Colour, in the order torchvision's ColorJitter applies them.
+    if (a.brightness > 0) x = x * perImage(1 + symmetric(a.brightnessMagnitude) * happens(a.brightness));
+    const auto luma = [](const torch::Tensor& img) {
+      return (0.299 * img.select(1, 0) + 0.587 * img.select(1, 1) + 0.114 * img.select(1, 2))
+          .unsqueeze(1);
+    };
+    if (a.contrast > 0) {
+      const auto factor = perImage(1 + symmetric(a.contrastMagnitude) * happens(a.contrast));
+      const auto meanGrey = luma(x).mean({2, 3}, /*keepdim=*/true);
+      x = (x - meanGrey) * factor + meanGrey;
+    }
+    if (a.saturation > 0) {
+      const auto factor = perImage(1 + symmetric(a.saturationMagnitude) * happens(a.saturation));
+      const auto grey = luma(x);
+      x = (x - grey) * factor + grey;
+    }
+    if (a.hue > 0) {
+      // Hue rotation: rotate the chroma plane of YIQ by the drawn angle.
+      const auto angle = symmetric(a.hueMagnitude * 2 * M_PI) * happens(a.hue);
+      const auto toYiq = torch::tensor({0.299, 0.587, 0.114, 0.596, -0.274, -0.322, 0.211, -0.523, 0.312},
+                                       options).view({3, 3});
+      const auto fromYiq = torch::inverse(toYiq);
+      const auto c = torch::cos(angle), s = torch::sin(angle);
+      const auto one = torch::ones_like(c), zero = torch::zeros_like(c);
+      const auto rotation = torch::stack({one, zero, zero, zero, c, -s, zero, s, c}, 1).view({n, 3, 3});
+      const auto transform = fromYiq.matmul(rotation).matmul(toYiq);  // [n, 3, 3]
+      x = torch::einsum("nij,njhw->nihw", {transform, x});
+    }
+    x = x.clamp(0, 1);
+
+    if (a.cutout > 0) {
+      // One square hole per image, filled with the ImageNet mean (zero after normalisation).
+      const auto apply = happens(a.cutout).view({n, 1, 1}).to(torch::kBool);
+      const auto centreY = (draw() * h).view({n, 1, 1});
+      const auto centreX = (draw() * w).view({n, 1, 1});
+      const double half = a.cutoutSize * static_cast<double>(std::min(h, w)) / 2;
+      const auto ys = torch::arange(h, options).view({1, h, 1}) + 0.5;
+      const auto xs = torch::arange(w, options).view({1, 1, w}) + 0.5;
+      const auto hole = ((ys - centreY).abs() < half) & ((xs - centreX).abs() < half) & apply;
+      x = torch::where(hole.unsqueeze(1), mean.expand_as(x), x);
+    }
+    return x;
+  }
+
+  // The augmented images as uint8 NHWC, so a person (or a test) can look at what training sees.
+  std::vector<uint8_t> previewAugment(const HostBatch& batch) const {
+    torch::NoGradGuard noGrad;
+    auto x = augment(unitTensor(batch));
+    auto bytes = x.mul(255).round_().clamp_(0, 255).to(torch::kUInt8).permute({0, 2, 3, 1})
+                     .contiguous().to(torch::kCPU);
+    return std::vector<uint8_t>(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
   }
 
   torch::Tensor labelTensor(const HostBatch& batch) const {
@@ -260,7 +357,7 @@ struct Engine::Impl {
 
   TrainStepResult trainStep(const HostBatch& batch) {
     setTrainingMode();
-    const auto x = inputTensor(batch);
+    const auto x = inputTensor(batch, /*augmented=*/true);
     const auto y = labelTensor(batch);
     torch::Tensor logits;
     {
@@ -301,7 +398,7 @@ struct Engine::Impl {
   EvaluateResult evaluate(const HostBatch& batch) {
     torch::NoGradGuard noGrad;
     model->eval();
-    const auto x = inputTensor(batch);
+    const auto x = inputTensor(batch, /*augmented=*/false);
     torch::Tensor logits;
     {
       AutocastScope scope(autocast, autocastDtype);
@@ -432,6 +529,9 @@ Engine::~Engine() = default;
 
 TrainStepResult Engine::trainStep(const HostBatch& batch) { return impl_->trainStep(batch); }
 EvaluateResult Engine::evaluate(const HostBatch& batch) { return impl_->evaluate(batch); }
+std::vector<uint8_t> Engine::previewAugment(const HostBatch& batch) {
+  return impl_->previewAugment(batch);
+}
 EngineState Engine::exportState() { return impl_->exportState(); }
 void Engine::importState(const EngineState& state, bool strict) {
   impl_->importState(state, strict);

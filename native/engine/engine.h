@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "config.h"
 
@@ -18,6 +19,8 @@ class Engine {
 
   TrainStepResult trainStep(const HostBatch& batch);
   EvaluateResult evaluate(const HostBatch& batch);
+  // The batch after train-time augmentation, as uint8 NHWC (draws from the engine's generator).
+  std::vector<uint8_t> previewAugment(const HostBatch& batch);
   EngineState exportState();
   void importState(const EngineState& state, bool strict);
   EngineInfo info() const;
