@@ -77,6 +77,9 @@ function buildProgram(): Command {
     .option('--label-smoothing <e>', 'binary label smoothing', number('--label-smoothing'))
     .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1))
     .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
+    .addOption(
+      new Option('--augment <preset>', "train-time augmentation on the device: 'report' = flips, rotations, brightness (the report's); 'strong' adds transpose, shift-scale, colour, cutout").choices(['none', 'report', 'strong']),
+    )
     .option('--runs-dir <dir>', 'where run folders are created', 'runs');
   addModelOptions(train).action(async (opts) => {
     const controller = new AbortController();
@@ -106,6 +109,7 @@ function buildProgram(): Command {
         labelSmoothing: opts.labelSmoothing,
         accumulate: opts.accumulate,
         workers: opts.workers,
+        augment: opts.augment,
         device: opts.device,
         precision: opts.precision,
         widthFactor: opts.widthFactor,
