@@ -7,24 +7,18 @@
  * each sample was drawn (O(n) per replicate, no re-sorting). Integer weights make the replicate
  * AUC identical to that of the explicitly resampled data.
  */
+import { mulberry32 } from '../data/random';
 import { aucFromGroups, rankGroups, RankedGroups, sampleGroups } from './ranking';
 import { partialAucFromGroups } from './partial-auc';
 import { percentileSorted, sampleSd } from './stats';
 import { describeValue, requireBothClasses, requirePositiveInteger, requireProbabilityLevel, requireSameLength, toLabelledScores } from './validate';
 
-/** mulberry32: small, fast, seedable 32-bit PRNG; returns a function yielding floats in [0, 1). */
+/** The project's seeded generator (mulberry32, src/data/random.ts), with the seed validated. */
 export function createRng(seed: number): () => number {
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new RangeError(`Expected an integer seed in [0, 4294967295] but received ${describeValue(seed)}`);
   }
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed);
 }
 
 export interface BootstrapInterval {
