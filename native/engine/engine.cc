@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include "efficientnet.h"
@@ -448,6 +449,7 @@ struct Engine::Impl {
   void importState(const EngineState& state, bool strict) {
     auto targets = modelTensors();
     std::vector<std::string> unexpected, mismatched, missing;
+    std::set<std::string> mismatchedNames;  // reported as mismatched, so not also as missing
     std::map<std::string, torch::Tensor> incoming;
     for (const auto& host : state.model) {
       const auto found = targets.find(host.name);
@@ -459,12 +461,13 @@ struct Engine::Impl {
       if (tensor.sizes() != found->second.sizes()) {
         mismatched.push_back(host.name + " (model " + shapeText(found->second.sizes()) +
                              ", given " + shapeText(tensor.sizes()) + ")");
+        mismatchedNames.insert(host.name);
         continue;
       }
       incoming[host.name] = tensor;
     }
     for (const auto& [name, tensor] : targets) {
-      if (!incoming.count(name) && !std::count(mismatched.begin(), mismatched.end(), name)) {
+      if (!incoming.count(name) && !mismatchedNames.count(name)) {
         if (strict) missing.push_back(name);
       }
     }
