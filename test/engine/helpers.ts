@@ -4,6 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { mulberry32 } from '../../src/data/random';
 import { ArchitectureOptions, ModelName, buildModelSpec } from '../../src/model/architectures';
+import { AUGMENT_PRESETS } from '../../src/model/config';
 import type { EngineConfig, EngineState, ImageBatch, NamedTensor } from '../../src/native';
 
 /** A tiny EfficientNet-B0 (quarter width, first 3 stages): ~10k parameters, milliseconds per step at 32-64 px. */
@@ -29,6 +30,7 @@ export function cpuConfig(
     accumulateSteps: 1,
     freezeBatchNorm: false,
     channelsLast: false,
+    augment: AUGMENT_PRESETS.none,
     ...overrides,
   };
 }
