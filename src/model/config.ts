@@ -6,6 +6,7 @@
 import * as os from 'os';
 import type { AugmentSpec, EngineConfig } from '../native';
 import { ArchitectureOptions, MODEL_NAMES, ModelName, buildModelSpec, isModelName } from './architectures';
+import { SCHEDULE_NAMES, ScheduleName } from '../train/schedule';
 
 export type Device = 'cpu' | 'cuda';
 export type Precision = 'fp32' | 'bf16' | 'fp16';
@@ -56,6 +57,30 @@ export interface TrainerOptions {
    * cutout), or a preset name plus overrides: { preset: 'report', cutout: 0.5 }.
    */
   augment?: AugmentPreset | ({ preset?: AugmentPreset } & Partial<AugmentSpec>);
+  /**
+   * Learning-rate schedule, applied per optimizer step (src/train/schedule.ts): 'constant',
+   * 'cosine' (down to minLr at the last epoch), 'step' (x lrDecay every stepEpochs) or 'plateau'
+   * (x lrDecay when validation AUC has not improved for plateauPatience epochs).
+   */
+  schedule?: ScheduleName;
+  /** Linear warm-up from ~0 to lr over this many epochs (fractions allowed), before any schedule. */
+  warmupEpochs?: number;
+  /** Floor of the cosine schedule. */
+  minLr?: number;
+  /** Epochs between the step schedule's cuts. */
+  stepEpochs?: number;
+  /** Factor of each cut of the step and plateau schedules. */
+  lrDecay?: number;
+  /** Epochs without a better validation AUC before the plateau schedule cuts the rate. */
+  plateauPatience?: number;
+  /** Stop when validation AUC has not improved for this many epochs; 0 = off. */
+  earlyStopping?: number;
+  /**
+   * Progressive resizing: [epochs, size] stages in order, e.g. [[2, 128], [3, 256]] trains 2
+   * epochs at 128 px then 3 at 256 px with the same weights; the last size continues after the
+   * stages. null (default): imageSize throughout.
+   */
+  imageSizes?: readonly (readonly [number, number])[] | null;
 }
 
 export type AugmentPreset = 'none' | 'report' | 'strong';
@@ -132,7 +157,8 @@ export function resolveAugment(value: unknown): AugmentSpec {
   return spec;
 }
 
-export type ResolvedOptions = Required<Omit<TrainerOptions, 'posWeight' | 'device' | 'precision' | 'headDropout' | 'channelsLast' | 'augment'>> & {
+export type ResolvedOptions = Required<Omit<TrainerOptions, 'posWeight' | 'device' | 'precision' | 'headDropout' | 'channelsLast' | 'augment' | 'imageSizes'>> & {
+  imageSizes: [number, number][] | null;
   augment: AugmentSpec;
   posWeight: number | 'auto';
   device: Device;
@@ -163,6 +189,14 @@ export const DEFAULT_OPTIONS = {
   stageLimit: 7,
   freezeBatchNorm: false,
   augment: 'none' as AugmentPreset,
+  schedule: 'constant' as ScheduleName,
+  warmupEpochs: 0,
+  minLr: 0,
+  stepEpochs: 1,
+  lrDecay: 0.1,
+  plateauPatience: 1,
+  earlyStopping: 0,
+  imageSizes: null,
 };
 
 const OPTION_NAMES = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast'];
@@ -252,12 +286,16 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
 
   const posWeight = o.posWeight === 'auto' ? 'auto' : expectNumber('posWeight', o.posWeight, 0, 1e6, { exclusiveMin: true });
   const headDropout = o.headDropout === null ? null : expectNumber('headDropout', o.headDropout, 0, 0.99);
+  const epochs = expectInteger('epochs', o.epochs, 1, 100000);
+  const lr = expectNumber('lr', o.lr, 0, 10, { exclusiveMin: true });
+  const minLr = expectNumber('minLr', o.minLr, 0, 10);
+  if (minLr > lr) throw new RangeError(`Expected minLr <= lr (${lr}) but received ${describe(minLr)}: the cosine schedule decays from lr down to minLr`);
   return {
     model: model as ModelName,
     imageSize: expectInteger('imageSize', o.imageSize, 32, 2048),
     batchSize: expectInteger('batchSize', o.batchSize, 1, 4096),
-    lr: expectNumber('lr', o.lr, 0, 10, { exclusiveMin: true }),
-    epochs: expectInteger('epochs', o.epochs, 1, 100000),
+    lr,
+    epochs,
     weightDecay: expectNumber('weightDecay', o.weightDecay, 0, 1),
     posWeight,
     labelSmoothing: expectNumber('labelSmoothing', o.labelSmoothing, 0, 0.5),
@@ -275,7 +313,26 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     freezeBatchNorm: expectBoolean('freezeBatchNorm', o.freezeBatchNorm),
     augment: resolveAugment(o.augment),
     channelsLast: options.channelsLast === undefined ? device === 'cuda' : expectBoolean('channelsLast', options.channelsLast),
+    schedule: expectChoice('schedule', o.schedule, SCHEDULE_NAMES),
+    warmupEpochs: expectNumber('warmupEpochs', o.warmupEpochs, 0, epochs),
+    minLr,
+    stepEpochs: expectNumber('stepEpochs', o.stepEpochs, 0, 100000, { exclusiveMin: true }),
+    lrDecay: expectNumber('lrDecay', o.lrDecay, 0, 1, { exclusiveMin: true }),
+    plateauPatience: expectInteger('plateauPatience', o.plateauPatience, 1, 100000),
+    earlyStopping: expectInteger('earlyStopping', o.earlyStopping, 0, 100000),
+    imageSizes: resolveImageSizes(o.imageSizes),
   };
+}
+
+/** Progressive-resizing stages: a non-empty array of [epochs >= 1, size in 32..2048] pairs, or null. */
+function resolveImageSizes(value: unknown): [number, number][] | null {
+  if (value === null) return null;
+  const shape = 'an array of [epochs, size] pairs such as [[2, 128], [3, 256]] for imageSizes';
+  if (!Array.isArray(value) || value.length === 0) throw new TypeError(`Expected ${shape} but received ${describe(value)}`);
+  return value.map((stage: unknown, i) => {
+    if (!Array.isArray(stage) || stage.length !== 2) throw new TypeError(`Expected ${shape} but imageSizes[${i}] is ${JSON.stringify(stage)}`);
+    return [expectInteger(`imageSizes[${i}][0] (epochs)`, stage[0], 1, 100000), expectInteger(`imageSizes[${i}][1] (size)`, stage[1], 32, 2048)];
+  });
 }
 
 function stripUndefined<T extends object>(object: T): Partial<T> {

@@ -9,6 +9,7 @@ import { rocAucOrNull } from '../metrics/auc';
 import { Engine, EngineInfo, EngineState, NamedTensor, torchInfo } from '../native';
 import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { encodeSafetensors, readSafetensorsFile, writeFileAtomic } from './safetensors';
+import { earlyStopReason, imageSizeForEpoch, learningRateForBatch } from './schedule';
 
 export interface FitData {
   train: readonly LesionSample[];
@@ -32,7 +33,10 @@ export interface EpochRecord {
   validAuc: number | null;
   /** Why validAuc is null (no validation set, or one class absent). */
   validAucNote: string | null;
+  /** Learning rate of the epoch's last step (schedules change it per optimizer step). */
   lr: number;
+  /** Square image size of the epoch (progressive resizing changes it). */
+  imageSize: number;
   /** Optimizer steps taken so far. */
   step: number;
   seconds: number;
@@ -62,6 +66,12 @@ export interface Prediction {
   /** sigmoid(logit): a score; class weighting inflates it, calibrate before reading it as a risk. */
   probability: number;
 }
+
+/**
+ * A test-time view: returns the transformed uint8 HWC images of a batch (same size and layout),
+ * e.g. a flip; see src/predict.ts.
+ */
+export type ViewTransform = (images: Buffer, batchSize: number, height: number, width: number) => Buffer;
 
 export interface EvaluationResult {
   loss: number | null;
@@ -98,6 +108,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private posWeight: number | null = null;
   private epochsDone = 0;
   private readonly history: EpochRecord[] = [];
+  private lastValidation: EvaluationResult | null = null;
+  private stopReasonText: string | null = null;
 
   /** Validates the options at once: a bad option throws here, before any work. */
   constructor(options: TrainerOptions = {}) {
@@ -108,6 +120,26 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** Epochs completed (also after Trainer.load). */
   get completedEpochs(): number {
     return this.epochsDone;
+  }
+
+  /** The epochs trained so far, restored by Trainer.load. */
+  get epochHistory(): readonly EpochRecord[] {
+    return this.history;
+  }
+
+  /** The validation result of the last epoch fit() finished (its predictions, loss and AUC). */
+  get lastValidationResult(): EvaluationResult | null {
+    return this.lastValidation;
+  }
+
+  /** Why the last fit() ended before `epochs`: early stopping, an abort, or null. */
+  get stopReason(): string | null {
+    return this.stopReasonText;
+  }
+
+  /** The image size training uses at epoch `epoch` (1-based; progressive resizing changes it). */
+  imageSizeAt(epoch: number): number {
+    return imageSizeForEpoch(this.options.imageSize, this.options.imageSizes, Math.max(epoch, 1));
   }
 
   /** The class weight in use (null before the engine exists). */
@@ -147,19 +179,40 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (data.train.length === 0) throw new RangeError('Expected a non-empty training set but received 0 samples');
     const engine = await this.ensureEngine(data.train);
     const o = this.options;
-    const loader = createLoader([...data.train], {
-      batchSize: o.batchSize,
-      imageSize: o.imageSize,
-      shuffle: true,
-      seed: o.seed,
-      // A last batch of one image breaks BatchNorm statistics; drop the remainder when we can.
-      dropLast: data.train.length > o.batchSize,
-      prefetchBatches: o.prefetch,
-      decodeConcurrency: o.workers,
-    });
+    this.stopReasonText = null;
+    // One loader per image size (progressive resizing); the epoch order depends on the seed and epoch only.
+    const loaders = new Map<number, ReturnType<typeof createLoader>>();
+    const loaderFor = (imageSize: number) => {
+      const existing = loaders.get(imageSize);
+      if (existing) return existing;
+      const created = createLoader([...data.train], {
+        batchSize: o.batchSize,
+        imageSize,
+        shuffle: true,
+        seed: o.seed,
+        // A last batch of one image breaks BatchNorm statistics; drop the remainder when we can.
+        dropLast: data.train.length > o.batchSize,
+        prefetchBatches: o.prefetch,
+        decodeConcurrency: o.workers,
+      });
+      loaders.set(imageSize, created);
+      return created;
+    };
     while (this.epochsDone < o.epochs) {
-      if (signal?.aborted) break;
+      if (signal?.aborted) {
+        this.stopReasonText = 'aborted';
+        break;
+      }
+      const early = earlyStopReason(this.history, o.earlyStopping);
+      if (early) {
+        this.stopReasonText = early;
+        this.emit('log', early);
+        break;
+      }
       const epoch = this.epochsDone + 1;
+      const imageSize = this.imageSizeAt(epoch);
+      const loader = loaderFor(imageSize);
+      let lr = o.lr;
       const started = performance.now();
       let lossSum = 0;
       let images = 0;
@@ -167,7 +220,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       let step = 0;
       let aborted = false;
       for await (const batch of loader.epoch(this.epochsDone)) {
-        const result = await engine.trainStep({ ...this.batchRequest(batch), labels: batch.labels, lr: o.lr });
+        lr = learningRateForBatch(o, this.epochsDone, batchIndex, loader.batchesPerEpoch, this.history);
+        const result = await engine.trainStep({ ...this.batchRequest(batch), labels: batch.labels, lr });
         lossSum += result.loss * batch.batchSize;
         images += batch.batchSize;
         step = result.step;
@@ -186,19 +240,21 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         }
       }
       if (aborted) {
+        this.stopReasonText = `aborted during epoch ${epoch} after ${batchIndex} of ${loader.batchesPerEpoch} batches`;
         this.emit('log', `stopped during epoch ${epoch} after ${batchIndex} batches; that epoch is not counted`);
         break;
       }
       const trainSeconds = (performance.now() - started) / 1000;
       const trainStats: LoaderStats = loader.stats();
-      const validation = data.valid && data.valid.length > 0 ? await this.evaluate(data.valid) : null;
+      const validation = data.valid && data.valid.length > 0 ? await this.evaluate(data.valid, { imageSize }) : null;
       const record: EpochRecord = {
         epoch,
         trainLoss: lossSum / Math.max(images, 1),
         validLoss: validation?.loss ?? null,
         validAuc: validation?.auc ?? null,
         validAucNote: validation ? validation.aucNote : 'no validation set',
-        lr: o.lr,
+        lr,
+        imageSize,
         step,
         seconds: (performance.now() - started) / 1000,
         trainImagesPerSecond: images / trainSeconds,
@@ -206,6 +262,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         skippedImages: trainStats.skipped.length,
       };
       this.epochsDone = epoch;
+      this.lastValidation = validation;
       this.history.push(record);
       this.emit('epoch', record);
       await afterEpoch?.(record, this);
@@ -214,17 +271,28 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /** Scores samples in order (eval mode), with image_name/patient_id carried along. */
-  async predict(samples: readonly LesionSample[]): Promise<Prediction[]> {
-    return (await this.evaluate(samples)).predictions;
+  async predict(samples: readonly LesionSample[], options: { imageSize?: number } = {}): Promise<Prediction[]> {
+    return (await this.evaluate(samples, options)).predictions;
   }
 
-  /** Predictions plus the (class-weighted) loss and the AUC when the samples have targets. */
-  async evaluate(samples: readonly LesionSample[]): Promise<EvaluationResult> {
+  /**
+   * Predictions plus the (class-weighted) loss and the AUC when the samples have targets. The
+   * image size defaults to the one of the last epoch trained.
+   */
+  async evaluate(samples: readonly LesionSample[], options: { imageSize?: number } = {}): Promise<EvaluationResult> {
+    return (await this.evaluateViews(samples, [null], options))[0];
+  }
+
+  /**
+   * One evaluation per view (test-time augmentation), decoding each batch once: view null is the
+   * image as it is, a ViewTransform rearranges the batch's pixels before the engine sees them.
+   */
+  async evaluateViews(samples: readonly LesionSample[], views: readonly (ViewTransform | null)[], { imageSize }: { imageSize?: number } = {}): Promise<EvaluationResult[]> {
     const engine = await this.ensureEngine();
     const o = this.options;
     const loader = createLoader([...samples], {
       batchSize: o.batchSize,
-      imageSize: o.imageSize,
+      imageSize: imageSize ?? this.imageSizeAt(this.epochsDone),
       shuffle: false,
       seed: o.seed,
       dropLast: false,
@@ -232,22 +300,27 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       decodeConcurrency: o.workers,
     });
     const labelled = samples.every((s) => s.target !== null);
-    const predictions: Prediction[] = [];
-    let lossSum = 0;
+    const perView = views.map(() => ({ predictions: [] as Prediction[], lossSum: 0 }));
     for await (const batch of loader.epoch(0)) {
-      const result = await engine.evaluate({ ...this.batchRequest(batch), labels: labelled ? batch.labels : undefined });
-      lossSum += result.lossSum ?? 0;
-      batch.samples.forEach((sample, i) => {
-        const logit = result.logits[i];
-        predictions.push({ imageName: sample.imageName, patientId: sample.patientId, target: sample.target, logit, probability: sigmoid(logit) });
-      });
+      for (let v = 0; v < views.length; v++) {
+        const view = views[v];
+        const images = view ? view(batch.images, batch.batchSize, batch.height, batch.width) : batch.images;
+        const result = await engine.evaluate({ ...this.batchRequest(batch), images, labels: labelled ? batch.labels : undefined });
+        perView[v].lossSum += result.lossSum ?? 0;
+        batch.samples.forEach((sample, i) => {
+          const logit = result.logits[i];
+          perView[v].predictions.push({ imageName: sample.imageName, patientId: sample.patientId, target: sample.target, logit, probability: sigmoid(logit) });
+        });
+      }
     }
-    if (!labelled || predictions.length === 0) return { loss: null, auc: null, aucNote: 'samples without targets', predictions };
-    const auc = rocAucOrNull(
-      predictions.map((p) => p.target as number),
-      predictions.map((p) => p.logit),
-    );
-    return { loss: lossSum / predictions.length, auc: auc.auc, aucNote: auc.reason, predictions };
+    return perView.map(({ predictions, lossSum }) => {
+      if (!labelled || predictions.length === 0) return { loss: null, auc: null, aucNote: 'samples without targets', predictions };
+      const auc = rocAucOrNull(
+        predictions.map((p) => p.target as number),
+        predictions.map((p) => p.logit),
+      );
+      return { loss: lossSum / predictions.length, auc: auc.auc, aucNote: auc.reason, predictions };
+    });
   }
 
   /**

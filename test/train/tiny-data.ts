@@ -1,0 +1,33 @@
+/** Tiny real data and models for the training-workflow tests (schedules, cv, resume, predict). */
+import { mkdtempSync, rmSync } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { ensureDemoDataset } from '../../src/data/demo';
+import type { TrainerOptions } from '../../src/model/config';
+
+/** A fresh temporary folder, removed after the test file. */
+export function tempDir(prefix = 'melanoma-workflow-'): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A SIIM-ISIC-format TFRecord set of `images` synthetic 32 px lesions (2 files), made in `dir`. */
+export function tinyDataset(dir: string, images = 48): Promise<string> {
+  return ensureDemoDataset({ dir: path.join(dir, 'tiny-data'), images, files: 2, size: 32, seed: 7 });
+}
+
+/** A small, deterministic network on CPU: a few steps take well under a second. */
+export const TINY_OPTIONS: TrainerOptions = {
+  model: 'efficientnet-b0',
+  widthFactor: 0.25,
+  stageLimit: 3,
+  imageSize: 32,
+  batchSize: 8,
+  lr: 1e-3,
+  device: 'cpu',
+  workers: 2,
+};
+
+/** The same tiny network through CLI flags (the CLI has no --stage-limit: the full depth, still small at 32 px). */
+export const TINY_CLI_FLAGS = ['--image-size', '32', '--width-factor', '0.25', '--batch-size', '8', '--device', 'cpu', '--workers', '2'];
