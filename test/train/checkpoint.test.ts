@@ -205,7 +205,12 @@ describe('saving', () => {
 describe('loading errors', () => {
   test('a missing file, and a safetensors file that is not a checkpoint', async () => {
     const missing = path.join(root, 'nope.safetensors');
-    await expect(Trainer.load(missing)).rejects.toThrow(new SafetensorsError(`${missing} is not a readable safetensors file: ${missing} does not exist`).message.replace(/^.*: /, '') && `${missing} does not exist`);
+    const err = await Trainer.load(missing).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(SafetensorsError);
+    expect(err!.message).toBe(`${missing} does not exist`);
     const plain = path.join(root, 'plain.safetensors');
     const bytes = readFileSync(checkpoint);
     const { tensors } = decodeSafetensors(bytes);
