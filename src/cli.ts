@@ -11,8 +11,11 @@ import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
 import { MODEL_NAMES } from './model/architectures';
 import { EngineError, NativeLoadError } from './native';
-import { DEMO_DATA, epochTableHeader, epochTableRow, trainRun } from './train/run';
-import type { BatchProgress } from './train/trainer';
+import type { TrainerOptions } from './model/config';
+import { crossValidate, formatCvSummary } from './train/cv';
+import { DEMO_DATA, epochTableHeader, epochTableRow, resumeRun, trainRun } from './train/run';
+import { SCHEDULE_NAMES, parseProgressive } from './train/schedule';
+import type { BatchProgress, EpochRecord } from './train/trainer';
 
 function integer(name: string, min: number) {
   return (value: string): number => {
@@ -53,6 +56,153 @@ function addModelOptions(command: Command): Command {
     .option('--seed <n>', 'random seed (default 42)', integer('--seed', 0));
 }
 
+/** Training options shared by `train` and `cv`, grouped by concern. */
+function addTrainingOptions(command: Command): Command {
+  command
+    // data
+    .option('--data <path>', `folder of trainNN-COUNT.tfrec files, JPEG folder with train.csv, or '${DEMO_DATA}'`, DEMO_DATA)
+    .option('--csv <file>', 'CSV with ISIC columns, joined on image_name for TFRecord sets')
+    .option('--folds <k>', 'patient-level stratified folds', integer('--folds', 2), 5)
+    .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
+    // optimisation
+    .option('--epochs <n>', 'epochs (default 3; demo 4)', integer('--epochs', 1))
+    .option('--lr <lr>', 'Adam learning rate (default 1e-3)', number('--lr'))
+    .addOption(new Option('--schedule <name>', 'learning-rate schedule, per optimizer step (default constant)').choices([...SCHEDULE_NAMES]))
+    .option('--warmup-epochs <e>', 'linear warm-up over this many epochs (fractions allowed)', number('--warmup-epochs'))
+    .option('--min-lr <lr>', 'floor of the cosine schedule (default 0)', number('--min-lr'))
+    .option('--step-epochs <e>', 'step schedule: epochs between cuts (default 1)', number('--step-epochs'))
+    .option('--lr-decay <f>', 'step/plateau schedules: factor of each cut (default 0.1)', number('--lr-decay'))
+    .option('--plateau-patience <n>', 'plateau schedule: epochs without a better validation AUC before a cut (default 1)', integer('--plateau-patience', 1))
+    .option('--early-stopping <n>', 'stop when validation AUC has not improved for n epochs (default 0 = off)', integer('--early-stopping', 0))
+    .option('--weight-decay <wd>', 'decoupled weight decay (AdamW); 0 = Adam', number('--weight-decay'))
+    .option('--pos-weight <w>', "positive-class loss weight, or 'auto' = negatives/positives of the training fold", (v: string) =>
+      v === 'auto' ? v : number('--pos-weight')(v),
+    )
+    .option('--label-smoothing <e>', 'binary label smoothing', number('--label-smoothing'))
+    .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1))
+    .addOption(
+      new Option('--augment <preset>', "train-time augmentation on the device: 'report' = flips, rotations, brightness (the report's); 'strong' adds transpose, shift-scale, colour, cutout").choices(['none', 'report', 'strong']),
+    )
+    .option('--progressive <stages>', 'progressive resizing: SIZE:EPOCHS stages in order, e.g. 128:2,256:3 (same weights throughout)', (v: string) => {
+      try {
+        return parseProgressive(v);
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+    })
+    // output
+    .option('--runs-dir <dir>', 'where run folders are created', 'runs')
+    .option('--log-every <n>', 'print a progress line every n batches (default: a live bar on a terminal, none otherwise)', integer('--log-every', 1));
+  return addModelOptions(command);
+}
+
+/** TrainerOptions from parsed `train`/`cv` options (undefined = the default or the demo preset). */
+function trainerOptionsFrom(opts: Record<string, unknown>): TrainerOptions {
+  return {
+    model: opts.model as TrainerOptions['model'],
+    imageSize: opts.imageSize as number | undefined,
+    batchSize: opts.batchSize as number | undefined,
+    epochs: opts.epochs as number | undefined,
+    lr: opts.lr as number | undefined,
+    schedule: opts.schedule as TrainerOptions['schedule'],
+    warmupEpochs: opts.warmupEpochs as number | undefined,
+    minLr: opts.minLr as number | undefined,
+    stepEpochs: opts.stepEpochs as number | undefined,
+    lrDecay: opts.lrDecay as number | undefined,
+    plateauPatience: opts.plateauPatience as number | undefined,
+    earlyStopping: opts.earlyStopping as number | undefined,
+    imageSizes: opts.progressive as TrainerOptions['imageSizes'],
+    weightDecay: opts.weightDecay as number | undefined,
+    posWeight: opts.posWeight as TrainerOptions['posWeight'],
+    labelSmoothing: opts.labelSmoothing as number | undefined,
+    accumulate: opts.accumulate as number | undefined,
+    workers: opts.workers as number | undefined,
+    augment: opts.augment as TrainerOptions['augment'],
+    device: opts.device as TrainerOptions['device'],
+    precision: opts.precision as TrainerOptions['precision'],
+    widthFactor: opts.widthFactor as number | undefined,
+    headHidden: opts.headHidden as number | undefined,
+    seed: opts.seed as number | undefined,
+  };
+}
+
+/** With --resume, options other than --epochs/--workers/--log-every come from the run: say so. */
+function rejectWithResume(command: Command, name: string): void {
+  const allowed = new Set(['resume', 'epochs', 'workers', 'logEvery', 'fold']);
+  const given = command.options
+    .filter((o) => command.getOptionValueSource(o.attributeName()) === 'cli' && !allowed.has(o.attributeName()))
+    .map((o) => o.long);
+  if (given.length)
+    throw new RangeError(`${given.join(', ')} cannot be combined with --resume: a resumed run keeps its own options (only --epochs and --workers may change); start a new \`melanoma ${name}\` to change them`);
+}
+
+/** Runs `body` with Ctrl-C turned into an AbortSignal (a second Ctrl-C quits at once). */
+async function withSigint(body: (signal: AbortSignal) => Promise<number>): Promise<void> {
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write('\nstopping after this batch and saving a checkpoint (Ctrl-C again to quit at once)...\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const code = await body(controller.signal);
+    if (code !== 0) process.exitCode = code;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** Epoch rows under a header (repeated after other lines), a live bar on a TTY, plain progress lines with --log-every. */
+class RowPrinter {
+  private headerDue = true;
+  private readonly tty = Boolean(process.stdout.isTTY);
+  constructor(private readonly logEvery?: number) {}
+  log = (line: string) => {
+    if (this.tty) process.stdout.write('\r\x1b[2K');
+    console.log(line);
+    this.headerDue = true;
+  };
+  onBatch = (p: BatchProgress) => {
+    if (this.logEvery) {
+      if (p.batch % this.logEvery === 0 || p.batch === p.batches)
+        console.log(`epoch ${p.epoch} batch ${p.batch}/${p.batches} loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s`);
+    } else if (this.tty) process.stdout.write(`\r${progressBar(p)}`);
+  };
+  onEpoch = (record: EpochRecord) => {
+    if (this.tty) process.stdout.write('\r\x1b[2K');
+    if (this.headerDue) console.log(epochTableHeader());
+    this.headerDue = false;
+    console.log(epochTableRow(record));
+  };
+}
+
+async function runCv(opts: Record<string, unknown>, command: Command): Promise<void> {
+  if (opts.resume) rejectWithResume(command, 'cv');
+  await withSigint(async (signal) => {
+    const printer = new RowPrinter(opts.logEvery as number | undefined);
+    const result = await crossValidate({
+      resume: opts.resume as string | undefined,
+      data: opts.data as string,
+      csv: opts.csv as string | undefined,
+      folds: opts.folds as number,
+      runsDir: opts.runsDir as string,
+      ...trainerOptionsFrom(opts),
+      signal,
+      log: printer.log,
+      onBatch: printer.onBatch,
+      onEpoch: printer.onEpoch,
+    });
+    if (result.stopped) {
+      console.log(`stopped: ${result.folds.length} fold(s) begun; resume with: melanoma cv --resume ${result.cvDir}`);
+      return 130;
+    }
+    for (const line of formatCvSummary(result.summary!)) console.log(line);
+    console.log(`done: cross-validation folder ${result.cvDir} (oof_predictions.csv, cv_summary.json, evaluation.json, report.html)`);
+    return 0;
+  });
+}
+
 function buildProgram(): Command {
   const program = new Command();
   program
@@ -61,83 +211,43 @@ function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
-  const train = program
-    .command('train')
-    .description('train one fold of a SIIM-ISIC dataset (or the built-in demo set) with validation after every epoch')
-    .option('--data <path>', `folder of trainNN-COUNT.tfrec files, JPEG folder with train.csv, or '${DEMO_DATA}'`, DEMO_DATA)
-    .option('--csv <file>', 'CSV with ISIC columns, joined on image_name for TFRecord sets')
-    .option('--folds <k>', 'patient-level stratified folds', integer('--folds', 2), 5)
-    .option('--fold <i>', 'validation fold, 0-based', integer('--fold', 0), 0)
-    .option('--epochs <n>', 'epochs (default 3; demo 4)', integer('--epochs', 1))
-    .option('--lr <lr>', 'Adam learning rate (default 1e-3)', number('--lr'))
-    .option('--weight-decay <wd>', 'decoupled weight decay (AdamW); 0 = Adam', number('--weight-decay'))
-    .option('--pos-weight <w>', "positive-class loss weight, or 'auto' = negatives/positives of the training fold", (v: string) =>
-      v === 'auto' ? v : number('--pos-weight')(v),
-    )
-    .option('--label-smoothing <e>', 'binary label smoothing', number('--label-smoothing'))
-    .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1))
-    .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
-    .addOption(
-      new Option('--augment <preset>', "train-time augmentation on the device: 'report' = flips, rotations, brightness (the report's); 'strong' adds transpose, shift-scale, colour, cutout").choices(['none', 'report', 'strong']),
-    )
-    .option('--runs-dir <dir>', 'where run folders are created', 'runs');
-  addModelOptions(train).action(async (opts) => {
-    const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130);
-      process.stderr.write('\nstopping after this batch (Ctrl-C again to quit at once)...\n');
-      controller.abort();
-    };
-    process.on('SIGINT', onSigint);
-    const tty = process.stdout.isTTY;
-    let headerPrinted = false;
-    try {
-      const result = await trainRun({
-        data: opts.data,
-        csv: opts.csv,
-        folds: opts.folds,
-        fold: opts.fold,
-        runsDir: opts.runsDir,
-        signal: controller.signal,
-        model: opts.model,
-        imageSize: opts.imageSize,
-        batchSize: opts.batchSize,
-        epochs: opts.epochs,
-        lr: opts.lr,
-        weightDecay: opts.weightDecay,
-        posWeight: opts.posWeight,
-        labelSmoothing: opts.labelSmoothing,
-        accumulate: opts.accumulate,
-        workers: opts.workers,
-        augment: opts.augment,
-        device: opts.device,
-        precision: opts.precision,
-        widthFactor: opts.widthFactor,
-        headHidden: opts.headHidden,
-        seed: opts.seed,
-        log: (line) => console.log(line),
-        onBatch: (p) => {
-          if (!headerPrinted) {
-            console.log(epochTableHeader());
-            headerPrinted = true;
-          }
-          if (tty) process.stdout.write(`\r${progressBar(p)}`);
-        },
-        onEpoch: (record) => {
-          if (tty) process.stdout.write('\r\x1b[2K');
-          console.log(epochTableRow(record));
-        },
-      });
+  const train = addTrainingOptions(
+    program
+      .command('train')
+      .description('train one fold (or --fold all) of a SIIM-ISIC dataset (or the built-in demo set) with validation after every epoch')
+      .option('--fold <i>', "validation fold, 0-based, or 'all' to cross-validate (as `cv`)", (v: string) => (v === 'all' ? v : integer('--fold', 0)(v)), 0)
+      .option('--resume <run>', 'continue this run folder from its last checkpoint (other options come from it; --epochs may extend it)'),
+  );
+  train.action(async (opts, command: Command) => {
+    if (opts.fold === 'all') return runCv(opts, command);
+    if (opts.resume) rejectWithResume(command, 'train');
+    await withSigint(async (signal) => {
+      const printer = new RowPrinter(opts.logEvery);
+      const hooks = { signal, log: printer.log, onBatch: printer.onBatch, onEpoch: printer.onEpoch };
+      const result = opts.resume
+        ? await resumeRun(opts.resume, { epochs: opts.epochs, workers: opts.workers, ...hooks })
+        : await trainRun({ data: opts.data, csv: opts.csv, folds: opts.folds, fold: opts.fold, runsDir: opts.runsDir, ...trainerOptionsFrom(opts), ...hooks });
       const best = result.best;
       console.log(
-        `${result.stopped ? 'stopped' : 'done'}: ${result.history.length} epoch(s); ` +
+        `${result.stopped ? 'stopped' : 'done'}: ${result.history.length} epoch(s)${result.stopReason && !result.stopped ? ` (${result.stopReason})` : ''}; ` +
           (best ? `best validation AUC ${best.validAuc?.toFixed(4)} at epoch ${best.epoch}; ` : '') +
           `run folder ${result.runDir}`,
       );
-    } finally {
-      process.off('SIGINT', onSigint);
-    }
+      if (result.stopped) {
+        console.log(`resume with: melanoma train --resume ${result.runDir}`);
+        return 130;
+      }
+      return 0;
+    });
   });
+
+  const cv = addTrainingOptions(
+    program
+      .command('cv')
+      .description('cross-validate: train every fold into one folder, pool the out-of-fold predictions, write the CV summary and report')
+      .option('--resume <dir>', 'continue this cross-validation folder (finished folds are kept; --epochs may extend it)'),
+  );
+  cv.action(async (opts, command: Command) => runCv(opts, command));
 
   addModelOptions(
     program
@@ -208,6 +318,7 @@ export async function main(argv: string[]): Promise<number> {
 
 if (require.main === module) {
   main(process.argv).then((code) => {
-    process.exitCode = code;
+    // A command may have set its own status (130 after Ctrl-C); a failure overrides it.
+    if (code !== 0 || process.exitCode === undefined) process.exitCode = code;
   });
 }

@@ -7,9 +7,11 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { ensureDemoDataset } from '../data/demo';
 import { openDataset } from '../data/isic';
-import { splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
-import type { TrainerOptions } from '../model/config';
-import { BatchProgress, EpochRecord, Trainer } from './trainer';
+import type { LesionSample } from '../data/types';
+import { evaluatePredictionsFile } from '../cli/evaluate';
+import { FoldAssignment, readFoldsCsv, splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
+import type { ResolvedOptions, TrainerOptions } from '../model/config';
+import { BatchProgress, EpochRecord, Prediction, Trainer } from './trainer';
 
 export interface TrainRunOptions extends TrainerOptions {
   /** A folder of SIIM-ISIC TFRecords, a JPEG folder with train.csv, a CSV, or 'demo'. */
@@ -31,7 +33,10 @@ export interface TrainRunResult {
   runDir: string;
   history: EpochRecord[];
   best: EpochRecord | null;
+  /** Stopped by the signal (Ctrl-C) before the last epoch: resume it. */
   stopped: boolean;
+  /** Why training ended before `epochs` (early stopping, an abort), or null. */
+  stopReason: string | null;
 }
 
 export const DEMO_DATA = 'demo';
@@ -53,6 +58,7 @@ export const HISTORY_COLUMNS: (keyof EpochRecord)[] = [
   'validLoss',
   'validAuc',
   'lr',
+  'imageSize',
   'step',
   'seconds',
   'trainImagesPerSecond',
@@ -80,18 +86,133 @@ function formatCell(value: unknown): string {
   return typeof value === 'number' && !Number.isInteger(value) ? value.toPrecision(6) : String(value);
 }
 
+/** The files of a run folder, by role. */
+export const RUN_FILES = {
+  config: 'config.json',
+  folds: 'folds.csv',
+  historyCsv: 'history.csv',
+  historyJsonl: 'history.jsonl',
+  last: 'last.safetensors',
+  best: 'best.safetensors',
+  interrupted: 'interrupted.safetensors',
+  predictions: 'valid_predictions.csv',
+} as const;
+
+/** What a run folder's config.json records besides the options: enough to resume it. */
+export interface RunConfig {
+  options: ResolvedOptions;
+  data: string;
+  csv: string | null;
+  folds: number;
+  fold: number;
+  positiveWeight: number | null;
+  parameterCount: number;
+}
+
+export const PREDICTION_COLUMNS = ['image_name', 'patient_id', 'target', 'score', 'fold'] as const;
+
+/** `image_name,patient_id,target,score,fold` rows; score = sigmoid(logit). */
+export function predictionsCsv(predictions: readonly Prediction[], fold: number | null): string {
+  const lines = [PREDICTION_COLUMNS.join(',')];
+  for (const p of predictions)
+    lines.push([p.imageName, p.patientId, p.target === null ? '' : String(p.target), String(p.probability), fold === null ? '' : String(fold)].map(csvField).join(','));
+  return lines.join('\n') + '\n';
+}
+
+function csvField(v: string): string {
+  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+}
+
+async function writeTextAtomic(file: string, text: string): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  await fsp.writeFile(tmp, text);
+  await fsp.rename(tmp, file);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return (await fsp.stat(file).catch(() => null)) !== null;
+}
+
+/** Callbacks and the stop signal of a run (shared by train, cv and resume). */
+export interface RunHooks {
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  onBatch?: (progress: BatchProgress) => void;
+  onEpoch?: (record: EpochRecord) => void;
+}
+
+/**
+ * Trains one fold into `runDir` with `trainer` (fresh or loaded from the folder's last
+ * checkpoint). After every epoch: a history row, last.safetensors, and on a better validation
+ * AUC best.safetensors and valid_predictions.csv. A checkpoint of the untrained state is written
+ * first, so a run killed in its first epoch can be resumed too. When training ends (all epochs or
+ * early stopping) the best epoch's predictions are evaluated into evaluation.json and report.html.
+ * @internal shared by trainRun, resumeRun and crossValidate
+ */
+export async function trainFold(
+  trainer: Trainer,
+  runDir: string,
+  split: { train: LesionSample[]; valid: LesionSample[]; fold: number },
+  { signal, log = () => undefined, onBatch, onEpoch }: RunHooks,
+): Promise<TrainRunResult> {
+  const file = (name: keyof typeof RUN_FILES) => path.join(runDir, RUN_FILES[name]);
+  // The folder is this run's own: its checkpoints and history are replaced as training goes on.
+  // A resumed run rewrites the history from its checkpoint, dropping rows of epochs it redoes.
+  const restored = trainer.epochHistory;
+  await writeTextAtomic(file('historyCsv'), [HISTORY_COLUMNS.join(','), ...restored.map(historyCsvRow)].join('\n') + '\n');
+  await writeTextAtomic(file('historyJsonl'), restored.map((r) => JSON.stringify(r) + '\n').join(''));
+  let best: EpochRecord | null = null;
+  for (const r of restored) if (r.validAuc !== null && (best === null || r.validAuc > (best.validAuc ?? -1))) best = r;
+  if (trainer.completedEpochs === 0) await trainer.save(file('last'), { overwrite: true });
+
+  const listeners: [string, (...args: never[]) => void][] = [];
+  if (onBatch) listeners.push(['batch', onBatch]);
+  if (onEpoch) listeners.push(['epoch', onEpoch]);
+  listeners.push(['log', log]);
+  for (const [event, listener] of listeners) trainer.on(event as 'log', listener as (line: string) => void);
+  try {
+    const history = await trainer.fit(split, {
+      signal,
+      afterEpoch: async (record) => {
+        await fsp.appendFile(file('historyCsv'), historyCsvRow(record) + '\n');
+        await fsp.appendFile(file('historyJsonl'), JSON.stringify(record) + '\n');
+        await trainer.save(file('last'), { overwrite: true });
+        if (record.validAuc !== null && (best === null || record.validAuc > (best.validAuc ?? -1))) {
+          best = record;
+          await trainer.save(file('best'), { overwrite: true });
+          const validation = trainer.lastValidationResult;
+          if (validation) await writeTextAtomic(file('predictions'), predictionsCsv(validation.predictions, split.fold));
+        }
+      },
+    });
+    const reason = trainer.stopReason;
+    const stopped = reason !== null && reason.startsWith('aborted');
+    if (stopped) {
+      // The state at the interruption, for inspection or prediction; resume continues from
+      // last.safetensors (the end of the last full epoch) and redoes the interrupted epoch.
+      if (reason !== 'aborted') {
+        await trainer.save(file('interrupted'), { overwrite: true });
+        log(`${reason}: saved ${file('interrupted')}; resume redoes epoch ${trainer.completedEpochs + 1} from its start (from ${RUN_FILES.last})`);
+      }
+    } else if (await exists(file('predictions'))) {
+      await evaluatePredictionsFile(file('predictions'), { out: runDir, force: true, bootstrap: 200, seed: trainer.options.seed });
+      log(`wrote ${path.join(runDir, 'evaluation.json')} and report.html (best epoch ${best ? (best as EpochRecord).epoch : '?'})`);
+    }
+    return { runDir, history, best, stopped, stopReason: reason };
+  } finally {
+    for (const [event, listener] of listeners) trainer.off(event as 'log', listener as (line: string) => void);
+  }
+}
+
+/** Validates options and reads the data, then trains `fold` into a new run folder. */
 export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunResult> {
   const { data = DEMO_DATA, csv, folds = 5, fold = 0, runsDir = 'runs', signal, log = () => undefined, onBatch, onEpoch, ...trainerOptions } = options;
-  if (!Number.isInteger(folds) || folds < 2) throw new RangeError(`Expected integer >= 2 for folds but received ${folds}`);
-  if (!Number.isInteger(fold) || fold < 0 || fold >= folds) throw new RangeError(`Expected integer between 0 and ${folds - 1} for fold but received ${fold}`);
+  checkFolds(folds, fold);
   const isDemo = data === DEMO_DATA;
   // Validate the options before touching data or disk.
-  const given = Object.fromEntries(Object.entries(trainerOptions).filter(([, v]) => v !== undefined)) as TrainerOptions;
-  const trainer = new Trainer(isDemo ? { ...DEMO_PRESET, ...given } : given);
+  const trainer = new Trainer(withPreset(isDemo, trainerOptions));
   try {
-    const dataPath = isDemo ? await ensureDemoDataset({}, log) : data;
-    const dataset = await openDataset(dataPath, { csv });
-    const assignments = stratifiedGroupKFold(dataset.samples, folds, trainer.options.seed);
+    const { dataPath, dataset, assignments } = await openRunData(data, csv, folds, trainer.options.seed, log);
     const { train, valid } = splitByFold(dataset.samples, assignments, fold);
     log(
       `data: ${isDemo ? 'built-in demo set' : dataPath} (${dataset.format}), ${dataset.samples.length} images; ` +
@@ -99,47 +220,106 @@ export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunR
     );
     // The engine is built before the run folder exists, so a bad device or model leaves nothing behind.
     const info = await trainer.prepare(train);
-    const o = trainer.options;
-    log(
-      `model: ${o.model}${o.widthFactor !== 1 ? ` x${o.widthFactor} width` : ''}, ${info.parameterCount.toLocaleString('en-US')} parameters, ` +
-        `${o.device} ${o.precision}, ${o.imageSize}px, batch ${o.batchSize}` +
-        `${o.accumulate > 1 ? ` x ${o.accumulate} accumulated = ${o.batchSize * o.accumulate}` : ''}, lr ${o.lr}, ` +
-        `pos_weight ${trainer.positiveWeight?.toFixed(3)}`,
-    );
-    const runDir = await createRunDir(runsDir, o.model);
+    log(describeModel(trainer, info.parameterCount));
+    const runDir = await createRunDir(runsDir, trainer.options.model);
     log(`run folder: ${runDir}`);
-    await writeFoldsCsv(path.join(runDir, 'folds.csv'), assignments);
-    await fsp.writeFile(
-      path.join(runDir, 'config.json'),
-      JSON.stringify({ options: o, data: dataPath, csv: csv ?? null, folds, fold, positiveWeight: trainer.positiveWeight, parameterCount: info.parameterCount }, null, 2),
-    );
-    await fsp.writeFile(path.join(runDir, 'history.csv'), HISTORY_COLUMNS.join(',') + '\n');
-
-    let best: EpochRecord | null = null;
-    if (onBatch) trainer.on('batch', onBatch);
-    if (onEpoch) trainer.on('epoch', onEpoch);
-    const history = await trainer.fit(
-      { train, valid },
-      {
-        signal,
-        afterEpoch: async (record) => {
-          await fsp.appendFile(path.join(runDir, 'history.csv'), HISTORY_COLUMNS.map((c) => formatCell(record[c])).join(',') + '\n');
-          await fsp.appendFile(path.join(runDir, 'history.jsonl'), JSON.stringify(record) + '\n');
-          // The run folder is this run's own: its checkpoints are replaced as training goes on.
-          await trainer.save(path.join(runDir, 'last.safetensors'), { overwrite: true });
-          if (record.validAuc !== null && (best === null || record.validAuc > (best.validAuc ?? -1))) {
-            best = record;
-            await trainer.save(path.join(runDir, 'best.safetensors'), { overwrite: true });
-          }
-        },
-      },
-    );
-    const stopped = history.length < o.epochs;
-    if (stopped && history.length === 0) log('stopped before the first epoch ended: no checkpoint was written');
-    return { runDir, history, best, stopped };
+    await writeRunFiles(runDir, trainer, { data: dataPath, csv: csv ?? null, folds, fold, parameterCount: info.parameterCount }, assignments);
+    return await trainFold(trainer, runDir, { train, valid, fold }, { signal, log, onBatch, onEpoch });
   } finally {
     await trainer.dispose();
   }
+}
+
+/** Options that may change when a run is resumed (the rest come from its checkpoint). */
+export interface ResumeOptions extends RunHooks {
+  /** Train up to this many epochs in all (default: the run's own). */
+  epochs?: number;
+  workers?: number;
+  prefetch?: number;
+}
+
+/**
+ * Continues a run folder from its last checkpoint: model, optimizer, step, RNG state and history
+ * come back, the folds from folds.csv, so on CPU the result equals an uninterrupted run.
+ */
+export async function resumeRun(runDir: string, { epochs, workers, prefetch, ...hooks }: ResumeOptions = {}): Promise<TrainRunResult> {
+  const config = await readRunConfig(runDir);
+  const last = path.join(runDir, RUN_FILES.last);
+  if (!(await exists(last)))
+    throw new RangeError(`Cannot resume ${runDir}: it has no ${RUN_FILES.last} (the run stopped before its first checkpoint); start a new run instead`);
+  const log = hooks.log ?? (() => undefined);
+  const overrides = Object.fromEntries(Object.entries({ epochs, workers, prefetch }).filter(([, v]) => v !== undefined)) as TrainerOptions;
+  const assignments = await readFoldsCsv(path.join(runDir, RUN_FILES.folds));
+  const dataset = await openDataset(config.data, { csv: config.csv ?? undefined });
+  const { train, valid } = splitByFold(dataset.samples, assignments, config.fold);
+  const trainer = await Trainer.load(last, overrides);
+  try {
+    log(`resuming ${runDir} after epoch ${trainer.completedEpochs} of ${trainer.options.epochs}; fold ${config.fold}: ${train.length} train / ${valid.length} validation images`);
+    return await trainFold(trainer, runDir, { train, valid, fold: config.fold }, hooks);
+  } finally {
+    await trainer.dispose();
+  }
+}
+
+/** Reads and checks a run folder's config.json. */
+export async function readRunConfig(runDir: string): Promise<RunConfig> {
+  const file = path.join(runDir, RUN_FILES.config);
+  const text = await fsp.readFile(file, 'utf8').catch(() => null);
+  if (text === null) throw new RangeError(`Cannot resume ${runDir}: no ${RUN_FILES.config} there; pass a run folder made by \`melanoma train\` (e.g. runs/20261125-203257-efficientnet-b0)`);
+  const config = JSON.parse(text) as RunConfig & { kind?: string };
+  if (config.kind === 'cv') throw new RangeError(`${runDir} is a cross-validation folder: resume it with \`melanoma cv --resume ${runDir}\``);
+  return config;
+}
+
+/** @internal */
+export function checkFolds(folds: number, fold?: number): void {
+  if (!Number.isInteger(folds) || folds < 2) throw new RangeError(`Expected integer >= 2 for folds but received ${folds}`);
+  if (fold !== undefined && (!Number.isInteger(fold) || fold < 0 || fold >= folds))
+    throw new RangeError(`Expected integer between 0 and ${folds - 1} for fold but received ${fold}`);
+}
+
+/** @internal the demo preset under the user's options; undefined options dropped. */
+export function withPreset(isDemo: boolean, options: TrainerOptions): TrainerOptions {
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TrainerOptions;
+  return isDemo ? { ...DEMO_PRESET, ...given } : given;
+}
+
+/** @internal opens the data (generating the demo set when asked) and assigns patient-level folds. */
+export async function openRunData(data: string, csv: string | undefined, folds: number, seed: number, log: (line: string) => void) {
+  const dataPath = data === DEMO_DATA ? await ensureDemoDataset({}, log) : data;
+  const dataset = await openDataset(dataPath, { csv });
+  const assignments = stratifiedGroupKFold(dataset.samples, folds, seed);
+  return { dataPath, dataset, assignments };
+}
+
+/** @internal */
+export function describeModel(trainer: Trainer, parameterCount: number): string {
+  const o = trainer.options;
+  const sizes = o.imageSizes ? o.imageSizes.map(([e, s]) => `${s}px x${e}`).join(' then ') : `${o.imageSize}px`;
+  const schedule = o.schedule === 'constant' ? '' : ` ${o.schedule}`;
+  return (
+    `model: ${o.model}${o.widthFactor !== 1 ? ` x${o.widthFactor} width` : ''}, ${parameterCount.toLocaleString('en-US')} parameters, ` +
+    `${o.device} ${o.precision}, ${sizes}, batch ${o.batchSize}` +
+    `${o.accumulate > 1 ? ` x ${o.accumulate} accumulated = ${o.batchSize * o.accumulate}` : ''}, lr ${o.lr}${schedule}` +
+    `${o.warmupEpochs > 0 ? ` (warm-up ${o.warmupEpochs} epochs)` : ''}, pos_weight ${trainer.positiveWeight?.toFixed(3)}` +
+    `${o.earlyStopping > 0 ? `, early stopping patience ${o.earlyStopping}` : ''}`
+  );
+}
+
+/** @internal config.json and folds.csv of a new run folder. */
+export async function writeRunFiles(
+  runDir: string,
+  trainer: Trainer,
+  config: Omit<RunConfig, 'options' | 'positiveWeight'>,
+  assignments: readonly FoldAssignment[],
+): Promise<void> {
+  await writeFoldsCsv(path.join(runDir, RUN_FILES.folds), assignments);
+  const full: RunConfig = { options: trainer.options, ...config, positiveWeight: trainer.positiveWeight };
+  await fsp.writeFile(path.join(runDir, RUN_FILES.config), JSON.stringify(full, null, 2));
+}
+
+function historyCsvRow(record: EpochRecord): string {
+  return HISTORY_COLUMNS.map((c) => formatCell(record[c])).join(',');
 }
 
 /** One epoch as a fixed-width table row (the header is epochTableHeader()). */
@@ -150,11 +330,13 @@ export function epochTableRow(r: EpochRecord): string {
     num(r.trainLoss, 4).padStart(10),
     num(r.validLoss, 4).padStart(10),
     num(r.validAuc, 4).padStart(9),
+    r.lr.toExponential(2).padStart(9),
+    String(r.imageSize ?? '').padStart(5),
     num(r.trainImagesPerSecond, 1).padStart(8),
     `${r.seconds.toFixed(1)}s`.padStart(8),
   ].join('  ');
 }
 
 export function epochTableHeader(): string {
-  return ['epoch', 'train_loss', 'valid_loss', 'valid_auc', 'img/s', 'time'].map((h, i) => h.padStart([5, 10, 10, 9, 8, 8][i])).join('  ');
+  return ['epoch', 'train_loss', 'valid_loss', 'valid_auc', 'lr', 'px', 'img/s', 'time'].map((h, i) => h.padStart([5, 10, 10, 9, 9, 5, 8, 8][i])).join('  ');
 }

@@ -1,0 +1,109 @@
+/**
+ * Out-of-fold predictions of a fold run, and cross-validation on tiny real data: per-fold
+ * folders, the pooled predictions (every image once, with its fold), the summary and report;
+ * a CV stopped part-way and resumed gives the same figures as one left alone.
+ */
+import { existsSync, promises as fsp, readFileSync } from 'fs';
+import * as path from 'path';
+import { readFoldsCsv } from '../../src/folds';
+import { rocAuc } from '../../src/metrics/auc';
+import { crossValidationSummary } from '../../src/metrics/cv';
+import { readPredictionsCsv } from '../../src/report/predictions-csv';
+import { CrossValidateResult, crossValidate } from '../../src/train/cv';
+import { trainRun } from '../../src/train/run';
+import { TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
+
+const root = tempDir();
+let data: string;
+beforeAll(async () => {
+  data = await tinyDataset(root, 36);
+});
+
+test("a fold run writes its best epoch's predictions and their evaluation report", async () => {
+  const result = await trainRun({ ...TINY_OPTIONS, data, folds: 3, fold: 1, epochs: 2, runsDir: path.join(root, 'single') });
+  const file = path.join(result.runDir, 'valid_predictions.csv');
+  expect(readFileSync(file, 'utf8').split('\n')[0]).toBe('image_name,patient_id,target,score,fold');
+  const rows = readPredictionsCsv(file);
+  const folds = await readFoldsCsv(path.join(result.runDir, 'folds.csv'));
+  expect(rows.map((r) => r.imageName).sort()).toEqual(folds.filter((f) => f.fold === 1).map((f) => f.imageName).sort());
+  expect(new Set(rows.map((r) => r.fold))).toEqual(new Set(['1']));
+  // The scores are the best epoch's: their AUC is the best validation AUC of the history.
+  expect(result.best).not.toBeNull();
+  expect(rocAuc(rows.map((r) => r.target), rows.map((r) => r.score))).toBeCloseTo(result.best!.validAuc!, 6);
+  const evaluation = JSON.parse(readFileSync(path.join(result.runDir, 'evaluation.json'), 'utf8'));
+  expect(evaluation.auc.value).toBeCloseTo(result.best!.validAuc!, 6);
+  expect(readFileSync(path.join(result.runDir, 'report.html'), 'utf8')).toContain('<html');
+});
+
+describe('crossValidate', () => {
+  let whole: CrossValidateResult;
+  beforeAll(async () => {
+    whole = await crossValidate({ ...TINY_OPTIONS, data, folds: 3, epochs: 2, runsDir: path.join(root, 'cv') });
+  });
+
+  test('trains every fold into its own folder and pools the out-of-fold predictions', async () => {
+    expect(whole.stopped).toBe(false);
+    expect(path.basename(whole.cvDir)).toMatch(/-efficientnet-b0-cv3$/);
+    for (const f of [0, 1, 2]) {
+      for (const name of ['config.json', 'history.csv', 'last.safetensors', 'best.safetensors', 'valid_predictions.csv', 'evaluation.json'])
+        expect(existsSync(path.join(whole.cvDir, `fold-${f}`, name))).toBe(true);
+    }
+    const oof = readPredictionsCsv(path.join(whole.cvDir, 'oof_predictions.csv'));
+    const assignments = await readFoldsCsv(path.join(whole.cvDir, 'folds.csv'));
+    expect(oof).toHaveLength(36);
+    expect(new Set(oof.map((r) => r.imageName)).size).toBe(36);
+    const foldOf = new Map(assignments.map((a) => [a.imageName, String(a.fold)]));
+    for (const r of oof) expect(r.fold).toBe(foldOf.get(r.imageName));
+  });
+
+  test('the summary is that of the pooled predictions, with per-fold AUCs equal to each fold\'s best', () => {
+    const oof = readPredictionsCsv(path.join(whole.cvDir, 'oof_predictions.csv'));
+    const expected = crossValidationSummary(oof);
+    const written = JSON.parse(readFileSync(path.join(whole.cvDir, 'cv_summary.json'), 'utf8'));
+    expect(written.pooled.auc).toBeCloseTo(expected.pooled.auc, 12);
+    expect(written.pooled.delong.ci[0]).toBeLessThan(written.pooled.auc);
+    expect(written.meanAuc).toBeCloseTo(expected.meanAuc!, 12);
+    expect(whole.summary!.folds.map((f) => f.auc)).toEqual(whole.folds.map((r) => expect.closeTo(r.best!.validAuc!, 6)));
+    expect(whole.evaluation!.auc.value).toBeCloseTo(expected.pooled.auc, 12);
+    expect(existsSync(path.join(whole.cvDir, 'report.html'))).toBe(true);
+  });
+
+  test('stopped during fold 1 and resumed: the same histories and pooled AUC', async () => {
+    const controller = new AbortController();
+    let folds = 0;
+    const stopped = await crossValidate({
+      ...TINY_OPTIONS,
+      data,
+      folds: 3,
+      epochs: 2,
+      runsDir: path.join(root, 'cv-stopped'),
+      signal: controller.signal,
+      onFold: () => folds++,
+      onBatch: (p) => {
+        if (folds === 2 && p.epoch === 2 && p.batch === 1) controller.abort(); // mid-epoch, second fold
+      },
+    });
+    expect(stopped.stopped).toBe(true);
+    expect(stopped.summary).toBeNull();
+    expect(existsSync(path.join(stopped.cvDir, 'oof_predictions.csv'))).toBe(false);
+    expect(existsSync(path.join(stopped.cvDir, 'fold-1', 'interrupted.safetensors'))).toBe(true);
+    expect(existsSync(path.join(stopped.cvDir, 'fold-2'))).toBe(false);
+
+    const resumed = await crossValidate({ resume: stopped.cvDir });
+    expect(resumed.cvDir).toBe(stopped.cvDir);
+    expect(resumed.stopped).toBe(false);
+    expect(resumed.folds.map((r) => r.history.map((h) => h.trainLoss))).toEqual(whole.folds.map((r) => r.history.map((h) => h.trainLoss)));
+    expect(resumed.summary!.pooled.auc).toBe(whole.summary!.pooled.auc);
+    const history = await fsp.readFile(path.join(stopped.cvDir, 'fold-1', 'history.csv'), 'utf8');
+    expect(history.trim().split('\n')).toHaveLength(3); // header + 2 epochs, no duplicate row
+  });
+
+  test('bad input fails before anything is written', async () => {
+    await expect(crossValidate({ ...TINY_OPTIONS, data, folds: 1 })).rejects.toThrow('Expected integer >= 2 for folds but received 1');
+    await expect(crossValidate({ resume: path.join(root, 'nowhere') })).rejects.toThrow(/Cannot resume .*nowhere: no config.json there/);
+    await expect(crossValidate({ ...TINY_OPTIONS, data, schedule: 'linear' as never, runsDir: path.join(root, 'bad') })).rejects.toThrow(
+      "Expected one of constant, cosine, step, plateau for schedule but received 'linear'",
+    );
+    expect(existsSync(path.join(root, 'bad'))).toBe(false);
+  });
+});

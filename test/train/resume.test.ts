@@ -1,0 +1,83 @@
+/**
+ * Resume: a run continued from its run folder equals an uninterrupted one on CPU (epoch
+ * granularity), through the API and through the CLI after a SIGINT in the middle of an epoch.
+ * Ctrl-C writes interrupted.safetensors (the state when stopped); resume continues from
+ * last.safetensors, the end of the last whole epoch, and redoes the interrupted epoch.
+ */
+import { spawn, spawnSync } from 'child_process';
+import { existsSync, readFileSync } from 'fs';
+import * as path from 'path';
+import { readSafetensorsFile } from '../../src/train/safetensors';
+import { TrainRunResult, resumeRun, trainRun } from '../../src/train/run';
+import { TINY_CLI_FLAGS, TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
+
+const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
+const root = tempDir();
+let data: string;
+let uninterrupted: TrainRunResult;
+beforeAll(async () => {
+  data = await tinyDataset(root, 32);
+  uninterrupted = await trainRun({ ...TINY_OPTIONS, data, folds: 4, epochs: 3, runsDir: path.join(root, 'whole') });
+});
+
+const losses = (r: { history: { trainLoss: number; validLoss: number | null }[] }) => r.history.map((h) => [h.trainLoss, h.validLoss]);
+
+test('1 epoch + resume for 2 more gives the same history as 3 epochs at once', async () => {
+  const first = await trainRun({ ...TINY_OPTIONS, data, folds: 4, epochs: 1, runsDir: path.join(root, 'api') });
+  expect(first.history).toHaveLength(1);
+  const resumed = await resumeRun(first.runDir, { epochs: 3 });
+  expect(resumed.runDir).toBe(first.runDir);
+  expect(losses(resumed)).toEqual(losses(uninterrupted));
+  const rows = readFileSync(path.join(first.runDir, 'history.csv'), 'utf8').trim().split('\n');
+  expect(rows.slice(1).map((r) => r.split(',')[0])).toEqual(['1', '2', '3']);
+});
+
+test('resume refuses a folder that is not a run', async () => {
+  await expect(resumeRun(path.join(root, 'nowhere'))).rejects.toThrow(/^Cannot resume .*nowhere: no config.json there; pass a run folder made by `melanoma train`/);
+});
+
+describe('the CLI after SIGINT in the middle of an epoch', () => {
+  const haveDist = existsSync(CLI);
+  (haveDist ? test : test.skip)(`Ctrl-C saves a checkpoint and exits 130; train --resume finishes with the uninterrupted history${haveDist ? '' : ' [SKIPPED: run npm run build:ts]'}`, async () => {
+    const runsDir = path.join(root, 'cli');
+    const args = [CLI, 'train', '--data', data, '--folds', '4', '--epochs', '3', '--runs-dir', runsDir, '--log-every', '1', ...TINY_CLI_FLAGS];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let sent = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      // The first batch of epoch 2 is done and three more follow: the signal lands mid-epoch.
+      if (!sent && out.includes('epoch 2 batch 1/')) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(sent).toBe(true);
+    expect(code).toBe(130);
+    const runDir = /run folder: (\S+)/.exec(out)![1];
+    expect(out).toContain(`resume with: melanoma train --resume ${runDir}`);
+    expect(out).toMatch(/aborted during epoch 2 after \d of 3 batches/);
+    const interrupted = await readSafetensorsFile(path.join(runDir, 'interrupted.safetensors'));
+    const last = await readSafetensorsFile(path.join(runDir, 'last.safetensors'));
+    expect(Number(last.metadata['melanoma.epochs_done'])).toBe(1);
+    expect(Number(interrupted.metadata['melanoma.step'])).toBeGreaterThan(Number(last.metadata['melanoma.step']));
+
+    const resumed = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir], { encoding: 'utf8' });
+    expect(resumed.stderr).toBe('');
+    expect(resumed.status).toBe(0);
+    expect(resumed.stdout).toContain(`resuming ${runDir} after epoch 1 of 3`);
+    const history = readFileSync(path.join(runDir, 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    // The CLI flags are TINY_OPTIONS with the full depth (no --stage-limit flag).
+    const whole = await trainRun({ ...TINY_OPTIONS, stageLimit: 7, data, folds: 4, epochs: 3, runsDir: path.join(root, 'whole-cli') });
+    expect(losses({ history })).toEqual(losses(whole));
+    expect(existsSync(path.join(runDir, 'evaluation.json'))).toBe(true);
+
+    const changed = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir, '--lr', '0.1'], { encoding: 'utf8' });
+    expect(changed.status).toBe(2);
+    expect(changed.stderr.trim()).toBe(
+      'error: --lr cannot be combined with --resume: a resumed run keeps its own options (only --epochs and --workers may change); start a new `melanoma train` to change them',
+    );
+  });
+});
