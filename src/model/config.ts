@@ -81,6 +81,18 @@ export interface TrainerOptions {
    * stages. null (default): imageSize throughout.
    */
   imageSizes?: readonly (readonly [number, number])[] | null;
+  /**
+   * Start from imported ImageNet weights (`melanoma weights import`): a name in weights/ or the
+   * path of an imported .safetensors file. The architecture (model, width, padding, BatchNorm eps
+   * and momentum) follows the weights; the classification head starts fresh.
+   */
+  pretrained?: string | null;
+  /** Convolution padding: 'symmetric' (torchvision, timm) or TensorFlow 'same' (lukemelas, timm tf_*). */
+  padding?: 'symmetric' | 'same';
+  /** BatchNorm epsilon; default 1e-5, or 1e-3 with 'same' padding (TensorFlow ports). */
+  bnEps?: number;
+  /** BatchNorm momentum; default 0.1, or 0.01 with 'same' padding. */
+  bnMomentum?: number;
 }
 
 export type AugmentPreset = 'none' | 'report' | 'strong';
@@ -197,6 +209,10 @@ export const DEFAULT_OPTIONS = {
   plateauPatience: 1,
   earlyStopping: 0,
   imageSizes: null,
+  pretrained: null as string | null,
+  padding: 'symmetric' as 'symmetric' | 'same',
+  bnEps: null as number | null,
+  bnMomentum: null as number | null,
 };
 
 const OPTION_NAMES = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast'];
@@ -289,6 +305,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
   const epochs = expectInteger('epochs', o.epochs, 1, 100000);
   const lr = expectNumber('lr', o.lr, 0, 10, { exclusiveMin: true });
   const minLr = expectNumber('minLr', o.minLr, 0, 10);
+  const padding = expectChoice('padding', o.padding, ['symmetric', 'same'] as const);
   if (minLr > lr) throw new RangeError(`Expected minLr <= lr (${lr}) but received ${describe(minLr)}: the cosine schedule decays from lr down to minLr`);
   return {
     model: model as ModelName,
@@ -321,7 +338,16 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     plateauPatience: expectInteger('plateauPatience', o.plateauPatience, 1, 100000),
     earlyStopping: expectInteger('earlyStopping', o.earlyStopping, 0, 100000),
     imageSizes: resolveImageSizes(o.imageSizes),
+    pretrained: o.pretrained === null ? null : expectNonEmptyString('pretrained', o.pretrained),
+    padding,
+    bnEps: o.bnEps === null ? (padding === 'same' ? 1e-3 : 1e-5) : expectNumber('bnEps', o.bnEps, 0, 1, { exclusiveMin: true }),
+    bnMomentum: o.bnMomentum === null ? (padding === 'same' ? 0.01 : 0.1) : expectNumber('bnMomentum', o.bnMomentum, 0, 1, { exclusiveMin: true }),
   };
+}
+
+function expectNonEmptyString(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.trim() === '') throw new TypeError(`Expected a non-empty string for ${name} but received ${describe(value)}`);
+  return value;
 }
 
 /** Progressive-resizing stages: a non-empty array of [epochs >= 1, size in 32..2048] pairs, or null. */
@@ -346,6 +372,9 @@ export function architectureOptions(o: ResolvedOptions): ArchitectureOptions {
     headHidden: o.headHidden,
     headDropout: o.headDropout ?? undefined,
     dropPathRate: o.dropPathRate,
+    padding: o.padding,
+    bnEps: o.bnEps,
+    bnMomentum: o.bnMomentum,
   };
 }
 

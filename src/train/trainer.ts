@@ -8,6 +8,7 @@ import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rocAucOrNull } from '../metrics/auc';
 import { Engine, EngineInfo, EngineState, NamedTensor, torchInfo } from '../native';
 import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
+import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
 import { encodeSafetensors, readSafetensorsFile, writeFileAtomic } from './safetensors';
 import { earlyStopReason, imageSizeForEpoch, learningRateForBatch } from './schedule';
 
@@ -114,7 +115,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** Validates the options at once: a bad option throws here, before any work. */
   constructor(options: TrainerOptions = {}) {
     super();
-    this.options = resolveOptions(options, { cudaAvailable: () => torchInfo().cudaAvailable });
+    const resolved = resolveOptions(options, { cudaAvailable: () => torchInfo().cudaAvailable });
+    // Pretrained weights fix the architecture: model, width, padding, BatchNorm eps and momentum.
+    this.options = resolved.pretrained ? pretrainedOptions(resolved, options, resolvePretrained(resolved.pretrained)) : resolved;
   }
 
   /** Epochs completed (also after Trainer.load). */
@@ -162,7 +165,16 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       else if (train) this.posWeight = balancedPosWeight(train);
       else this.posWeight = 1;
     }
-    this.engine = await Engine.create(engineConfig(this.options, this.posWeight));
+    const engine = await Engine.create(engineConfig(this.options, this.posWeight));
+    if (this.options.pretrained) {
+      // The backbone from the imported weights; the head keeps its fresh initialisation.
+      const { loaded } = await loadPretrainedBackbone(engine, this.options.pretrained).catch(async (err) => {
+        await engine.dispose();
+        throw err;
+      });
+      this.emit('log', `pretrained: ${loaded} backbone tensors from ${this.options.pretrained}; the classification head starts fresh`);
+    }
+    this.engine = engine;
     return this.engine;
   }
 
@@ -360,7 +372,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (metadata['melanoma.format'] !== CHECKPOINT_FORMAT)
       throw new Error(`${file} is not a melanoma-native checkpoint (no '${CHECKPOINT_FORMAT}' metadata): pretrained weights are imported with \`weights import\``);
     const { headDropout, ...saved } = JSON.parse(metadata['melanoma.options']) as ResolvedOptions;
-    const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, ...overrides });
+    // pretrained: null, as the checkpoint already holds the fine-tuned weights.
+    const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...overrides });
     trainer.posWeight = Number(metadata['melanoma.pos_weight']);
     trainer.epochsDone = Number(metadata['melanoma.epochs_done']);
     trainer.history.push(...(JSON.parse(metadata['melanoma.history'] ?? '[]') as EpochRecord[]));
