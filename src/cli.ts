@@ -10,7 +10,9 @@ import { runModelBenchmark } from './bench/model-bench';
 import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
 import { MODEL_NAMES } from './model/architectures';
+import { OutputExistsError } from './cli/evaluate';
 import { EngineError, NativeLoadError } from './native';
+import { TTA_VIEWS, predict } from './predict';
 import type { TrainerOptions } from './model/config';
 import { crossValidate, formatCvSummary } from './train/cv';
 import { DEMO_DATA, epochTableHeader, epochTableRow, resumeRun, trainRun } from './train/run';
@@ -249,6 +251,39 @@ function buildProgram(): Command {
   );
   cv.action(async (opts, command: Command) => runCv(opts, command));
 
+  program
+    .command('predict')
+    .description('score a test set with one checkpoint or an ensemble (optionally with TTA) and write submission.csv (image_name,target)')
+    .argument('<checkpoints...>', 'checkpoint files, run folders (their best.safetensors) or cv folders (every fold\'s best): several make an ensemble')
+    .requiredOption('--data <path>', 'test images: folder of *.tfrec files, JPEG folder (with or without test.csv), or a CSV')
+    .option('--csv <file>', 'CSV with ISIC columns, joined on image_name for TFRecord sets')
+    .option('--out <file>', 'submission file; an existing file is never overwritten', 'submission.csv')
+    .addOption(new Option('--ensemble <mode>', 'combine checkpoints by mean probability or mean normalised rank').choices(['mean', 'rank']).default('mean'))
+    .option('--tta <views>', `test-time views averaged per image, 1-8 (${TTA_VIEWS.join(', ')})`, integer('--tta', 1), 1)
+    .option('--per-view <file>', 'also write image_name,checkpoint,view,score for every model and view')
+    .option('--image-size <px>', "input size (default: each checkpoint's last training size)", integer('--image-size', 32))
+    .option('--batch-size <n>', 'images per batch', integer('--batch-size', 1))
+    .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
+    .addOption(new Option('--device <device>', 'where the engine runs (default: as trained)').choices(['auto', 'cpu', 'cuda']))
+    .action(async (checkpoints: string[], opts) => {
+      const result = await predict({
+        checkpoints,
+        data: opts.data,
+        csv: opts.csv,
+        out: opts.out,
+        ensemble: opts.ensemble,
+        tta: opts.tta,
+        perViewCsv: opts.perView,
+        imageSize: opts.imageSize,
+        batchSize: opts.batchSize,
+        workers: opts.workers,
+        device: opts.device,
+        log: (line) => console.log(line),
+      });
+      if (result.auc !== null) console.log(`AUC of the combined scores (the test set has targets): ${result.auc.toFixed(4)}`);
+      for (const file of result.written) console.log(`wrote ${file} (${result.rows.length} images)`);
+    });
+
   addModelOptions(
     program
       .command('bench')
@@ -301,6 +336,7 @@ export async function main(argv: string[]): Promise<number> {
       err instanceof TypeError ||
       err instanceof RangeError ||
       err instanceof NativeLoadError ||
+      err instanceof OutputExistsError ||
       (err instanceof EngineError && (err.code === 'ERR_ENGINE_DEVICE' || err.code === 'ERR_ENGINE_STATE'));
     if (usage) {
       console.error(`error: ${err.message}`);

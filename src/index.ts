@@ -4,8 +4,14 @@
  */
 export { Trainer, balancedPosWeight } from './train/trainer';
 export type { BatchProgress, EpochRecord, EvaluationResult, FitData, FitOptions, Prediction, TrainerEvents } from './train/trainer';
-export { trainRun, createRunDir, DEMO_PRESET } from './train/run';
-export type { TrainRunOptions, TrainRunResult } from './train/run';
+export { trainRun, resumeRun, createRunDir, DEMO_PRESET } from './train/run';
+export type { TrainRunOptions, TrainRunResult, ResumeOptions, RunHooks } from './train/run';
+export { crossValidate, summariseCv } from './train/cv';
+export type { CrossValidateOptions, CrossValidateResult } from './train/cv';
+export { learningRateAt, earlyStopReason, imageSizeForEpoch, SCHEDULE_NAMES } from './train/schedule';
+export type { ScheduleName } from './train/schedule';
+export { predict, viewTransform, TTA_VIEWS } from './predict';
+export type { PredictOptions, PredictResult, EnsembleMode, TtaView } from './predict';
 export type { TrainerOptions, Device, Precision } from './model/config';
 export { MODEL_NAMES, SCALING, buildModelSpec, countParameters } from './model/architectures';
 export type { ModelName } from './model/architectures';

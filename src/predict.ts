@@ -1,0 +1,235 @@
+/**
+ * Inference for a submission: one checkpoint or an ensemble (a run folder's best, a CV folder's
+ * folds, or files), optional test-time augmentation over the 8 flips/transposes of the square,
+ * and `submission.csv` in the Kaggle format (`image_name,target`). Existing files are never
+ * overwritten.
+ */
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+import { DataError } from './data/errors';
+import { openDataset } from './data/isic';
+import type { LesionSample } from './data/types';
+import { rocAucOrNull } from './metrics/auc';
+import type { Device } from './model/config';
+import { OutputExistsError } from './cli/evaluate';
+import { Trainer, ViewTransform } from './train/trainer';
+
+/** The 8 symmetries of a square, in the order TTA takes them (2 views = identity + flip, ...). */
+export const TTA_VIEWS = ['identity', 'hflip', 'vflip', 'rot180', 'transpose', 'rot90', 'rot270', 'antitranspose'] as const;
+export type TtaView = (typeof TTA_VIEWS)[number];
+
+export type EnsembleMode = 'mean' | 'rank';
+
+export interface PredictOptions {
+  /**
+   * Checkpoint files (.safetensors), run folders (their best.safetensors) or CV folders (every
+   * fold's best.safetensors): several make an ensemble.
+   */
+  checkpoints: readonly string[];
+  /** Test images: a folder of *.tfrec files, a JPEG folder (with or without a CSV), or a CSV. */
+  data: string;
+  csv?: string;
+  /** Submission file (default submission.csv); refused if it exists. */
+  out?: string;
+  /** How models combine: mean of probabilities (default) or mean of normalised ranks. */
+  ensemble?: EnsembleMode;
+  /** Test-time views per image, 1 (none, default) to 8; their probabilities are averaged. */
+  tta?: number;
+  /** Also write every model's score of every view: image_name,checkpoint,view,score. */
+  perViewCsv?: string;
+  /** Default: the size each checkpoint last trained at. */
+  imageSize?: number;
+  batchSize?: number;
+  workers?: number;
+  device?: Device | 'auto';
+  log?: (line: string) => void;
+}
+
+export interface SubmissionRow {
+  imageName: string;
+  target: number;
+}
+
+export interface PredictResult {
+  rows: SubmissionRow[];
+  checkpoints: string[];
+  views: TtaView[];
+  /** AUC of the final scores when the test images carry targets (else null). */
+  auc: number | null;
+  written: string[];
+}
+
+/** A ViewTransform for one symmetry of the square (uint8 HWC, height === width). */
+export function viewTransform(view: TtaView): ViewTransform | null {
+  if (view === 'identity') return null;
+  // Where output pixel (y, x) comes from, for an n x n image.
+  const source: Record<Exclude<TtaView, 'identity'>, (y: number, x: number, n: number) => [number, number]> = {
+    hflip: (y, x, n) => [y, n - 1 - x],
+    vflip: (y, x, n) => [n - 1 - y, x],
+    rot180: (y, x, n) => [n - 1 - y, n - 1 - x],
+    transpose: (y, x) => [x, y],
+    rot90: (y, x, n) => [n - 1 - x, y],
+    rot270: (y, x, n) => [x, n - 1 - y],
+    antitranspose: (y, x, n) => [n - 1 - x, n - 1 - y],
+  };
+  const from = source[view];
+  return (images, batchSize, height, width) => {
+    if (height !== width) throw new RangeError(`Expected square images for the ${view} view but received ${height}x${width}`);
+    const n = height;
+    // The same source offsets for every image of the batch.
+    const map = new Int32Array(n * n);
+    for (let y = 0; y < n; y++)
+      for (let x = 0; x < n; x++) {
+        const [sy, sx] = from(y, x, n);
+        map[y * n + x] = (sy * n + sx) * 3;
+      }
+    const out = Buffer.allocUnsafe(images.length);
+    const plane = n * n * 3;
+    for (let b = 0; b < batchSize; b++) {
+      const base = b * plane;
+      for (let p = 0; p < n * n; p++) {
+        const s = base + map[p];
+        const d = base + p * 3;
+        out[d] = images[s];
+        out[d + 1] = images[s + 1];
+        out[d + 2] = images[s + 2];
+      }
+    }
+    return out;
+  };
+}
+
+/** Normalised ranks in (0, 1], ties sharing their average rank. */
+export function normalisedRanks(scores: readonly number[]): number[] {
+  const order = scores.map((s, i) => [s, i] as const).sort((a, b) => a[0] - b[0]);
+  const ranks = new Array<number>(scores.length);
+  for (let i = 0; i < order.length; ) {
+    let j = i;
+    while (j + 1 < order.length && order[j + 1][0] === order[i][0]) j++;
+    const rank = (i + j) / 2 + 1;
+    for (let k = i; k <= j; k++) ranks[order[k][1]] = rank / scores.length;
+    i = j + 1;
+  }
+  return ranks;
+}
+
+async function stat(p: string) {
+  return fsp.stat(p).catch(() => null);
+}
+
+/** Checkpoint files from files, run folders and CV folders, in order. */
+export async function resolveCheckpoints(inputs: readonly string[]): Promise<string[]> {
+  if (!Array.isArray(inputs) || inputs.length === 0) throw new TypeError('Expected at least one checkpoint (a .safetensors file, a run folder or a cv folder) but received none');
+  const files: string[] = [];
+  for (const input of inputs) {
+    const st = await stat(input);
+    if (!st) throw new RangeError(`Checkpoint ${input} does not exist: pass a .safetensors file, a run folder (uses its best.safetensors) or a cv folder (uses every fold's)`);
+    if (st.isFile()) {
+      files.push(input);
+      continue;
+    }
+    if (await stat(path.join(input, 'best.safetensors'))) {
+      files.push(path.join(input, 'best.safetensors'));
+      continue;
+    }
+    const folds = (await fsp.readdir(input))
+      .filter((n) => /^fold-\d+$/.test(n))
+      .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))
+      .map((n) => path.join(input, n, 'best.safetensors'));
+    const present = [];
+    for (const f of folds) if (await stat(f)) present.push(f);
+    if (present.length === 0) throw new RangeError(`${input} holds no best.safetensors and no fold-*/best.safetensors: pass a checkpoint file, a run folder or a cv folder`);
+    files.push(...present);
+  }
+  return files;
+}
+
+const IMAGE_EXTENSIONS = /\.(jpe?g|png)$/i;
+
+/**
+ * Test samples: a SIIM-ISIC set (TFRecords, or a CSV with its JPEGs) via openDataset, or a bare
+ * folder of images (image_name = file name without extension, no target).
+ */
+export async function openTestImages(data: string, csv?: string): Promise<LesionSample[]> {
+  const st = await stat(data);
+  if (st?.isDirectory() && !csv) {
+    const names = await fsp.readdir(data);
+    if (!names.some((n) => n.endsWith('.tfrec') || n.toLowerCase().endsWith('.csv'))) {
+      const images = names.filter((n) => IMAGE_EXTENSIONS.test(n)).sort();
+      if (images.length === 0)
+        throw new DataError('ERR_DATASET_EMPTY', `${data} holds no *.tfrec, CSV or JPEG/PNG files: pass a folder of test images or TFRecords`, { file: data });
+      return images.map((name) => ({
+        imageName: name.replace(IMAGE_EXTENSIONS, ''),
+        patientId: '',
+        target: null,
+        sex: null,
+        ageApprox: null,
+        anatomSite: null,
+        diagnosis: null,
+        image: { kind: 'file', path: path.join(data, name) },
+      }));
+    }
+  }
+  return (await openDataset(data, { csv })).samples;
+}
+
+function csvField(v: string): string {
+  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+}
+
+async function refuseExisting(files: readonly string[]): Promise<void> {
+  const existing = [];
+  for (const f of files) if (await stat(f)) existing.push(f);
+  if (existing.length)
+    throw new OutputExistsError(`Refusing to overwrite ${existing.join(' and ')}: choose another --out/--per-view path or move the existing file away`);
+}
+
+/**
+ * Scores the test images with every checkpoint and view, combines them (views: mean
+ * probability; checkpoints: `ensemble`), and writes the submission (and the per-view CSV).
+ */
+export async function predict(options: PredictOptions): Promise<PredictResult> {
+  const { data, csv, out = 'submission.csv', ensemble = 'mean', tta = 1, perViewCsv, imageSize, batchSize, workers, device, log = () => undefined } = options;
+  if (ensemble !== 'mean' && ensemble !== 'rank') throw new RangeError(`Expected 'mean' or 'rank' for ensemble but received '${String(ensemble)}'`);
+  if (!Number.isInteger(tta) || tta < 1 || tta > 8) throw new RangeError(`Expected integer between 1 and 8 for tta but received ${String(tta)}`);
+  if (imageSize !== undefined && (!Number.isInteger(imageSize) || imageSize < 32 || imageSize > 2048))
+    throw new RangeError(`Expected integer between 32 and 2048 for imageSize but received ${String(imageSize)}`);
+  const outputs = perViewCsv ? [out, perViewCsv] : [out];
+  await refuseExisting(outputs); // before the (long) inference
+  const checkpoints = await resolveCheckpoints(options.checkpoints);
+  const samples = await openTestImages(data, csv);
+  if (samples.length === 0) throw new DataError('ERR_DATASET_EMPTY', `${data} holds no images to predict`, { file: data });
+  const views = TTA_VIEWS.slice(0, tta);
+  const transforms = views.map(viewTransform);
+  log(`predicting ${samples.length} images with ${checkpoints.length} checkpoint(s) x ${views.length} view(s) (${views.join(', ')})`);
+
+  const overrides = Object.fromEntries(Object.entries({ batchSize, workers, device }).filter(([, v]) => v !== undefined));
+  const perModel: number[][] = [];
+  const perViewLines: string[] = ['image_name,checkpoint,view,score'];
+  for (const file of checkpoints) {
+    const trainer = await Trainer.load(file, overrides);
+    try {
+      const results = await trainer.evaluateViews(samples, transforms, { imageSize });
+      const probabilities = samples.map((_, i) => results.reduce((sum, r) => sum + r.predictions[i].probability, 0) / results.length);
+      perModel.push(probabilities);
+      results.forEach((r, v) => r.predictions.forEach((p) => perViewLines.push([p.imageName, file, views[v], String(p.probability)].map(csvField).join(','))));
+      log(`${file}: ${trainer.options.model}, ${imageSize ?? trainer.imageSizeAt(trainer.completedEpochs)}px, epoch ${trainer.completedEpochs}`);
+    } finally {
+      await trainer.dispose();
+    }
+  }
+  const combined = ensemble === 'rank' && perModel.length > 1 ? perModel.map(normalisedRanks) : perModel;
+  const rows = samples.map((s, i) => ({ imageName: s.imageName, target: combined.reduce((sum, m) => sum + m[i], 0) / combined.length }));
+  const labelled = samples.every((s) => s.target !== null);
+  const auc = labelled ? rocAucOrNull(samples.map((s) => s.target as number), rows.map((r) => r.target)).auc : null;
+
+  const submission = ['image_name,target', ...rows.map((r) => `${csvField(r.imageName)},${r.target}`)].join('\n') + '\n';
+  await fsp.mkdir(path.dirname(path.resolve(out)), { recursive: true });
+  await fsp.writeFile(out, submission, { flag: 'wx' }); // 'wx': never replace a file that appeared meanwhile
+  const written = [out];
+  if (perViewCsv) {
+    await fsp.writeFile(perViewCsv, perViewLines.join('\n') + '\n', { flag: 'wx' });
+    written.push(perViewCsv);
+  }
+  return { rows, checkpoints, views: [...views], auc, written };
+}

@@ -1,0 +1,124 @@
+/**
+ * predict(): the 8 test-time views, checkpoints from files/run folders/cv folders, ensembles,
+ * the submission file (never overwritten), the per-view CSV, and a bare JPEG folder.
+ */
+import { spawnSync } from 'child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
+import * as path from 'path';
+import sharp from 'sharp';
+import { openDataset } from '../../src/data/isic';
+import { TTA_VIEWS, normalisedRanks, predict, viewTransform } from '../../src/predict';
+import { TrainRunResult, trainRun } from '../../src/train/run';
+import { Trainer } from '../../src/train/trainer';
+import { TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
+
+const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
+
+describe('test-time views', () => {
+  // A 3x3 image whose pixel (y, x) holds the value 10y + x in all three channels.
+  const n = 3;
+  const image = Buffer.alloc(n * n * 3);
+  for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) image.fill(10 * y + x, (y * n + x) * 3, (y * n + x) * 3 + 3);
+  const grid = (b: Buffer) => Array.from({ length: n }, (_, y) => Array.from({ length: n }, (_, x) => b[(y * n + x) * 3]));
+  const apply = (view: (typeof TTA_VIEWS)[number], b = image) => viewTransform(view)?.(b, 1, n, n) ?? b;
+
+  test.each([
+    ['hflip', [[2, 1, 0], [12, 11, 10], [22, 21, 20]]],
+    ['vflip', [[20, 21, 22], [10, 11, 12], [0, 1, 2]]],
+    ['transpose', [[0, 10, 20], [1, 11, 21], [2, 12, 22]]],
+    ['rot90', [[20, 10, 0], [21, 11, 1], [22, 12, 2]]], // clockwise
+    ['rot270', [[2, 12, 22], [1, 11, 21], [0, 10, 20]]],
+    ['antitranspose', [[22, 12, 2], [21, 11, 1], [20, 10, 0]]],
+  ] as const)('%s', (view, expected) => {
+    expect(grid(apply(view))).toEqual(expected);
+  });
+
+  test('the 8 views are the 8 distinct symmetries, and each batch image is moved on its own', () => {
+    const seen = new Set(TTA_VIEWS.map((v) => JSON.stringify(grid(apply(v)))));
+    expect(seen.size).toBe(8);
+    const two = Buffer.concat([image, Buffer.from(image.map((v) => 255 - v))]);
+    const flipped = viewTransform('hflip')!(two, 2, n, n);
+    expect(grid(flipped.subarray(image.length)).flat()).toEqual(grid(apply('hflip')).flat().map((v) => 255 - v));
+  });
+
+  test('ranks are normalised and ties share their mean rank', () => {
+    expect(normalisedRanks([0.3, 0.1, 0.3, 0.9])).toEqual([0.625, 0.25, 0.625, 1]);
+  });
+});
+
+describe('predict on a tiny test set', () => {
+  const root = tempDir();
+  let data: string;
+  let run: TrainRunResult;
+  beforeAll(async () => {
+    data = await tinyDataset(root, 24);
+    run = await trainRun({ ...TINY_OPTIONS, data, folds: 3, epochs: 1, runsDir: path.join(root, 'runs') });
+  });
+
+  test('one checkpoint without TTA gives the trainer\'s own probabilities', async () => {
+    const out = path.join(root, 'one', 'submission.csv');
+    const result = await predict({ checkpoints: [run.runDir], data, out });
+    expect(result.checkpoints).toEqual([path.join(run.runDir, 'best.safetensors')]);
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    expect(lines[0]).toBe('image_name,target');
+    expect(lines).toHaveLength(25);
+    const samples = (await openDataset(data)).samples;
+    const trainer = await Trainer.load(path.join(run.runDir, 'best.safetensors'));
+    try {
+      const expected = await trainer.predict(samples);
+      expect(result.rows).toEqual(expected.map((p) => ({ imageName: p.imageName, target: p.probability })));
+    } finally {
+      await trainer.dispose();
+    }
+    expect(result.auc).toEqual(expect.any(Number)); // the tiny set has targets
+    await expect(predict({ checkpoints: [run.runDir], data, out })).rejects.toThrow(`Refusing to overwrite ${out}`);
+  });
+
+  test('two checkpoints x 8 views: the per-view CSV holds every score, the submission their means', async () => {
+    const out = path.join(root, 'tta', 'submission.csv');
+    const perViewCsv = path.join(root, 'tta', 'views.csv');
+    const checkpoints = [path.join(run.runDir, 'best.safetensors'), path.join(run.runDir, 'last.safetensors')];
+    const result = await predict({ checkpoints, data, out, perViewCsv, tta: 8, ensemble: 'mean' });
+    expect(result.views).toEqual([...TTA_VIEWS]);
+    const rows = readFileSync(perViewCsv, 'utf8').trim().split('\n').slice(1).map((l) => l.split(','));
+    expect(rows).toHaveLength(24 * 2 * 8);
+    const name = result.rows[0].imageName;
+    const mine = rows.filter((r) => r[0] === name).map((r) => Number(r[3]));
+    expect(result.rows[0].target).toBeCloseTo(mine.reduce((a, b) => a + b, 0) / mine.length, 12);
+    // The views reach the engine: a flipped asymmetric lesion scores differently somewhere.
+    const byView = (v: string) => rows.filter((r) => r[1] === checkpoints[0] && r[2] === v).map((r) => r[3]);
+    expect(byView('hflip')).not.toEqual(byView('identity'));
+    const ranked = await predict({ checkpoints, data, out: path.join(root, 'tta', 'rank.csv'), tta: 2, ensemble: 'rank' });
+    expect(Math.max(...ranked.rows.map((r) => r.target))).toBe(1);
+  });
+
+  test('a bare folder of JPEGs, named by file', async () => {
+    const folder = path.join(root, 'jpegs');
+    mkdirSync(folder);
+    for (const [name, colour] of [['ISIC_A', 90], ['ISIC_B', 160]] as const)
+      writeFileSync(path.join(folder, `${name}.jpg`), await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: colour, g: 100, b: 80 } } }).jpeg().toBuffer());
+    const out = path.join(root, 'jpeg-submission.csv');
+    const result = await predict({ checkpoints: [run.runDir], data: folder, out, tta: 4 });
+    expect(result.rows.map((r) => r.imageName)).toEqual(['ISIC_A', 'ISIC_B']);
+    expect(result.auc).toBeNull();
+  });
+
+  test('bad input: one line naming the thing and the fix', async () => {
+    await expect(predict({ checkpoints: [path.join(root, 'missing.safetensors')], data, out: path.join(root, 'x.csv') })).rejects.toThrow(
+      /^Checkpoint .*missing.safetensors does not exist: pass a .safetensors file, a run folder/,
+    );
+    await expect(predict({ checkpoints: [run.runDir], data, tta: 9, out: path.join(root, 'x.csv') })).rejects.toThrow('Expected integer between 1 and 8 for tta but received 9');
+    expect(existsSync(path.join(root, 'x.csv'))).toBe(false);
+  });
+
+  (existsSync(CLI) ? test : test.skip)('the predict command writes the submission and refuses to overwrite it (exit 2)', () => {
+    const out = path.join(root, 'cli-submission.csv');
+    const args = [CLI, 'predict', run.runDir, '--data', data, '--out', out, '--tta', '2', '--workers', '2'];
+    const first = spawnSync(process.execPath, args, { encoding: 'utf8' });
+    expect(first.status).toBe(0);
+    expect(first.stdout).toContain(`wrote ${out} (24 images)`);
+    const again = spawnSync(process.execPath, args, { encoding: 'utf8' });
+    expect(again.status).toBe(2);
+    expect(again.stderr.trim()).toBe(`error: Refusing to overwrite ${out}: choose another --out/--per-view path or move the existing file away`);
+  });
+});
