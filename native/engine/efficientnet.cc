@@ -18,11 +18,18 @@ int64_t samePadTotal(int64_t size, int64_t kernel, int64_t stride) {
 }
 
 // Per-sample stochastic depth: drops the whole residual branch of some samples.
-torch::Tensor dropPath(const torch::Tensor& x, double rate, bool training) {
+torch::Tensor dropPath(const torch::Tensor& x, double rate, bool training, at::Generator& generator) {
   if (!training || rate <= 0) return x;
   const double keep = 1.0 - rate;
-  auto mask = torch::empty({x.size(0), 1, 1, 1}, x.options()).bernoulli_(keep);
+  auto mask = torch::empty({x.size(0), 1, 1, 1}, x.options()).bernoulli_(keep, generator);
   return x * mask.div_(keep);
+}
+
+// Inverted dropout, as torch::dropout, but drawing from the given generator.
+torch::Tensor dropout(const torch::Tensor& x, double rate, bool training, at::Generator& generator) {
+  if (!training || rate <= 0) return x;
+  const double keep = 1.0 - rate;
+  return x * torch::empty_like(x).bernoulli_(keep, generator).div_(keep);
 }
 
 }  // namespace
@@ -91,7 +98,7 @@ MBConvImpl::MBConvImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride,
   }
 }
 
-torch::Tensor MBConvImpl::forward(torch::Tensor x) {
+torch::Tensor MBConvImpl::forward(torch::Tensor x, at::Generator& generator) {
   const auto shortcut = x;
   if (expands) {
     x = torch::silu(bn1->forward(conv_pw->forward(x)));
@@ -103,11 +110,12 @@ torch::Tensor MBConvImpl::forward(torch::Tensor x) {
     x = se->forward(x);
     x = bn2->forward(conv_pw->forward(x));
   }
-  if (hasSkip) x = engine::dropPath(x, dropPath, is_training()) + shortcut;
+  if (hasSkip) x = engine::dropPath(x, dropPath, is_training(), generator) + shortcut;
   return x;
 }
 
-EfficientNetImpl::EfficientNetImpl(const ModelSpec& spec) : headDropout(spec.headDropout) {
+EfficientNetImpl::EfficientNetImpl(const ModelSpec& spec, at::Generator generator_)
+    : generator(std::move(generator_)), headDropout(spec.headDropout) {
   const bool same = spec.samePadding;
   conv_stem = register_module("conv_stem", Conv(3, spec.stemChannels, 3, 2, 1, false, same));
   bn1 = register_module("bn1", makeBatchNorm(spec.stemChannels, spec));
@@ -150,7 +158,7 @@ torch::Tensor EfficientNetImpl::forwardFeatures(torch::Tensor x) {
   x = torch::silu(bn1->forward(conv_stem->forward(x)));
   for (const auto& stage : *blocks) {
     for (const auto& block : *stage->as<torch::nn::ModuleList>()) {
-      x = block->as<MBConv>()->forward(x);
+      x = block->as<MBConv>()->forward(x, generator);
     }
   }
   return torch::silu(bn2->forward(conv_head->forward(x)));
@@ -161,7 +169,7 @@ torch::Tensor EfficientNetImpl::forward(torch::Tensor x) {
   if (!head_fc.is_empty()) {
     x = torch::silu(head_fc->forward(x));
   }
-  x = torch::dropout(x, headDropout, is_training());
+  x = engine::dropout(x, headDropout, is_training(), generator);
   return classifier->forward(x).squeeze(1);
 }
 

@@ -35,7 +35,7 @@ TORCH_MODULE(SqueezeExcite);
 struct MBConvImpl : torch::nn::Module {
   MBConvImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, double expandRatio,
              double seRatio, double dropPath, const ModelSpec& spec);
-  torch::Tensor forward(torch::Tensor x);
+  torch::Tensor forward(torch::Tensor x, at::Generator& generator);
 
   bool expands, hasSkip;
   double dropPath;
@@ -45,12 +45,15 @@ struct MBConvImpl : torch::nn::Module {
 };
 TORCH_MODULE(MBConv);
 
+// Training-time randomness (dropout, stochastic depth) draws from `generator`, the engine's own,
+// so engines in one process do not disturb each other's random streams.
 struct EfficientNetImpl : torch::nn::Module {
-  explicit EfficientNetImpl(const ModelSpec& spec);
+  EfficientNetImpl(const ModelSpec& spec, at::Generator generator);
   torch::Tensor forwardFeatures(torch::Tensor x);
   // Logits of shape [N] (one output: melanoma vs not).
   torch::Tensor forward(torch::Tensor x);
 
+  at::Generator generator;
   Conv conv_stem{nullptr}, conv_head{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::ModuleList blocks{nullptr};

@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -134,6 +135,9 @@ struct Engine::Impl {
   bool autocast = false;
   at::ScalarType autocastDtype = at::kFloat;
   torch::Tensor mean, stddev, posWeight;
+  // The engine's own random stream (dropout, stochastic depth, augmentation). On CUDA it is the
+  // device's default generator, shared by the engines of a process on that device.
+  at::Generator generator;
 
   explicit Impl(const EngineConfig& cfg) : config(cfg) {
     if (config.device == "cuda") {
@@ -154,8 +158,16 @@ struct Engine::Impl {
     autocastDtype = config.precision == "fp16" ? at::kHalf : at::kBFloat16;
     lossScale = config.precision == "fp16" ? kInitialLossScale : 1.0;
 
-    torch::manual_seed(config.seed);
-    model = EfficientNet(config.model);
+    {
+      // Initialisation draws from LibTorch's global generator: seed it and build under a lock, so
+      // engines created at the same time still get the weights their seed gives.
+      static std::mutex initialisation;
+      std::lock_guard<std::mutex> lock(initialisation);
+      torch::manual_seed(config.seed);
+      generator = device.is_cuda() ? at::globalContext().defaultGenerator(device)
+                                   : at::make_generator<at::CPUGeneratorImpl>(config.seed);
+      model = EfficientNet(config.model, generator);
+    }
     model->to(device);
     if (config.channelsLast) {
       torch::NoGradGuard noGrad;
@@ -199,7 +211,7 @@ struct Engine::Impl {
     const auto& a = config.augment;
     const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
     const auto options = x.options();
-    const auto draw = [&] { return torch::rand({n}, options); };
+    const auto draw = [&] { return torch::rand({n}, generator, options); };
     const auto happens = [&](double p) { return (draw() < p).to(torch::kFloat); };
     const auto symmetric = [&](double magnitude) { return (draw() * 2 - 1) * magnitude; };
     const auto perImage = [&](const torch::Tensor& v) { return v.view({n, 1, 1, 1}); };
@@ -434,7 +446,6 @@ struct Engine::Impl {
     state.step = step;
     state.lossScale = lossScale;
     state.hasScalars = true;
-    auto generator = at::detail::getDefaultCPUGenerator();
     torch::Tensor rng;
     {
       std::lock_guard<std::mutex> lock(generator.mutex());
@@ -516,11 +527,14 @@ struct Engine::Impl {
       lossScale = state.lossScale;
     }
     if (!state.rngState.empty()) {
-      auto rng = torch::empty({static_cast<int64_t>(state.rngState.size())}, torch::kUInt8);
-      std::memcpy(rng.data_ptr(), state.rngState.data(), state.rngState.size());
-      auto generator = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(generator.mutex());
-      generator.set_state(rng);
+      // A state saved on another device type (CPU vs CUDA) has another size: this engine then
+      // keeps its own seeded stream.
+      if (static_cast<size_t>(generator.get_state().numel()) == state.rngState.size()) {
+        auto rng = torch::empty({static_cast<int64_t>(state.rngState.size())}, torch::kUInt8);
+        std::memcpy(rng.data_ptr(), state.rngState.data(), state.rngState.size());
+        generator.set_state(rng);
+      }
     }
     microStep = 0;
     zeroGradients();

@@ -92,6 +92,23 @@ describe('augmentation (engine, CPU)', () => {
     expect(a1.equals(images)).toBe(false);
   });
 
+  test('engines alive at once keep their own random streams', async () => {
+    const options = { augment: 'strong' as const, seed: 7, widthFactor: 0.25, stageLimit: 2, imageSize: SIZE, device: 'cpu' as const };
+    const create = (seed: number) => Engine.create(engineConfig(resolveOptions({ ...options, seed }, { cudaAvailable: () => false }), 1));
+    const alone = await create(7);
+    const expected = [await alone.previewAugment(batch(images)), await alone.previewAugment(batch(images))];
+    await alone.dispose();
+
+    const first = await create(7);
+    const firstPreview = await first.previewAugment(batch(images));
+    const other = await create(8); // built (and seeded) between two draws of `first`
+    await other.previewAugment(batch(images));
+    const secondPreview = await first.previewAugment(batch(images));
+    await Promise.all([first.dispose(), other.dispose()]);
+    expect(firstPreview.equals(expected[0])).toBe(true);
+    expect(secondPreview.equals(expected[1])).toBe(true);
+  });
+
   test('training with augmentation is reproducible on CPU for a seed', async () => {
     const labels = Float32Array.from({ length: N }, (_, i) => i % 2);
     const losses = (seed: number) =>
