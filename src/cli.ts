@@ -9,6 +9,7 @@ import { runDataBenchmark } from './bench/data-bench';
 import { runModelBenchmark } from './bench/model-bench';
 import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
+import { registerWeightsCommand } from './cli/weights';
 import { MODEL_NAMES } from './model/architectures';
 import { OutputExistsError } from './cli/evaluate';
 import { EngineError, NativeLoadError } from './native';
@@ -319,6 +320,7 @@ function buildProgram(): Command {
   });
   registerEvaluateCommand(program);
   registerInspectCommand(program);
+  registerWeightsCommand(program);
   return program;
 }
 
