@@ -4,17 +4,9 @@
  */
 import { buildModelSpec, countParameters, roundChannels } from '../../src/model/architectures';
 import { Engine } from '../../src/native';
-import { byName, cpuConfig, f32, randomBatch } from './helpers';
+import { byName, cpuConfig, f32, randomBatch, trackedEngines } from './helpers';
 
-const created: Engine[] = [];
-async function create(...args: Parameters<typeof cpuConfig>): Promise<Engine> {
-  const engine = await Engine.create(cpuConfig(...args));
-  created.push(engine);
-  return engine;
-}
-afterAll(async () => {
-  for (const engine of created) if (!engine.disposed) await engine.dispose();
-});
+const create = trackedEngines();
 
 describe('parameter counts', () => {
   test('B0 with one output: 4,008,829 = backbone 4,007,548 + Linear(1280, 1)', async () => {

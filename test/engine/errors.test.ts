@@ -3,17 +3,9 @@
  * engine keeps working after them; a disposed engine says so; the event loop runs during steps.
  */
 import { Engine, EngineError, EngineState, NamedTensor, torchInfo } from '../../src/native';
-import { TINY, byName, cpuConfig, f32, randomBatch } from './helpers';
+import { TINY, byName, cpuConfig, f32, randomBatch, trackedEngines } from './helpers';
 
-const created: Engine[] = [];
-async function create(...args: Parameters<typeof cpuConfig>): Promise<Engine> {
-  const engine = await Engine.create(cpuConfig(...args));
-  created.push(engine);
-  return engine;
-}
-afterAll(async () => {
-  for (const engine of created) if (!engine.disposed) await engine.dispose();
-});
+const create = trackedEngines();
 
 /** The rejection of `promise` (fails the test when it resolves). */
 async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {

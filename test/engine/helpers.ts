@@ -5,6 +5,7 @@ import * as path from 'path';
 import { mulberry32 } from '../../src/data/random';
 import { ArchitectureOptions, ModelName, buildModelSpec } from '../../src/model/architectures';
 import { AUGMENT_PRESETS } from '../../src/model/config';
+import { Engine } from '../../src/native';
 import type { EngineConfig, EngineState, ImageBatch, NamedTensor } from '../../src/native';
 
 /** A tiny EfficientNet-B0 (quarter width, first 3 stages): ~10k parameters, milliseconds per step at 32-64 px. */
@@ -88,4 +89,17 @@ export function tempDir(prefix = 'melanoma-engine-'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** A factory of CPU engines (cpuConfig's arguments) that disposes them all after the test file. */
+export function trackedEngines(): (...args: Parameters<typeof cpuConfig>) => Promise<Engine> {
+  const created: Engine[] = [];
+  afterAll(async () => {
+    for (const engine of created) if (!engine.disposed) await engine.dispose();
+  });
+  return async (...args) => {
+    const engine = await Engine.create(cpuConfig(...args));
+    created.push(engine);
+    return engine;
+  };
 }

@@ -3,20 +3,12 @@
  * loss falls on a batch it can memorise, and gradient accumulation equals one large batch.
  */
 import { Engine, EngineState } from '../../src/native';
-import { TINY, byName, cpuConfig, f32, parameterNames, randomBatch, relativeDifference, sliceBatch } from './helpers';
+import { TINY, byName, cpuConfig, f32, parameterNames, randomBatch, relativeDifference, sliceBatch, trackedEngines } from './helpers';
 
 /** No stochastic regularisation: steps are then a deterministic function of weights and batch. */
 const DETERMINISTIC = { ...TINY, dropPathRate: 0, headDropout: 0 };
 
-const created: Engine[] = [];
-async function create(...args: Parameters<typeof cpuConfig>): Promise<Engine> {
-  const engine = await Engine.create(cpuConfig(...args));
-  created.push(engine);
-  return engine;
-}
-afterAll(async () => {
-  for (const engine of created) if (!engine.disposed) await engine.dispose();
-});
+const create = trackedEngines();
 
 describe('one training step', () => {
   /*
