@@ -14,6 +14,7 @@ import { MODEL_NAMES } from './model/architectures';
 import { OutputExistsError } from './cli/evaluate';
 import { EngineError, NativeLoadError } from './native';
 import { TTA_VIEWS, predict } from './predict';
+import { SafetensorsError } from './train/safetensors';
 import type { TrainerOptions } from './model/config';
 import { crossValidate, formatCvSummary } from './train/cv';
 import { DEMO_DATA, epochTableHeader, epochTableRow, resumeRun, trainRun } from './train/run';
@@ -339,6 +340,7 @@ export async function main(argv: string[]): Promise<number> {
       err instanceof RangeError ||
       err instanceof NativeLoadError ||
       err instanceof OutputExistsError ||
+      err instanceof SafetensorsError ||
       (err instanceof EngineError && (err.code === 'ERR_ENGINE_DEVICE' || err.code === 'ERR_ENGINE_STATE'));
     if (usage) {
       console.error(`error: ${err.message}`);

@@ -370,7 +370,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   static async load(file: string, overrides: TrainerOptions = {}): Promise<Trainer> {
     const { tensors, metadata } = await readSafetensorsFile(file);
     if (metadata['melanoma.format'] !== CHECKPOINT_FORMAT)
-      throw new Error(`${file} is not a melanoma-native checkpoint (no '${CHECKPOINT_FORMAT}' metadata): pretrained weights are imported with \`weights import\``);
+      throw new RangeError(`${file} is not a melanoma-native checkpoint (no '${CHECKPOINT_FORMAT}' metadata): pretrained weights are imported with \`weights import\``);
     const { headDropout, ...saved } = JSON.parse(metadata['melanoma.options']) as ResolvedOptions;
     // pretrained: null, as the checkpoint already holds the fine-tuned weights.
     const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...overrides });
