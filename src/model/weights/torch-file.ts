@@ -104,8 +104,7 @@ function callHook(source: string) {
       case 'torch.device':
         return new PyOpaque(`device ${String(args[0])}`);
       default: {
-        const [module] = callable.module.split('.');
-        const model = module === 'torch' && callable.module.startsWith('torch.nn') ? ' (a pickled nn.Module)' : '';
+        const model = /^[A-Z]/.test(callable.name) ? ' (a whole model saved with torch.save(model)?)' : '';
         return fail(
           `it pickles an object of ${callable.qualified}${model}, which a state dict does not contain; ` +
             'this reader loads state dicts only: in Python, `torch.save(torch.load(path).state_dict(), "state_dict.pth")` ' +
