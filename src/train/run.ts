@@ -57,6 +57,8 @@ export const HISTORY_COLUMNS: (keyof EpochRecord)[] = [
   'trainLoss',
   'validLoss',
   'validAuc',
+  'validPartialAuc',
+  'validSpecificityAt95',
   'lr',
   'imageSize',
   'step',
@@ -330,6 +332,8 @@ export function epochTableRow(r: EpochRecord): string {
     num(r.trainLoss, 4).padStart(10),
     num(r.validLoss, 4).padStart(10),
     num(r.validAuc, 4).padStart(9),
+    num(r.validPartialAuc ?? null, 4).padStart(6),
+    num(r.validSpecificityAt95 ?? null, 3).padStart(9),
     r.lr.toExponential(2).padStart(9),
     String(r.imageSize ?? '').padStart(5),
     num(r.trainImagesPerSecond, 1).padStart(8),
@@ -338,5 +342,7 @@ export function epochTableRow(r: EpochRecord): string {
 }
 
 export function epochTableHeader(): string {
-  return ['epoch', 'train_loss', 'valid_loss', 'valid_auc', 'lr', 'px', 'img/s', 'time'].map((h, i) => h.padStart([5, 10, 10, 9, 9, 5, 8, 8][i])).join('  ');
+  return ['epoch', 'train_loss', 'valid_loss', 'valid_auc', 'pauc', 'spec@95', 'lr', 'px', 'img/s', 'time']
+    .map((h, i) => h.padStart([5, 10, 10, 9, 6, 9, 9, 5, 8, 8][i]))
+    .join('  ');
 }

@@ -5,7 +5,9 @@
 import { EventEmitter } from 'events';
 import { createLoader } from '../data/loader';
 import type { Batch, LesionSample, LoaderStats } from '../data/types';
-import { rocAucOrNull } from '../metrics/auc';
+import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
+import { sensitivityPointFromGroups } from '../metrics/operating-points';
+import { partialAucFromGroups } from '../metrics/partial-auc';
 import { Engine, EngineInfo, EngineState, NamedTensor, torchInfo } from '../native';
 import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
@@ -34,6 +36,10 @@ export interface EpochRecord {
   validAuc: number | null;
   /** Why validAuc is null (no validation set, or one class absent). */
   validAucNote: string | null;
+  /** Partial AUC above TPR 0.8 (ISIC 2024's metric, range [0, 0.2]); null with validAuc. */
+  validPartialAuc: number | null;
+  /** Specificity at the threshold that keeps sensitivity >= 0.95 (the clinical operating point). */
+  validSpecificityAt95: number | null;
   /** Learning rate of the epoch's last step (schedules change it per optimizer step). */
   lr: number;
   /** Square image size of the epoch (progressive resizing changes it). */
@@ -101,6 +107,16 @@ export function balancedPosWeight(samples: readonly LesionSample[]): number {
         'check the labels, or set posWeight explicitly',
     );
   return negatives / positives;
+}
+
+/** pAUC (TPR >= 0.8) and specificity at 95% sensitivity of a validation result, when its AUC is defined. */
+function clinicalFigures(validation: EvaluationResult | null): Pick<EpochRecord, 'validPartialAuc' | 'validSpecificityAt95'> {
+  if (!validation || validation.auc === null) return { validPartialAuc: null, validSpecificityAt95: null };
+  const groups = rankedForAuc(
+    validation.predictions.map((p) => p.target as number),
+    validation.predictions.map((p) => p.logit),
+  );
+  return { validPartialAuc: partialAucFromGroups(groups, 0.8), validSpecificityAt95: sensitivityPointFromGroups(groups, 0.95).specificity };
 }
 
 export class Trainer extends EventEmitter<TrainerEvents> {
@@ -265,6 +281,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         validLoss: validation?.loss ?? null,
         validAuc: validation?.auc ?? null,
         validAucNote: validation ? validation.aucNote : 'no validation set',
+        ...clinicalFigures(validation),
         lr,
         imageSize,
         step,

@@ -8,6 +8,8 @@ import * as path from 'path';
 import { readFoldsCsv } from '../../src/folds';
 import { rocAuc } from '../../src/metrics/auc';
 import { crossValidationSummary } from '../../src/metrics/cv';
+import { operatingPointForSensitivity } from '../../src/metrics/operating-points';
+import { partialAuc } from '../../src/metrics/partial-auc';
 import { readPredictionsCsv } from '../../src/report/predictions-csv';
 import { CrossValidateResult, crossValidate } from '../../src/train/cv';
 import { trainRun } from '../../src/train/run';
@@ -30,6 +32,9 @@ test("a fold run writes its best epoch's predictions and their evaluation report
   // The scores are the best epoch's: their AUC is the best validation AUC of the history.
   expect(result.best).not.toBeNull();
   expect(rocAuc(rows.map((r) => r.target), rows.map((r) => r.score))).toBeCloseTo(result.best!.validAuc!, 6);
+  // ... and so are the row's clinical figures: pAUC above TPR 0.8, specificity at 95% sensitivity.
+  expect(result.best!.validPartialAuc).toBeCloseTo(partialAuc(rows.map((r) => r.target), rows.map((r) => r.score), 0.8), 6);
+  expect(result.best!.validSpecificityAt95).toBe(operatingPointForSensitivity(rows.map((r) => r.target), rows.map((r) => r.score), 0.95).specificity);
   const evaluation = JSON.parse(readFileSync(path.join(result.runDir, 'evaluation.json'), 'utf8'));
   expect(evaluation.auc.value).toBeCloseTo(result.best!.validAuc!, 6);
   expect(readFileSync(path.join(result.runDir, 'report.html'), 'utf8')).toContain('<html');
