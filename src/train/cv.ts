@@ -77,7 +77,8 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     const { epochs, workers, prefetch } = options;
     Object.assign(config.trainerOptions, Object.fromEntries(Object.entries({ epochs, workers, prefetch }).filter(([, v]) => v !== undefined)));
   } else {
-    const { data = DEMO_DATA, csv, folds = 5, runsDir, signal: _s, log: _l, onBatch: _b, onEpoch: _e, resume: _r, onFold: _f, ...trainerOptions } = options;
+    const { data = DEMO_DATA, csv, folds = 5 } = options;
+    const trainerOptions = omit(options, ['data', 'csv', 'folds', 'runsDir', 'signal', 'log', 'onBatch', 'onEpoch', 'resume', 'onFold']);
     checkFolds(folds);
     config = { kind: 'cv', data, csv: csv ?? null, folds, trainerOptions: withPreset(data === DEMO_DATA, trainerOptions) };
     cvDir = ''; // created once the first fold's engine is built
@@ -132,7 +133,6 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
   }
   const stopped = results.length < config.folds || results.some((r) => r.stopped);
   if (stopped) {
-    if (cvDir) log(`stopped: resume with \`melanoma cv --resume ${cvDir}\``);
     return { cvDir, folds: results, summary: null, evaluation: null, stopped: true };
   }
   const { summary, evaluation } = await summariseCv(cvDir, config.folds);
@@ -158,6 +158,10 @@ export async function summariseCv(cvDir: string, folds: number): Promise<{ summa
   await fsp.writeFile(path.join(cvDir, CV_FILES.summary), JSON.stringify(summary, null, 2) + '\n');
   const { evaluation } = evaluatePredictionsFile(oof, { out: cvDir, force: true, bootstrap: 1000 });
   return { summary, evaluation };
+}
+
+function omit<T extends object, K extends keyof T>(object: T, keys: K[]): Omit<T, K> {
+  return Object.fromEntries(Object.entries(object).filter(([k]) => !keys.includes(k as K))) as Omit<T, K>;
 }
 
 function pick<T extends object>(object: T, keys: (keyof T)[]): Partial<T> {

@@ -167,11 +167,9 @@ export async function trainFold(
   for (const r of restored) if (r.validAuc !== null && (best === null || r.validAuc > (best.validAuc ?? -1))) best = r;
   if (trainer.completedEpochs === 0) await trainer.save(file('last'), { overwrite: true });
 
-  const listeners: [string, (...args: never[]) => void][] = [];
-  if (onBatch) listeners.push(['batch', onBatch]);
-  if (onEpoch) listeners.push(['epoch', onEpoch]);
-  listeners.push(['log', log]);
-  for (const [event, listener] of listeners) trainer.on(event as 'log', listener as (line: string) => void);
+  if (onBatch) trainer.on('batch', onBatch);
+  if (onEpoch) trainer.on('epoch', onEpoch);
+  trainer.on('log', log);
   try {
     const history = await trainer.fit(split, {
       signal,
@@ -202,7 +200,9 @@ export async function trainFold(
     }
     return { runDir, history, best, stopped, stopReason: reason };
   } finally {
-    for (const [event, listener] of listeners) trainer.off(event as 'log', listener as (line: string) => void);
+    if (onBatch) trainer.off('batch', onBatch);
+    if (onEpoch) trainer.off('epoch', onEpoch);
+    trainer.off('log', log);
   }
 }
 
