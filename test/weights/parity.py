@@ -25,6 +25,11 @@ architecture and the reference logits. What each case compares:
   classifier), saved as safetensors (compared with the torchvision logits); and the lukemelas
   (SAME) weights under timm's names in a path containing 'tf_efficientnet_b0' (timm's tf_
   weights: compared with the SAME logits).
+- the torchvision b0 file again: re-zipped with deflate, stored in bfloat16 (logits of the
+  bfloat16-rounded weights), and as a timm-named training checkpoint of a DataParallel model
+  ({'epoch': 3, 'state_dict': {'module.conv_stem.weight': ...}}).
+- bad files: the b0 weights with a 1000-class head, with an int64 stem convolution, and a whole
+  pickled model (torch.save(model)).
 The fixture cases store their weights in float16; their logits are computed from the
 float16-rounded weights in float32, so the importer's F16 -> F32 conversion is part of the test.
 """
@@ -33,6 +38,7 @@ import json
 import os
 import struct
 import sys
+import zipfile
 
 import torch
 import torch.nn.functional as F
@@ -230,6 +236,23 @@ def main():
                 state["classifier.1.weight"] = torch.randn(1000, 1280)
                 state["classifier.1.bias"] = torch.randn(1000)
                 torch.save(state, os.path.join(args.out, "torchvision-b0-imagenet-head.pth"))
+                # The same file re-zipped with deflate (zip tools do that), a bfloat16 copy, and a
+                # training checkpoint of a DataParallel model ({'state_dict': {'module.…': …}}).
+                with zipfile.ZipFile(os.path.join(args.out, f"torchvision-{arch}.pth")) as src, zipfile.ZipFile(
+                    os.path.join(args.out, "torchvision-b0-deflated.pth"), "w", zipfile.ZIP_DEFLATED
+                ) as dst:
+                    for item in src.infolist():
+                        dst.writestr(item.filename, src.read(item.filename))
+                case("torchvision efficientnet_b0 (deflated zip)", "torchvision-b0-deflated.pth", "torchvision", name, 1, "symmetric", logits)
+                bf16 = build_torchvision(arch, seed=seed)
+                with torch.no_grad():
+                    for tensor in list(bf16.parameters()) + [b for b in bf16.buffers() if b.is_floating_point()]:
+                        tensor.copy_(tensor.bfloat16().float())
+                torch.save({k: (v.bfloat16() if v.is_floating_point() else v) for k, v in bf16.state_dict().items()}, os.path.join(args.out, "torchvision-b0-bf16.pth"))
+                case("torchvision efficientnet_b0 (bfloat16)", "torchvision-b0-bf16.pth", "torchvision", name, 1, "symmetric", logits_of(bf16, images))
+                checkpoint = {"epoch": 3, "arch": "efficientnet_b0", "state_dict": {f"module.{k}": v for k, v in rename(tvm, tvm.state_dict(), "timm").items()}}
+                torch.save(checkpoint, os.path.join(args.out, "timm-checkpoint.pth.tar"))
+                case("timm training checkpoint of a DataParallel model", "timm-checkpoint.pth.tar", "timm", name, 1, "symmetric", logits)
                 # Non-float weights: the stem convolution as int64.
                 state = dict(tvm.state_dict())
                 state["features.0.0.weight"] = state["features.0.0.weight"].mul(100).long()

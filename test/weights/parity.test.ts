@@ -1,9 +1,10 @@
 /**
  * Numerical parity with PyTorch at full size, where Debian's Python torch is installed
  * (apt-get install -y python3-torch python3-torchvision; they live under /usr/bin/python3).
- * test/weights/parity.py writes, with random weights: torchvision efficientnet_b0 and _b3 (zip),
- * a lukemelas-layout b0 with TF SAME padding (legacy format), timm-layout safetensors of both,
- * and the logits PyTorch computes for three 64 px images; every import must reproduce them to
+ * test/weights/parity.py writes, with random weights: torchvision efficientnet_b0 and _b3 (zip;
+ * b0 also deflated, in bfloat16, and as a timm-named DataParallel training checkpoint), a
+ * lukemelas-layout b0 with TF SAME padding (legacy format), timm-layout safetensors of both, and
+ * the logits PyTorch computes for three 64 px images; every import must reproduce them to
  * 1e-4 in the engine. Without Python torch the suite is skipped with a message.
  */
 import { spawnSync } from 'child_process';
@@ -42,6 +43,9 @@ describeTorch(`parity with PyTorch (${hasTorch ? PYTHON : `skipped: no torch for
     ['lukemelas efficientnet-b0 (legacy format, SAME padding)', 'lukemelas', 'efficientnet-b0', 'same', 1e-3, 'legacy'],
     ['timm efficientnet_b0 (safetensors)', 'timm', 'efficientnet-b0', 'symmetric', 1e-5, 'safetensors'],
     ['timm tf_efficientnet_b0 (safetensors, SAME padding)', 'timm', 'efficientnet-b0', 'same', 1e-3, 'safetensors'],
+    ['torchvision efficientnet_b0 (deflated zip)', 'torchvision', 'efficientnet-b0', 'symmetric', 1e-5, 'zip'],
+    ['torchvision efficientnet_b0 (bfloat16)', 'torchvision', 'efficientnet-b0', 'symmetric', 1e-5, 'zip'],
+    ['timm training checkpoint of a DataParallel model', 'timm', 'efficientnet-b0', 'symmetric', 1e-5, 'zip'],
   ] as const;
 
   test.each(cases)('%s: detected and reproduced to 1e-4', async (name, layout, model, padding, bnEps, container) => {
@@ -55,6 +59,12 @@ describeTorch(`parity with PyTorch (${hasTorch ? PYTHON : `skipped: no torch for
     console.log(`parity ${name}: max |logit diff| ${diff.toExponential(2)}; logits ${Array.from(logits, (v) => v.toFixed(4)).join(', ')} (PyTorch ${manifest.torch})`);
     expect(diff).toBeLessThan(1e-4);
     expect(spread(c.logits)).toBeGreaterThan(1e-2);
+    if (name.includes('bfloat16')) expect(result.info.notes).toContain('converted BF16 weights to F32');
+    if (name.includes('checkpoint'))
+      expect(result.info.notes.slice(0, 2)).toEqual([
+        "the file is a checkpoint: its state dict was taken from ['state_dict']",
+        "the 'module.' prefix of a DataParallel model was removed from every key",
+      ]);
   });
 
   test('b3 weights asked for as b0', async () => {
