@@ -13,7 +13,7 @@ architecture and the reference logits. What each case compares:
   committed fixture) with random weights, random BatchNorm statistics and classifier[1] replaced by
   Linear(features, 1), in eval mode, on the same images normalised as the engine normalises them
   ((x / 255 - mean) / std in float32, ImageNet mean/std). Saved with torch.save (zip format).
-- lukemelas: lukemelas/efficientnet_pytorch is not installable here, so the SAME network is a
+- lukemelas (b0 and b3): lukemelas/efficientnet_pytorch is not installable here, so the SAME network is a
   torchvision EfficientNet changed to lukemelas' conventions: every Conv2d pads with TensorFlow
   SAME (asymmetric [p // 2, p - p // 2], through F.pad in a forward pre-hook, conv padding 0) and
   every BatchNorm has eps 1e-3 (momentum 0.01). Its state dict is renamed to lukemelas' keys
@@ -265,6 +265,11 @@ def main():
         case("lukemelas efficientnet-b0 (legacy format, SAME padding)", "efficientnet-b0-lukemelas.pth", "lukemelas", "efficientnet-b0", 1, "same", logits)
         save_safetensors(rename(lm, lm.state_dict(), "timm"), os.path.join(args.out, "hub", "tf_efficientnet_b0", "model.safetensors"))
         case("timm tf_efficientnet_b0 (safetensors, SAME padding)", "hub/tf_efficientnet_b0/model.safetensors", "timm", "efficientnet-b0", 1, "same", logits)
+
+        lm3 = build_torchvision("efficientnet_b3", seed=4, tf=True)
+        state = {k: v for k, v in rename(lm3, lm3.state_dict(), "lukemelas").items() if not k.endswith("num_batches_tracked")}
+        torch.save(state, os.path.join(args.out, "efficientnet-b3-lukemelas.pth"), _use_new_zipfile_serialization=False)
+        case("lukemelas efficientnet-b3 (legacy format, SAME padding)", "efficientnet-b3-lukemelas.pth", "lukemelas", "efficientnet-b3", 1, "same", logits_of(lm3, images))
 
         # A whole pickled model instead of a state dict.
         torch.save(build_torchvision("efficientnet_b0", width=0.25), os.path.join(args.out, "whole-model.pth"))

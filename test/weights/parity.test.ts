@@ -3,7 +3,7 @@
  * (apt-get install -y python3-torch python3-torchvision; they live under /usr/bin/python3).
  * test/weights/parity.py writes, with random weights: torchvision efficientnet_b0 and _b3 (zip;
  * b0 also deflated, in bfloat16, and as a timm-named DataParallel training checkpoint), a
- * lukemelas-layout b0 with TF SAME padding (legacy format), timm-layout safetensors of both, and
+ * lukemelas-layout b0 and b3 with TF SAME padding (legacy format), timm-layout safetensors of both, and
  * the logits PyTorch computes for three 64 px images; every import must reproduce them to
  * 1e-4 in the engine. Without Python torch the suite is skipped with a message.
  */
@@ -41,6 +41,7 @@ describeTorch(`parity with PyTorch (${hasTorch ? PYTHON : `skipped: no torch for
     ['torchvision efficientnet_b0', 'torchvision', 'efficientnet-b0', 'symmetric', 1e-5, 'zip'],
     ['torchvision efficientnet_b3', 'torchvision', 'efficientnet-b3', 'symmetric', 1e-5, 'zip'],
     ['lukemelas efficientnet-b0 (legacy format, SAME padding)', 'lukemelas', 'efficientnet-b0', 'same', 1e-3, 'legacy'],
+    ['lukemelas efficientnet-b3 (legacy format, SAME padding)', 'lukemelas', 'efficientnet-b3', 'same', 1e-3, 'legacy'],
     ['timm efficientnet_b0 (safetensors)', 'timm', 'efficientnet-b0', 'symmetric', 1e-5, 'safetensors'],
     ['timm tf_efficientnet_b0 (safetensors, SAME padding)', 'timm', 'efficientnet-b0', 'same', 1e-3, 'safetensors'],
     ['torchvision efficientnet_b0 (deflated zip)', 'torchvision', 'efficientnet-b0', 'symmetric', 1e-5, 'zip'],
