@@ -3,7 +3,8 @@
  * folders, the pooled predictions (every image once, with its fold), the summary and report;
  * a CV stopped part-way and resumed gives the same figures as one left alone.
  */
-import { existsSync, promises as fsp, readFileSync } from 'fs';
+import { spawnSync } from 'child_process';
+import { existsSync, promises as fsp, readFileSync, readdirSync } from 'fs';
 import * as path from 'path';
 import { readFoldsCsv } from '../../src/folds';
 import { rocAuc } from '../../src/metrics/auc';
@@ -13,7 +14,9 @@ import { partialAuc } from '../../src/metrics/partial-auc';
 import { readPredictionsCsv } from '../../src/report/predictions-csv';
 import { CrossValidateResult, crossValidate } from '../../src/train/cv';
 import { trainRun } from '../../src/train/run';
-import { TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
+import { TINY_CLI_FLAGS, TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
+
+const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
 
 const root = tempDir();
 let data: string;
@@ -110,5 +113,23 @@ describe('crossValidate', () => {
       "Expected one of constant, cosine, step, plateau for schedule but received 'linear'",
     );
     expect(existsSync(path.join(root, 'bad'))).toBe(false);
+  });
+});
+
+(existsSync(CLI) ? describe : describe.skip)('the cv command (dist/cli.js)', () => {
+  test('train --fold all cross-validates and prints the summary; a single-fold folder cannot be resumed as cv (exit 2)', () => {
+    const runsDir = path.join(root, 'cli-cv');
+    const run = spawnSync(process.execPath, [CLI, 'train', '--fold', 'all', '--data', data, '--folds', '2', '--epochs', '1', '--runs-dir', runsDir, ...TINY_CLI_FLAGS], { encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^fold 0: AUC 0\.\d{4} \(18 images, \d+ melanoma\)$/m);
+    expect(run.stdout).toMatch(/^fold AUC mean 0\.\d{4} \+- 0\.\d{4} \(sd over 2 folds\)$/m);
+    expect(run.stdout).toMatch(/^pooled out-of-fold AUC 0\.\d{4} 95% CI 0\.\d{4}-[01]\.\d{4} \(DeLong\)$/m);
+    const [cvDir] = readdirSync(runsDir);
+    expect(cvDir).toMatch(/-cv2$/);
+    const fold0 = path.join(runsDir, cvDir, 'fold-0');
+    const wrong = spawnSync(process.execPath, [CLI, 'cv', '--resume', fold0], { encoding: 'utf8' });
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr.trim()).toBe(`error: ${fold0} is a single-fold run folder: resume it with \`melanoma train --resume ${fold0}\``);
   });
 });
