@@ -177,12 +177,15 @@ export async function trainFold(
         await fsp.appendFile(file('historyCsv'), historyCsvRow(record) + '\n');
         await fsp.appendFile(file('historyJsonl'), JSON.stringify(record) + '\n');
         await trainer.save(file('last'), { overwrite: true });
-        if (record.validAuc !== null && (best === null || record.validAuc > (best.validAuc ?? -1))) {
+        const better = record.validAuc !== null && (best === null || record.validAuc > (best.validAuc ?? -1));
+        if (better) {
           best = record;
           await trainer.save(file('best'), { overwrite: true });
-          const validation = trainer.lastValidationResult;
-          if (validation) await writeTextAtomic(file('predictions'), predictionsCsv(validation.predictions, split.fold));
         }
+        // Out-of-fold predictions: the best epoch's; while no epoch has a defined AUC (a fold
+        // with one class only), the latest epoch's, so the fold still counts in a pooled AUC.
+        const validation = trainer.lastValidationResult;
+        if ((better || best === null) && validation) await writeTextAtomic(file('predictions'), predictionsCsv(validation.predictions, split.fold));
       },
     });
     const reason = trainer.stopReason;
@@ -194,9 +197,11 @@ export async function trainFold(
         await trainer.save(file('interrupted'), { overwrite: true });
         log(`${reason}: saved ${file('interrupted')}; resume redoes epoch ${trainer.completedEpochs + 1} from its start (from ${RUN_FILES.last})`);
       }
-    } else if (await exists(file('predictions'))) {
+    } else if (best === null) {
+      log(`no evaluation report: the validation AUC of ${split.valid.length} image(s) is undefined (${trainer.epochHistory.at(-1)?.validAucNote ?? 'no epoch'})`);
+    } else {
       await evaluatePredictionsFile(file('predictions'), { out: runDir, force: true, bootstrap: 200, seed: trainer.options.seed });
-      log(`wrote ${path.join(runDir, 'evaluation.json')} and report.html (best epoch ${best ? (best as EpochRecord).epoch : '?'})`);
+      log(`wrote ${path.join(runDir, 'evaluation.json')} and report.html (best epoch ${(best as EpochRecord).epoch})`);
     }
     return { runDir, history, best, stopped, stopReason: reason };
   } finally {

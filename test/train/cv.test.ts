@@ -4,7 +4,7 @@
  * a CV stopped part-way and resumed gives the same figures as one left alone.
  */
 import { spawnSync } from 'child_process';
-import { existsSync, promises as fsp, readFileSync, readdirSync } from 'fs';
+import { existsSync, mkdirSync, promises as fsp, readFileSync, readdirSync } from 'fs';
 import * as path from 'path';
 import { readFoldsCsv } from '../../src/folds';
 import { rocAuc } from '../../src/metrics/auc';
@@ -13,7 +13,9 @@ import { operatingPointForSensitivity } from '../../src/metrics/operating-points
 import { partialAuc } from '../../src/metrics/partial-auc';
 import { readPredictionsCsv } from '../../src/report/predictions-csv';
 import { CrossValidateResult, crossValidate } from '../../src/train/cv';
-import { trainRun } from '../../src/train/run';
+import { openDataset } from '../../src/data/isic';
+import { trainFold, trainRun } from '../../src/train/run';
+import { Trainer } from '../../src/train/trainer';
 import { TINY_CLI_FLAGS, TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
 
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
@@ -41,6 +43,27 @@ test("a fold run writes its best epoch's predictions and their evaluation report
   const evaluation = JSON.parse(readFileSync(path.join(result.runDir, 'evaluation.json'), 'utf8'));
   expect(evaluation.auc.value).toBeCloseTo(result.best!.validAuc!, 6);
   expect(readFileSync(path.join(result.runDir, 'report.html'), 'utf8')).toContain('<html');
+});
+
+test('a validation fold without melanoma still writes its out-of-fold predictions (the latest epoch), and no report', async () => {
+  const { samples } = await openDataset(data);
+  const trainer = new Trainer({ ...TINY_OPTIONS, epochs: 2 });
+  const runDir = path.join(root, 'one-class');
+  mkdirSync(runDir);
+  const logs: string[] = [];
+  try {
+    const result = await trainFold(trainer, runDir, { train: samples.slice(0, 24), valid: samples.slice(24).filter((s) => s.target === 0), fold: 3 }, { log: (l) => logs.push(l) });
+    expect(result.best).toBeNull();
+    expect(result.history.map((r) => r.validAuc)).toEqual([null, null]);
+    const rows = readFileSync(path.join(runDir, 'valid_predictions.csv'), 'utf8').trim().split('\n');
+    expect(rows.length - 1).toBe(samples.slice(24).filter((s) => s.target === 0).length);
+    expect(new Set(rows.slice(1).map((r) => `${r.split(',')[2]}|${r.split(',')[4]}`))).toEqual(new Set(['0|3'])); // target 0, fold 3
+    expect(existsSync(path.join(runDir, 'best.safetensors'))).toBe(false);
+    expect(existsSync(path.join(runDir, 'evaluation.json'))).toBe(false);
+    expect(logs.at(-1)).toMatch(/^no evaluation report: the validation AUC of \d+ image\(s\) is undefined \(/);
+  } finally {
+    await trainer.dispose();
+  }
 });
 
 describe('crossValidate', () => {
