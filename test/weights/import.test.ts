@@ -11,9 +11,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { Command } from 'commander';
 import { registerWeightsCommand } from '../../src/cli/weights';
-import { ImportWeightsResult, WeightsError, importWeights, readWeightsFile } from '../../src/model/weights';
+import { ImportWeightsResult, WeightsError, decodeWeights, importWeights, readWeightsFile } from '../../src/model/weights';
 import type { NamedTensor } from '../../src/native';
 import { decodeSafetensors, encodeSafetensors } from '../../src/train/safetensors';
+import { Trainer } from '../../src/train/trainer';
 import { FIXTURES, engineLogits, maxAbsDiff, readManifest, spread } from './helpers';
 
 const { manifest, images } = readManifest(FIXTURES);
@@ -283,6 +284,34 @@ describe('bad files', () => {
     );
     await expect(importWeights(TV, { weightsDir: path.join(dir, 'bad'), format: 'lukemelas' })).rejects.toThrow(
       `${TV} is not in the lukemelas layout (it has no '_conv_stem.weight'); its keys are in the torchvision layout: pass --format torchvision or --format auto`,
+    );
+  });
+
+  test('a pickle that calls anything else is refused before it could run', () => {
+    // Legacy torch.save framing (magic number, protocol 1001, system info) around
+    // pickle.dumps(os.system('echo hi'), protocol=2): GLOBAL posix.system, REDUCE.
+    const magic = Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]);
+    const protocol = Buffer.from([0x80, 0x02, 0x4d, 0xe9, 0x03, 0x2e]);
+    const sysInfo = Buffer.from([0x80, 0x02, 0x7d, 0x2e]);
+    const evil = Buffer.from('\x80\x02cposix\nsystem\nq\x00X\x07\x00\x00\x00echo hiq\x01\x85q\x02Rq\x03.', 'latin1');
+    expect(() => decodeWeights(Buffer.concat([magic, protocol, sysInfo, evil]), 'evil.pth')).toThrow(
+      'evil.pth: it pickles an object of posix.system, which a state dict does not contain; this reader loads state dicts only: ' +
+        'in Python, `torch.save(torch.load(path).state_dict(), "state_dict.pth")` (or `torch.save(model.state_dict(), ...)`) and import that file',
+    );
+    // An opcode a state dict never uses (INST, protocol 0).
+    expect(() => decodeWeights(Buffer.concat([magic, protocol, sysInfo, Buffer.from('\x80\x02(iposix\nsystem\n.', 'latin1')]), 'inst.pth')).toThrow(
+      'inst.pth: cannot read its pickle: opcode 0x69 at byte 28 is not one a torch.save state dict uses (or the file is damaged): ' +
+        'load the file in Python and save its state dict with torch.save(model.state_dict(), path)',
+    );
+  });
+
+  test('a melanoma training checkpoint is pointed to Trainer.load', async () => {
+    const file = path.join(dir, 'checkpoint.safetensors');
+    const trainer = new Trainer({ model: 'efficientnet-b0', widthFactor: 0.25, stageLimit: 2, device: 'cpu' });
+    await trainer.save(file);
+    await trainer.dispose();
+    await expect(importWeights(file, { weightsDir: path.join(dir, 'bad') })).rejects.toThrow(
+      `${file} is a melanoma-native training checkpoint, not pretrained weights: continue it with Trainer.load (its model tensors already have the engine's names)`,
     );
   });
 

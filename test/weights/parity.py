@@ -27,7 +27,7 @@ architecture and the reference logits. What each case compares:
   weights: compared with the SAME logits).
 - the torchvision b0 file again: re-zipped with deflate, stored in bfloat16 (logits of the
   bfloat16-rounded weights), and as a timm-named training checkpoint of a DataParallel model
-  ({'epoch': 3, 'state_dict': {'module.conv_stem.weight': ...}}).
+  ({'epoch': 3, 'state_dict': {'module.conv_stem.weight': ...}}), and pickled with protocol 4.
 - bad files: the b0 weights with a 1000-class head, with an int64 stem convolution, and a whole
   pickled model (torch.save(model)).
 The fixture cases store their weights in float16; their logits are computed from the
@@ -253,6 +253,8 @@ def main():
                 checkpoint = {"epoch": 3, "arch": "efficientnet_b0", "state_dict": {f"module.{k}": v for k, v in rename(tvm, tvm.state_dict(), "timm").items()}}
                 torch.save(checkpoint, os.path.join(args.out, "timm-checkpoint.pth.tar"))
                 case("timm training checkpoint of a DataParallel model", "timm-checkpoint.pth.tar", "timm", name, 1, "symmetric", logits)
+                torch.save(tvm.state_dict(), os.path.join(args.out, "torchvision-b0-protocol4.pth"), pickle_protocol=4)
+                case("torchvision efficientnet_b0 (pickle protocol 4)", "torchvision-b0-protocol4.pth", "torchvision", name, 1, "symmetric", logits)
                 # Non-float weights: the stem convolution as int64.
                 state = dict(tvm.state_dict())
                 state["features.0.0.weight"] = state["features.0.0.weight"].mul(100).long()

@@ -47,6 +47,7 @@ describeTorch(`parity with PyTorch (${hasTorch ? PYTHON : `skipped: no torch for
     ['torchvision efficientnet_b0 (deflated zip)', 'torchvision', 'efficientnet-b0', 'symmetric', 1e-5, 'zip'],
     ['torchvision efficientnet_b0 (bfloat16)', 'torchvision', 'efficientnet-b0', 'symmetric', 1e-5, 'zip'],
     ['timm training checkpoint of a DataParallel model', 'timm', 'efficientnet-b0', 'symmetric', 1e-5, 'zip'],
+    ['torchvision efficientnet_b0 (pickle protocol 4)', 'torchvision', 'efficientnet-b0', 'symmetric', 1e-5, 'zip'],
   ] as const;
 
   test.each(cases)('%s: detected and reproduced to 1e-4', async (name, layout, model, padding, bnEps, container) => {

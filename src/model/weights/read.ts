@@ -64,7 +64,12 @@ export function decodeWeights(bytes: Buffer, source: string): Omit<WeightsFile, 
   // safetensors: an 8-byte header length, then '{'
   if (bytes.length >= 9 && bytes[8] === 0x7b) {
     try {
-      const { tensors } = decodeSafetensors(bytes, source);
+      const { tensors, metadata } = decodeSafetensors(bytes, source);
+      if (metadata['melanoma.format']?.startsWith('melanoma-native/checkpoint'))
+        throw new WeightsError(
+          `${source} is a melanoma-native training checkpoint, not pretrained weights: continue it with Trainer.load (its model tensors already have the engine's names)`,
+          'ERR_WEIGHTS_FORMAT',
+        );
       return { tensors: stripModulePrefix(tensors, notes), container: 'safetensors', notes };
     } catch (err) {
       if (err instanceof SafetensorsError) throw new WeightsError(err.message, 'ERR_WEIGHTS_FORMAT');
