@@ -72,7 +72,8 @@ export function registerWeightsCommand(program: Command): void {
       console.log(`architecture: ${info.padding} padding, BatchNorm eps ${info.bnEps} / momentum ${info.bnMomentum} (${info.architectureReason})`);
       for (const note of info.notes) console.log(`note: ${note}`);
       console.log(`wrote ${result.file} and ${result.sidecar} (source sha256 ${info.sourceSha256.slice(0, 16)}...)`);
-      console.log(`fine-tune: melanoma train --pretrained ${info.name}`);
+      // A name resolves in ./weights only; elsewhere the path is what --pretrained takes.
+      console.log(`fine-tune: melanoma train --pretrained ${opts.weightsDir === DEFAULT_WEIGHTS_DIR ? info.name : result.file}`);
     });
   weights
     .command('list')

@@ -164,7 +164,7 @@ describe('import of the committed fixtures', () => {
     }
     expect(lines[0]).toBe(`imported ${LM} (lukemelas layout, legacy torch.save) as efficientnet-b0 x0.25 width: 360 tensors`);
     expect(lines[1]).toBe('architecture: same padding, BatchNorm eps 0.001 / momentum 0.01 (lukemelas weights are TensorFlow ports: TF SAME padding, BatchNorm eps 1e-3)');
-    expect(lines).toContain('fine-tune: melanoma train --pretrained lm');
+    expect(lines).toContain(`fine-tune: melanoma train --pretrained ${path.join(dir, 'cli', 'lm.safetensors')}`);
     expect(lines[lines.length - 1]).toBe('lm');
     expect(statSync(path.join(dir, 'cli', 'lm.safetensors')).size).toBeGreaterThan(1e6);
   });
