@@ -155,6 +155,7 @@ export function mapToEngine(tensors: readonly SourceTensor[], source: string, op
   }
 
   const out: NamedTensor[] = [];
+  const converted = new Set<string>();
   let nbtFilled = 0;
   for (const t of fit.expected) {
     const found = byName.get(t.source);
@@ -177,11 +178,10 @@ export function mapToEngine(tensors: readonly SourceTensor[], source: string, op
           'The file holds integer (quantized?) weights; import the float checkpoint instead',
         'ERR_WEIGHTS_DTYPE',
       );
-    if (tensor.dtype !== 'F32') notes.push(`${tensor.dtype}`);
+    if (tensor.dtype !== 'F32') converted.add(tensor.dtype);
     out.push({ name: t.name, dtype: 'F32', shape: [...t.shape], data: toF32(tensor) });
   }
-  const converted = [...new Set(notes.splice(0))];
-  if (converted.length) notes.push(`converted ${converted.join('/')} weights to F32`);
+  if (converted.size) notes.push(`converted ${[...converted].join('/')} weights to F32`);
   if (nbtFilled) notes.push(`${nbtFilled} BatchNorm num_batches_tracked counters absent from the file were set to 0 (unused: momentum is fixed)`);
 
   const dropped: DroppedTensor[] = [];
