@@ -84,6 +84,10 @@ function addTrainingOptions(command: Command): Command {
     )
     .option('--label-smoothing <e>', 'binary label smoothing', number('--label-smoothing'))
     .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1))
+    // transfer learning
+    .option('--pretrained <name|file>', 'start from imported ImageNet weights (melanoma weights import): a name in weights/ or a .safetensors path; the model follows the weights, the head starts fresh')
+    .option('--freeze-backbone-epochs <n>', 'train only the head for the first n epochs (default 0)', integer('--freeze-backbone-epochs', 0))
+    .option('--backbone-lr-factor <f>', "backbone learning rate = the head's x f, e.g. 0.1 (default 1)", number('--backbone-lr-factor'))
     .addOption(
       new Option('--augment <preset>', "train-time augmentation on the device: 'report' = flips, rotations, brightness (the report's); 'strong' adds transpose, shift-scale, colour, cutout").choices(['none', 'report', 'strong']),
     )
@@ -127,6 +131,9 @@ function trainerOptionsFrom(opts: Record<string, unknown>): TrainerOptions {
     widthFactor: opts.widthFactor as number | undefined,
     headHidden: opts.headHidden as number | undefined,
     seed: opts.seed as number | undefined,
+    pretrained: opts.pretrained as string | undefined,
+    freezeBackboneEpochs: opts.freezeBackboneEpochs as number | undefined,
+    backboneLrFactor: opts.backboneLrFactor as number | undefined,
   };
 }
 
@@ -347,7 +354,7 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     const code = (err as { code?: string }).code;
-    if (typeof code === 'string' && (code.startsWith('ERR_DATASET') || code.startsWith('ERR_CSV'))) {
+    if (typeof code === 'string' && (code.startsWith('ERR_DATASET') || code.startsWith('ERR_CSV') || code.startsWith('ERR_WEIGHTS'))) {
       console.error(`error: ${(err as Error).message}`);
       return 2;
     }

@@ -25,5 +25,7 @@ export { stratifiedGroupKFold, assignFileFolds, splitByFold, writeFoldsCsv, read
 export * from './metrics';
 export { evaluatePredictionsFile } from './cli/evaluate';
 export { Engine, EngineError, NativeLoadError, torchInfo } from './native';
+export { importWeights, resolvePretrained, listImportedWeights, WeightsError } from './model/weights';
+export type { ImportWeightsOptions, ImportWeightsResult, WeightsInfo } from './model/weights';
 export { runModelBenchmark } from './bench/model-bench';
 export { runDataBenchmark } from './bench/data-bench';

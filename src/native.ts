@@ -162,7 +162,15 @@ export interface ImageBatch {
 
 export interface TrainStepRequest extends ImageBatch {
   labels: Float32Array;
+  /** Learning rate of the head (classifier, head_fc), and of the backbone unless backboneLr is given. */
   lr: number;
+  backboneLr?: number;
+  /**
+   * Backbone parameters get no gradients and no updates, and its BatchNorms keep their running
+   * statistics (fine-tuning a pretrained backbone: train the fresh head first). Takes effect at
+   * the start of an accumulation window.
+   */
+  freezeBackbone?: boolean;
 }
 
 export interface TrainStepResult {
@@ -204,6 +212,8 @@ export interface EngineState {
   optimizer: NamedTensor[];
   /** Scalars that complete the training state (step, loss scale, RNG seed stream). */
   step: number;
+  /** Adam steps of the backbone (fewer than `step` when it was frozen); default: step. */
+  backboneStep?: number;
   lossScale: number;
   /** Opaque generator state of the engine's RNG (CPU generator), so a resumed run draws the same. */
   rngState: Buffer;

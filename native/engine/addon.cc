@@ -135,7 +135,11 @@ engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
   } else if (withLearningRate) {
     throw Napi::TypeError::New(env, "engine: a train step needs 'labels'");
   }
-  if (withLearningRate) batch.lr = numberField(js, "lr");
+  if (withLearningRate) {
+    batch.lr = numberField(js, "lr");
+    batch.backboneLr = js.Get("backboneLr").IsNumber() ? numberField(js, "backboneLr") : batch.lr;
+    batch.freezeBackbone = js.Get("freezeBackbone").ToBoolean().Value();
+  }
   return batch;
 }
 
@@ -171,6 +175,9 @@ engine::EngineState parseState(const Napi::Object& js) {
   }
   if (js.Get("step").IsNumber()) {
     state.step = static_cast<int64_t>(numberField(js, "step"));
+    state.backboneStep = js.Get("backboneStep").IsNumber()
+                             ? static_cast<int64_t>(numberField(js, "backboneStep"))
+                             : state.step;
     state.lossScale = js.Get("lossScale").IsNumber() ? numberField(js, "lossScale") : 1.0;
     state.hasScalars = true;
   }
@@ -391,6 +398,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           js.Set("model", tensorsToJs(env, state.model));
           js.Set("optimizer", tensorsToJs(env, state.optimizer));
           js.Set("step", Napi::Number::New(env, static_cast<double>(state.step)));
+          js.Set("backboneStep", Napi::Number::New(env, static_cast<double>(state.backboneStep)));
           js.Set("lossScale", state.lossScale);
           js.Set("rngState",
                  Napi::Buffer<uint8_t>::Copy(env, state.rngState.data(), state.rngState.size()));

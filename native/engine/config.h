@@ -67,7 +67,9 @@ struct HostBatch {
   std::vector<uint8_t> images;
   int64_t batchSize = 0, height = 0, width = 0;
   std::vector<float> labels;  // empty when the caller gave none
-  double lr = 0;
+  double lr = 0;              // of the head (classifier, head_fc)
+  double backboneLr = 0;
+  bool freezeBackbone = false;
 };
 
 struct TrainStepResult {
@@ -96,7 +98,8 @@ struct EngineState {
   std::vector<HostTensor> model;
   std::vector<HostTensor> optimizer;
   bool hasOptimizer = false;
-  int64_t step = 0;
+  int64_t step = 0;          // optimizer steps (of the head)
+  int64_t backboneStep = 0;  // Adam steps of the backbone (fewer when it was frozen)
   double lossScale = 1;
   bool hasScalars = false;
   std::vector<uint8_t> rngState;

@@ -128,7 +128,15 @@ struct Engine::Impl {
   std::vector<std::string> parameterNames;
   std::vector<torch::Tensor> parameters;
   std::vector<torch::Tensor> expAvg, expAvgSq;
-  int64_t step = 0;       // optimizer steps taken
+  // Parameters that share a learning rate: the head (classifier, head_fc) and the backbone.
+  // Each counts its own Adam steps, so a backbone unfrozen late starts with a correct bias
+  // correction. The tensors are the same handles as above.
+  struct ParamGroup {
+    std::vector<torch::Tensor> params, expAvg, expAvgSq;
+    int64_t steps = 0;
+  };
+  ParamGroup head, backbone;
+  bool backboneFrozen = false;
   int64_t microStep = 0;  // train steps inside the current accumulation window
   double lossScale = 1.0;
   int64_t growthTracker = 0;
@@ -180,6 +188,11 @@ struct Engine::Impl {
       parameters.push_back(item.value());
       expAvg.push_back(torch::zeros_like(item.value()));
       expAvgSq.push_back(torch::zeros_like(item.value()));
+      const bool inHead = item.key().rfind("classifier.", 0) == 0 || item.key().rfind("head_fc.", 0) == 0;
+      auto& group = inHead ? head : backbone;
+      group.params.push_back(parameters.back());
+      group.expAvg.push_back(expAvg.back());
+      group.expAvgSq.push_back(expAvgSq.back());
     }
     const auto floatOnDevice = torch::TensorOptions().dtype(torch::kFloat).device(device);
     mean = torch::from_blob(const_cast<float*>(kImagenetMean), {1, 3, 1, 1}).to(floatOnDevice);
@@ -310,7 +323,8 @@ struct Engine::Impl {
 
   void setTrainingMode() {
     model->train();
-    if (!config.freezeBatchNorm) return;
+    // A frozen backbone keeps its BatchNorm statistics too (all BatchNorms are in the backbone).
+    if (!config.freezeBatchNorm && !backboneFrozen) return;
     for (auto& module : model->modules(/*include_self=*/false)) {
       if (auto* bn = module->as<torch::nn::BatchNorm2d>()) bn->eval();
     }
@@ -322,10 +336,20 @@ struct Engine::Impl {
     }
   }
 
-  std::vector<torch::Tensor> gradients() {
+  // Frozen parameters compute no gradients; their old ones are dropped to free the memory.
+  void setBackboneFrozen(bool frozen) {
+    if (frozen == backboneFrozen) return;
+    backboneFrozen = frozen;
+    for (auto& p : backbone.params) {
+      p.requires_grad_(!frozen);
+      if (frozen) p.mutable_grad() = torch::Tensor();
+    }
+  }
+
+  std::vector<torch::Tensor> gradients(ParamGroup& group) {
     std::vector<torch::Tensor> grads;
-    grads.reserve(parameters.size());
-    for (auto& p : parameters) {
+    grads.reserve(group.params.size());
+    for (auto& p : group.params) {
       if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
       grads.push_back(p.grad());
     }
@@ -353,22 +377,25 @@ struct Engine::Impl {
   // Adam with decoupled weight decay (AdamW when weightDecay > 0), as torch.optim.Adam computes
   // it, but with multi-tensor (_foreach) kernels: a handful of launches instead of ~10 per
   // parameter tensor.
-  void adamStep(std::vector<torch::Tensor>& grads, double lr) {
-    ++step;
-    const double bias1 = 1.0 - std::pow(config.beta1, static_cast<double>(step));
-    const double bias2 = 1.0 - std::pow(config.beta2, static_cast<double>(step));
-    if (config.weightDecay > 0) at::_foreach_mul_(parameters, 1.0 - lr * config.weightDecay);
-    at::_foreach_mul_(expAvg, config.beta1);
-    at::_foreach_add_(expAvg, grads, 1.0 - config.beta1);
-    at::_foreach_mul_(expAvgSq, config.beta2);
-    at::_foreach_addcmul_(expAvgSq, grads, grads, 1.0 - config.beta2);
-    auto denom = at::_foreach_sqrt(expAvgSq);
+  void adamStep(ParamGroup& group, std::vector<torch::Tensor>& grads, double lr) {
+    if (group.params.empty()) return;
+    const auto step = static_cast<double>(++group.steps);
+    const double bias1 = 1.0 - std::pow(config.beta1, step);
+    const double bias2 = 1.0 - std::pow(config.beta2, step);
+    if (config.weightDecay > 0) at::_foreach_mul_(group.params, 1.0 - lr * config.weightDecay);
+    at::_foreach_mul_(group.expAvg, config.beta1);
+    at::_foreach_add_(group.expAvg, grads, 1.0 - config.beta1);
+    at::_foreach_mul_(group.expAvgSq, config.beta2);
+    at::_foreach_addcmul_(group.expAvgSq, grads, grads, 1.0 - config.beta2);
+    auto denom = at::_foreach_sqrt(group.expAvgSq);
     at::_foreach_div_(denom, std::sqrt(bias2));
     at::_foreach_add_(denom, config.eps);
-    at::_foreach_addcdiv_(parameters, expAvg, denom, -lr / bias1);
+    at::_foreach_addcdiv_(group.params, group.expAvg, denom, -lr / bias1);
   }
 
   TrainStepResult trainStep(const HostBatch& batch) {
+    // Freezing changes only between accumulation windows, so a window is never half frozen.
+    if (microStep == 0) setBackboneFrozen(batch.freezeBackbone);
     setTrainingMode();
     const auto x = inputTensor(batch, /*augmented=*/true);
     const auto y = labelTensor(batch);
@@ -385,7 +412,7 @@ struct Engine::Impl {
       zeroGradients();
       microStep = 0;
       std::ostringstream msg;
-      msg << "training loss is " << result.loss << " after " << step
+      msg << "training loss is " << result.loss << " after " << head.steps
           << " optimizer steps; this batch was not applied and the weights are unchanged. "
              "Lower the learning rate (--lr), check the input images, or train in fp32";
       throw EngineFailure("ERR_ENGINE_NONFINITE", msg.str());
@@ -394,16 +421,20 @@ struct Engine::Impl {
     if (++microStep == config.accumulateSteps) {
       microStep = 0;
       torch::NoGradGuard noGrad;
-      auto grads = gradients();
-      if (unscaleGradients(grads)) {
-        adamStep(grads, batch.lr);
+      auto headGrads = gradients(head);
+      auto backboneGrads = backboneFrozen ? std::vector<torch::Tensor>() : gradients(backbone);
+      auto allGrads = headGrads;
+      allGrads.insert(allGrads.end(), backboneGrads.begin(), backboneGrads.end());
+      if (unscaleGradients(allGrads)) {
+        adamStep(head, headGrads, batch.lr);
+        if (!backboneFrozen) adamStep(backbone, backboneGrads, batch.backboneLr);
         result.optimizerStepped = true;
       } else {
         result.overflowSkipped = true;
       }
       zeroGradients();
     }
-    result.step = step;
+    result.step = head.steps;
     result.lossScale = lossScale;
     return result;
   }
@@ -443,7 +474,8 @@ struct Engine::Impl {
       state.optimizer.push_back(toHost("exp_avg_sq." + parameterNames[i], expAvgSq[i]));
     }
     state.hasOptimizer = true;
-    state.step = step;
+    state.step = head.steps;
+    state.backboneStep = backbone.steps;
     state.lossScale = lossScale;
     state.hasScalars = true;
     torch::Tensor rng;
@@ -523,7 +555,8 @@ struct Engine::Impl {
       }
     }
     if (state.hasScalars) {
-      step = state.step;
+      head.steps = state.step;
+      backbone.steps = state.backboneStep;
       lossScale = state.lossScale;
     }
     if (!state.rngState.empty()) {

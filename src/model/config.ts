@@ -87,6 +87,10 @@ export interface TrainerOptions {
    * and momentum) follows the weights; the classification head starts fresh.
    */
   pretrained?: string | null;
+  /** Fine-tuning: train only the head (backbone frozen, its BatchNorm statistics kept) for the first N epochs. */
+  freezeBackboneEpochs?: number;
+  /** Fine-tuning: the backbone's learning rate is the head's times this factor (e.g. 0.1). */
+  backboneLrFactor?: number;
   /** Convolution padding: 'symmetric' (torchvision, timm) or TensorFlow 'same' (lukemelas, timm tf_*). */
   padding?: 'symmetric' | 'same';
   /** BatchNorm epsilon; default 1e-5, or 1e-3 with 'same' padding (TensorFlow ports). */
@@ -210,6 +214,8 @@ export const DEFAULT_OPTIONS = {
   earlyStopping: 0,
   imageSizes: null,
   pretrained: null as string | null,
+  freezeBackboneEpochs: 0,
+  backboneLrFactor: 1,
   padding: 'symmetric' as 'symmetric' | 'same',
   bnEps: null as number | null,
   bnMomentum: null as number | null,
@@ -339,6 +345,8 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     earlyStopping: expectInteger('earlyStopping', o.earlyStopping, 0, 100000),
     imageSizes: resolveImageSizes(o.imageSizes),
     pretrained: o.pretrained === null ? null : expectNonEmptyString('pretrained', o.pretrained),
+    freezeBackboneEpochs: expectInteger('freezeBackboneEpochs', o.freezeBackboneEpochs, 0, epochs),
+    backboneLrFactor: expectNumber('backboneLrFactor', o.backboneLrFactor, 0, 1),
     padding,
     bnEps: o.bnEps === null ? (padding === 'same' ? 1e-3 : 1e-5) : expectNumber('bnEps', o.bnEps, 0, 1, { exclusiveMin: true }),
     bnMomentum: o.bnMomentum === null ? (padding === 'same' ? 0.01 : 0.1) : expectNumber('bnMomentum', o.bnMomentum, 0, 1, { exclusiveMin: true }),

@@ -25,6 +25,7 @@ import {
   describeModel,
   openRunData,
   trainFold,
+  withLog,
   withPreset,
   writeRunFiles,
 } from './run';
@@ -109,7 +110,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     try {
       if (resumable) log(`fold ${fold}/${config.folds}: resuming after epoch ${trainer.completedEpochs} of ${trainer.options.epochs}`);
       else {
-        const info = await trainer.prepare(train);
+        const info = await withLog(trainer, log, () => trainer.prepare(train));
         if (!cvDir) {
           // The first engine is built before the CV folder exists: a bad device or model leaves nothing behind.
           log(describeModel(trainer, info.parameterCount));

@@ -226,7 +226,7 @@ export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunR
         `fold ${fold} of ${folds}: ${train.length} train / ${valid.length} validation images`,
     );
     // The engine is built before the run folder exists, so a bad device or model leaves nothing behind.
-    const info = await trainer.prepare(train);
+    const info = await withLog(trainer, log, () => trainer.prepare(train));
     log(describeModel(trainer, info.parameterCount));
     const runDir = await createRunDir(runsDir, trainer.options.model);
     log(`run folder: ${runDir}`);
@@ -288,7 +288,20 @@ export function checkFolds(folds: number, fold?: number): void {
 /** @internal the demo preset under the user's options; undefined options dropped. */
 export function withPreset(isDemo: boolean, options: TrainerOptions): TrainerOptions {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TrainerOptions;
-  return isDemo ? { ...DEMO_PRESET, ...given } : given;
+  if (!isDemo) return given;
+  // Pretrained weights bring their own architecture: the preset's small model would conflict.
+  const { model, widthFactor, ...training } = DEMO_PRESET;
+  return given.pretrained ? { ...training, ...given } : { ...DEMO_PRESET, ...given };
+}
+
+/** Runs `work` with the trainer's log lines (e.g. what prepare() loaded) forwarded to `log`. */
+export async function withLog<T>(trainer: Trainer, log: (line: string) => void, work: () => Promise<T>): Promise<T> {
+  trainer.on('log', log);
+  try {
+    return await work();
+  } finally {
+    trainer.off('log', log);
+  }
 }
 
 /** @internal opens the data (generating the demo set when asked) and assigns patient-level folds. */

@@ -249,7 +249,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       let aborted = false;
       for await (const batch of loader.epoch(this.epochsDone)) {
         lr = learningRateForBatch(o, this.epochsDone, batchIndex, loader.batchesPerEpoch, this.history);
-        const result = await engine.trainStep({ ...this.batchRequest(batch), labels: batch.labels, lr });
+        const result = await engine.trainStep({
+          ...this.batchRequest(batch),
+          labels: batch.labels,
+          lr,
+          backboneLr: lr * o.backboneLrFactor,
+          freezeBackbone: this.epochsDone < o.freezeBackboneEpochs,
+        });
         lossSum += result.loss * batch.batchSize;
         images += batch.batchSize;
         step = result.step;
@@ -371,6 +377,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       'melanoma.options': JSON.stringify(this.options),
       'melanoma.pos_weight': String(this.posWeight),
       'melanoma.step': String(state.step),
+      'melanoma.backbone_step': String(state.backboneStep ?? state.step),
       'melanoma.loss_scale': String(state.lossScale),
       'melanoma.epochs_done': String(this.epochsDone),
       'melanoma.history': JSON.stringify(this.history),
@@ -399,6 +406,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       model: tensors.filter((t) => !t.name.startsWith('optimizer.') && !t.name.startsWith('engine.')),
       optimizer: tensors.filter((t) => t.name.startsWith('optimizer.')).map((t) => ({ ...t, name: t.name.slice('optimizer.'.length) })),
       step: Number(metadata['melanoma.step']),
+      backboneStep: Number(metadata['melanoma.backbone_step'] ?? metadata['melanoma.step']),
       lossScale: Number(metadata['melanoma.loss_scale']),
       rngState: tensors.find((t) => t.name === 'engine.rng_state')?.data ?? Buffer.alloc(0),
     };
