@@ -35,14 +35,28 @@ if [ ${#missing_tools[@]} -gt 0 ]; then
   fi
 fi
 
+# A CMake package of LibTorch under one of the prefixes given (an unpacked LibTorch, or a
+# PyTorch install's torch.utils.cmake_prefix_path).
+torch_config_under() {
+  local prefix
+  for prefix in ${1//:/ }; do
+    for candidate in "$prefix/share/cmake/Torch" "$prefix/Torch" "$prefix"; do
+      [ -f "$candidate/TorchConfig.cmake" ] && return 0
+    done
+  done
+  return 1
+}
+python_torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)
+
 torch_source=""
 if [ -n "${Torch_DIR:-}" ]; then
   torch_source="Torch_DIR=$Torch_DIR"
-elif [ -n "${CMAKE_PREFIX_PATH:-}" ] && ls ${CMAKE_PREFIX_PATH//:/ } 2>/dev/null | grep -q Torch; then
+elif [ -n "${CMAKE_PREFIX_PATH:-}" ] && torch_config_under "$CMAKE_PREFIX_PATH"; then
   torch_source="CMAKE_PREFIX_PATH=$CMAKE_PREFIX_PATH"
 elif dpkg -s libtorch-dev >/dev/null 2>&1; then
   torch_source="Debian libtorch-dev"
-elif python3 -c 'import torch' >/dev/null 2>&1; then
+elif [ -n "$python_torch_prefix" ] && torch_config_under "$python_torch_prefix"; then
+  # (Debian's python3-torch has no CMake package: it does not count.)
   torch_source="PyTorch of python3 ($(python3 -c 'import torch;print(torch.__version__)'))"
 elif $as_root && command -v apt-get >/dev/null; then
   say "installing LibTorch (Debian's libtorch-dev, CPU) ..."

@@ -151,7 +151,13 @@ function rejectWithResume(command: Command, name: string): void {
 async function withSigint(body: (signal: AbortSignal) => Promise<number>): Promise<void> {
   const controller = new AbortController();
   const onSigint = () => {
-    if (controller.signal.aborted) process.exit(130);
+    if (controller.signal.aborted) {
+      // Die by the signal itself: process.exit would run LibTorch's static destructors while the
+      // engine thread may still be inside a step.
+      process.off('SIGINT', onSigint);
+      process.kill(process.pid, 'SIGINT');
+      return;
+    }
     process.stderr.write('\nstopping after this batch and saving a checkpoint (Ctrl-C again to quit at once)...\n');
     controller.abort();
   };

@@ -240,6 +240,7 @@ interface NativeEngine {
   /** Resolves once the model is built on the engine thread (rejects if that failed). */
   ready(): Promise<EngineInfo>;
   trainStep(request: TrainStepRequest): Promise<TrainStepResult>;
+  flushAccumulation(rates: { lr: number; backboneLr?: number }): Promise<TrainStepResult>;
   evaluate(request: EvaluateRequest): Promise<EvaluateResult>;
   previewAugment(request: ImageBatch): Promise<Buffer>;
   exportState(): Promise<EngineState>;
@@ -325,6 +326,15 @@ export class Engine {
 
   trainStep(request: TrainStepRequest): Promise<TrainStepResult> {
     return this.call(() => this.native.trainStep(request));
+  }
+
+  /**
+   * Steps the optimizer on an unfinished accumulation window (the micro-batches since the last
+   * step, averaged); a no-op when none is pending. Called at the end of each epoch, so that no
+   * gradients are pending when a checkpoint is written.
+   */
+  flushAccumulation(rates: { lr: number; backboneLr?: number }): Promise<TrainStepResult> {
+    return this.call(() => this.native.flushAccumulation(rates));
   }
 
   evaluate(request: EvaluateRequest): Promise<EvaluateResult> {

@@ -222,6 +222,16 @@ Napi::Object infoToJs(Napi::Env env, const engine::EngineInfo& info) {
   return js;
 }
 
+Napi::Value trainStepToJs(Napi::Env env, const engine::TrainStepResult& result) {
+  auto js = Napi::Object::New(env);
+  js.Set("loss", result.loss);
+  js.Set("optimizerStepped", result.optimizerStepped);
+  js.Set("step", Napi::Number::New(env, static_cast<double>(result.step)));
+  js.Set("overflowSkipped", result.overflowSkipped);
+  js.Set("lossScale", result.lossScale);
+  return js;
+}
+
 // ---- Promise settlement across threads ------------------------------------------------------
 
 struct Outcome {
@@ -253,7 +263,11 @@ void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Outcome* raw) {
       outcome->errorMessage = e.what();
     }
   }
-  outcome->deferred.Reject(engineError(env, outcome->errorCode, outcome->errorMessage).Value());
+  // Runs as a libuv callback: an exception leaving it would terminate the process.
+  try {
+    outcome->deferred.Reject(engineError(env, outcome->errorCode, outcome->errorMessage).Value());
+  } catch (...) {
+  }
 }
 
 using Settler = Napi::TypedThreadSafeFunction<std::nullptr_t, Outcome, settle>;
@@ -278,6 +292,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return DefineClass(env, "Engine",
                        {InstanceMethod<&EngineWrap::Ready>("ready"),
                         InstanceMethod<&EngineWrap::TrainStep>("trainStep"),
+                        InstanceMethod<&EngineWrap::FlushAccumulation>("flushAccumulation"),
                         InstanceMethod<&EngineWrap::Evaluate>("evaluate"),
                         InstanceMethod<&EngineWrap::PreviewAugment>("previewAugment"),
                         InstanceMethod<&EngineWrap::ExportState>("exportState"),
@@ -335,6 +350,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       } catch (const EngineFailure& failure) {
         outcome->errorCode = failure.code;
         outcome->errorMessage = failure.what();
+      } catch (...) {  // e.g. bad_alloc while keeping the result
+        outcome->errorCode = "ERR_ENGINE_STD";
+        outcome->errorMessage = "the engine could not keep the result of this call (out of memory?)";
       }
       if (settler.BlockingCall(outcome) != napi_ok) delete outcome;
       settler.Release();
@@ -353,15 +371,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return schedule(
         info.Env(),
         [batch = std::move(batch)](EngineSlot& slot) { return slot.get().trainStep(batch); },
-        [](Napi::Env env, const engine::TrainStepResult& result) -> Napi::Value {
-          auto js = Napi::Object::New(env);
-          js.Set("loss", result.loss);
-          js.Set("optimizerStepped", result.optimizerStepped);
-          js.Set("step", Napi::Number::New(env, static_cast<double>(result.step)));
-          js.Set("overflowSkipped", result.overflowSkipped);
-          js.Set("lossScale", result.lossScale);
-          return js;
-        });
+        trainStepToJs);
+  }
+
+  Napi::Value FlushAccumulation(const Napi::CallbackInfo& info) {
+    const auto js = info[0].As<Napi::Object>();
+    engine::HostBatch rates;
+    rates.lr = numberField(js, "lr");
+    rates.backboneLr = js.Get("backboneLr").IsNumber() ? numberField(js, "backboneLr") : rates.lr;
+    return schedule(
+        info.Env(), [rates](EngineSlot& slot) { return slot.get().flushAccumulation(rates); },
+        trainStepToJs);
   }
 
   Napi::Value Evaluate(const Napi::CallbackInfo& info) {
@@ -427,6 +447,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         },
         [](Napi::Env env, Unit) { return env.Undefined(); });
     disposed_ = true;
+    worker_->requestStop();  // the thread ends after the dispose job; no later job can be queued
     return promise;
   }
 

@@ -143,6 +143,7 @@ struct Engine::Impl {
   bool autocast = false;
   at::ScalarType autocastDtype = at::kFloat;
   torch::Tensor mean, stddev, posWeight;
+  torch::Tensor toYiq, fromYiq;  // RGB <-> YIQ, for hue rotation
   // The engine's own random stream (dropout, stochastic depth, augmentation). On CUDA it is the
   // device's default generator, shared by the engines of a process on that device.
   at::Generator generator;
@@ -157,10 +158,10 @@ struct Engine::Impl {
                 "CUDA LibTorch (npm run build:engine with Torch_DIR/CMAKE_PREFIX_PATH set)");
       }
       device = torch::Device(torch::kCUDA, 0);
-      // Fixed input shapes: let cuDNN pick the fastest kernels once; TF32 for fp32 matmuls/convs.
+      // Fixed input shapes: let cuDNN pick the fastest kernels once. TF32 for fp32 matmuls through
+      // the API that LibTorch 1.12 to 2.x all keep (cuDNN convolutions allow TF32 by default).
       at::globalContext().setBenchmarkCuDNN(true);
-      at::globalContext().setAllowTF32CuDNN(true);
-      at::globalContext().setAllowTF32CuBLAS(true);
+      at::globalContext().setFloat32MatmulPrecision("high");
     }
     autocast = device.is_cuda() && config.precision != "fp32";
     autocastDtype = config.precision == "fp16" ? at::kHalf : at::kBFloat16;
@@ -198,6 +199,10 @@ struct Engine::Impl {
     mean = torch::from_blob(const_cast<float*>(kImagenetMean), {1, 3, 1, 1}).to(floatOnDevice);
     stddev = torch::from_blob(const_cast<float*>(kImagenetStd), {1, 3, 1, 1}).to(floatOnDevice);
     posWeight = torch::full({1}, config.posWeight, floatOnDevice);
+    toYiq = torch::tensor({0.299, 0.587, 0.114, 0.596, -0.274, -0.322, 0.211, -0.523, 0.312})
+                .view({3, 3})
+                .to(floatOnDevice);
+    fromYiq = torch::inverse(toYiq);
   }
 
   // uint8 NHWC on the host -> float NCHW in [0, 1] on the device (channels_last strides: the
@@ -254,7 +259,7 @@ struct Engine::Impl {
       x = torch::grid_sampler(x, grid, /*bilinear*/ 0, /*reflection*/ 2, /*align_corners=*/false);
     }
 
-    // Colour, in the order torchvision's ColorJitter applies them.
+    // Colour: brightness, contrast, saturation, hue, in this fixed order.
     if (a.brightness > 0) x = x * perImage(1 + symmetric(a.brightnessMagnitude) * happens(a.brightness));
     const auto luma = [](const torch::Tensor& img) {
       return (0.299 * img.select(1, 0) + 0.587 * img.select(1, 1) + 0.114 * img.select(1, 2))
@@ -273,9 +278,6 @@ struct Engine::Impl {
     if (a.hue > 0) {
       // Hue rotation: rotate the chroma plane of YIQ by the drawn angle.
       const auto angle = symmetric(a.hueMagnitude * 2 * M_PI) * happens(a.hue);
-      const auto toYiq = torch::tensor({0.299, 0.587, 0.114, 0.596, -0.274, -0.322, 0.211, -0.523, 0.312},
-                                       options).view({3, 3});
-      const auto fromYiq = torch::inverse(toYiq);
       const auto c = torch::cos(angle), s = torch::sin(angle);
       const auto one = torch::ones_like(c), zero = torch::zeros_like(c);
       const auto rotation = torch::stack({one, zero, zero, zero, c, -s, zero, s, c}, 1).view({n, 3, 3});
@@ -323,8 +325,13 @@ struct Engine::Impl {
 
   void setTrainingMode() {
     model->train();
-    // A frozen backbone keeps its BatchNorm statistics too (all BatchNorms are in the backbone).
-    if (!config.freezeBatchNorm && !backboneFrozen) return;
+    if (backboneFrozen) {
+      // The frozen feature extractor runs as at evaluation (BatchNorm statistics kept, no
+      // stochastic depth); the head's dropout stays on (it follows the model's own mode).
+      for (auto& child : model->children()) child->eval();
+      return;
+    }
+    if (!config.freezeBatchNorm) return;
     for (auto& module : model->modules(/*include_self=*/false)) {
       if (auto* bn = module->as<torch::nn::BatchNorm2d>()) bn->eval();
     }
@@ -365,6 +372,14 @@ struct Engine::Impl {
     if (!finite) {
       lossScale *= 0.5;
       growthTracker = 0;
+      // GradScaler would keep halving; a scale below 1 means even unscaled gradients overflow:
+      // training has diverged, and skipping every step from here on would hide it.
+      if (lossScale < 1) {
+        throw EngineFailure("ERR_ENGINE_NONFINITE",
+                            "fp16 gradients overflow at every step (the loss scale fell below 1): "
+                            "training diverged. Lower the learning rate (--lr) or use "
+                            "--precision bf16");
+      }
       return false;
     }
     if (++growthTracker == kLossScaleGrowthInterval) {
@@ -374,9 +389,8 @@ struct Engine::Impl {
     return true;
   }
 
-  // Adam with decoupled weight decay (AdamW when weightDecay > 0), as torch.optim.Adam computes
-  // it, but with multi-tensor (_foreach) kernels: a handful of launches instead of ~10 per
-  // parameter tensor.
+  // torch.optim.Adam's update (torch.optim.AdamW's when weightDecay > 0: decoupled decay), with
+  // multi-tensor (_foreach) kernels: a handful of launches instead of ~10 per parameter tensor.
   void adamStep(ParamGroup& group, std::vector<torch::Tensor>& grads, double lr) {
     if (group.params.empty()) return;
     const auto step = static_cast<double>(++group.steps);
@@ -418,22 +432,39 @@ struct Engine::Impl {
       throw EngineFailure("ERR_ENGINE_NONFINITE", msg.str());
     }
     (lossTensor * (lossScale / config.accumulateSteps)).backward();
-    if (++microStep == config.accumulateSteps) {
-      microStep = 0;
-      torch::NoGradGuard noGrad;
-      auto headGrads = gradients(head);
-      auto backboneGrads = backboneFrozen ? std::vector<torch::Tensor>() : gradients(backbone);
-      auto allGrads = headGrads;
-      allGrads.insert(allGrads.end(), backboneGrads.begin(), backboneGrads.end());
-      if (unscaleGradients(allGrads)) {
-        adamStep(head, headGrads, batch.lr);
-        if (!backboneFrozen) adamStep(backbone, backboneGrads, batch.backboneLr);
-        result.optimizerStepped = true;
-      } else {
-        result.overflowSkipped = true;
-      }
-      zeroGradients();
+    if (++microStep == config.accumulateSteps) applyOptimizer(batch, result);
+    result.step = head.steps;
+    result.lossScale = lossScale;
+    return result;
+  }
+
+  // Ends the accumulation window: the optimizer step of the micro-batches since the last one.
+  void applyOptimizer(const HostBatch& rates, TrainStepResult& result) {
+    torch::NoGradGuard noGrad;
+    auto headGrads = gradients(head);
+    auto backboneGrads = backboneFrozen ? std::vector<torch::Tensor>() : gradients(backbone);
+    auto allGrads = headGrads;
+    allGrads.insert(allGrads.end(), backboneGrads.begin(), backboneGrads.end());
+    // A window cut short holds the sum of fewer micro-batch gradients: make it their mean.
+    if (microStep != config.accumulateSteps) {
+      at::_foreach_mul_(allGrads, static_cast<double>(config.accumulateSteps) / microStep);
     }
+    microStep = 0;
+    if (unscaleGradients(allGrads)) {
+      adamStep(head, headGrads, rates.lr);
+      if (!backboneFrozen) adamStep(backbone, backboneGrads, rates.backboneLr);
+      result.optimizerStepped = true;
+    } else {
+      result.overflowSkipped = true;
+    }
+    zeroGradients();
+  }
+
+  // Applies an unfinished accumulation window (the end of an epoch), so that no gradients are
+  // pending when a checkpoint is written and a resumed run steps exactly as an uninterrupted one.
+  TrainStepResult flushAccumulation(const HostBatch& rates) {
+    TrainStepResult result;
+    if (microStep > 0) applyOptimizer(rates, result);
     result.step = head.steps;
     result.lossScale = lossScale;
     return result;
@@ -557,7 +588,8 @@ struct Engine::Impl {
     if (state.hasScalars) {
       head.steps = state.step;
       backbone.steps = state.backboneStep;
-      lossScale = state.lossScale;
+      // Only fp16 scales its loss; a scale saved by an fp16 run means nothing to other precisions.
+      if (config.precision == "fp16") lossScale = state.lossScale >= 1 ? state.lossScale : kInitialLossScale;
     }
     if (!state.rngState.empty()) {
       std::lock_guard<std::mutex> lock(generator.mutex());
@@ -579,6 +611,9 @@ Engine::~Engine() = default;
 
 TrainStepResult Engine::trainStep(const HostBatch& batch) { return impl_->trainStep(batch); }
 EvaluateResult Engine::evaluate(const HostBatch& batch) { return impl_->evaluate(batch); }
+TrainStepResult Engine::flushAccumulation(const HostBatch& rates) {
+  return impl_->flushAccumulation(rates);
+}
 std::vector<uint8_t> Engine::previewAugment(const HostBatch& batch) {
   return impl_->previewAugment(batch);
 }

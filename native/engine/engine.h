@@ -18,6 +18,8 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   TrainStepResult trainStep(const HostBatch& batch);
+  // Steps the optimizer on an unfinished accumulation window (uses batch.lr/backboneLr only).
+  TrainStepResult flushAccumulation(const HostBatch& rates);
   EvaluateResult evaluate(const HostBatch& batch);
   // The batch after train-time augmentation, as uint8 NHWC (draws from the engine's generator).
   std::vector<uint8_t> previewAugment(const HostBatch& batch);

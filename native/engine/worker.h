@@ -25,13 +25,18 @@ class Worker {
     wake_.notify_one();
   }
 
-  // Finishes the queued jobs, then joins. Safe to call more than once.
-  void stop() {
+  // The thread ends once the queued jobs are done; returns at once.
+  void requestStop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
     }
     wake_.notify_one();
+  }
+
+  // Finishes the queued jobs, then joins. Safe to call more than once.
+  void stop() {
+    requestStop();
     if (thread_.joinable()) thread_.join();
   }
 

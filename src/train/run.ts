@@ -176,7 +176,6 @@ export async function trainFold(
       afterEpoch: async (record) => {
         await fsp.appendFile(file('historyCsv'), historyCsvRow(record) + '\n');
         await fsp.appendFile(file('historyJsonl'), JSON.stringify(record) + '\n');
-        await trainer.save(file('last'), { overwrite: true });
         const better = record.validAuc !== null && (best === null || record.validAuc > (best.validAuc ?? -1));
         if (better) {
           best = record;
@@ -186,6 +185,9 @@ export async function trainFold(
         // with one class only), the latest epoch's, so the fold still counts in a pooled AUC.
         const validation = trainer.lastValidationResult;
         if ((better || best === null) && validation) await writeTextAtomic(file('predictions'), predictionsCsv(validation.predictions, split.fold));
+        // last.safetensors is written last: it is what resume starts from, so once it holds this
+        // epoch, the best checkpoint and the predictions of this epoch are already on disk.
+        await trainer.save(file('last'), { overwrite: true });
       },
     });
     const reason = trainer.stopReason;

@@ -88,9 +88,12 @@ export async function writeFileAtomic(file: string, data: Buffer, { overwrite = 
   try {
     await handle.writeFile(data);
     await handle.sync();
-  } finally {
+  } catch (err) {
     await handle.close();
+    await fsp.rm(temporary, { force: true }); // e.g. a full disk: leave no half-written file
+    throw err;
   }
+  await handle.close();
   try {
     await fsp.rename(temporary, file);
   } catch (err) {

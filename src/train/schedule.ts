@@ -28,7 +28,8 @@ export interface AucHistoryEntry {
 /**
  * Times the plateau schedule has cut the rate after `history`: each time the validation AUC has
  * not beaten its best for `patience` epochs in a row, the rate is multiplied by `decay` and the
- * count restarts (torch's ReduceLROnPlateau in 'max' mode, threshold 0, cooldown 0).
+ * count restarts. torch's ReduceLROnPlateau ('max' mode) waits one epoch longer: it cuts after
+ * more than `patience` epochs without improvement.
  */
 export function plateauReductions(history: readonly AucHistoryEntry[], patience: number): number {
   let best = -Infinity;

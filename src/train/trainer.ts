@@ -123,6 +123,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   readonly options: ResolvedOptions;
   private engine: Engine | null = null;
   private posWeight: number | null = null;
+  /** posWeight 'auto' was set to 1 because the engine was built before any training set was seen. */
+  private posWeightIsPlaceholder = false;
   private epochsDone = 0;
   private readonly history: EpochRecord[] = [];
   private lastValidation: EvaluationResult | null = null;
@@ -175,8 +177,16 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   private async ensureEngine(train?: readonly LesionSample[]): Promise<Engine> {
+    if (this.engine && train && this.posWeightIsPlaceholder) {
+      // Built earlier (evaluate/predict/save) with the placeholder weight 1 of posWeight 'auto':
+      // nothing was trained yet, so rebuild it (same seed, same weights) with the training set's.
+      await this.engine.dispose();
+      this.engine = null;
+      this.posWeight = null;
+    }
     if (this.engine) return this.engine;
     if (this.posWeight === null) {
+      this.posWeightIsPlaceholder = this.options.posWeight === 'auto' && !train;
       if (this.options.posWeight !== 'auto') this.posWeight = this.options.posWeight;
       else if (train) this.posWeight = balancedPosWeight(train);
       else this.posWeight = 1;
@@ -272,6 +282,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           aborted = true;
           break;
         }
+      }
+      if (!aborted && o.accumulate > 1) {
+        // The epoch's last, unfinished accumulation window is applied now: a checkpoint written
+        // after the epoch then holds no pending gradients, and a resumed run steps identically.
+        step = (await engine.flushAccumulation({ lr, backboneLr: lr * o.backboneLrFactor })).step;
       }
       if (aborted) {
         this.stopReasonText = `aborted during epoch ${epoch} after ${batchIndex} of ${loader.batchesPerEpoch} batches`;
@@ -396,8 +411,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (metadata['melanoma.format'] !== CHECKPOINT_FORMAT)
       throw new RangeError(`${file} is not a melanoma-native checkpoint (no '${CHECKPOINT_FORMAT}' metadata): pretrained weights are imported with \`weights import\``);
     const { headDropout, ...saved } = JSON.parse(metadata['melanoma.options']) as ResolvedOptions;
+    // Another device (a GPU checkpoint scored on a laptop) brings its own defaults for precision
+    // and memory layout, unless they are given too.
+    const deviceDefaults: TrainerOptions =
+      overrides.device !== undefined && overrides.device !== saved.device ? { precision: 'auto', channelsLast: undefined } : {};
     // pretrained: null, as the checkpoint already holds the fine-tuned weights.
-    const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...overrides });
+    const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides });
     trainer.posWeight = Number(metadata['melanoma.pos_weight']);
     trainer.epochsDone = Number(metadata['melanoma.epochs_done']);
     trainer.history.push(...(JSON.parse(metadata['melanoma.history'] ?? '[]') as EpochRecord[]));

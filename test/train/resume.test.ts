@@ -32,6 +32,16 @@ test('1 epoch + resume for 2 more gives the same history as 3 epochs at once', a
   expect(rows.slice(1).map((r) => r.split(',')[0])).toEqual(['1', '2', '3']);
 });
 
+test('with gradient accumulation across epoch ends, 1 epoch + resume equals 2 epochs at once', async () => {
+  // 24 training images in batches of 8: 3 micro-batches per epoch, windows of 2 and then 1.
+  const options = { ...TINY_OPTIONS, data, folds: 4, accumulate: 2 };
+  const whole = await trainRun({ ...options, epochs: 2, runsDir: path.join(root, 'accumulate-whole') });
+  const first = await trainRun({ ...options, epochs: 1, runsDir: path.join(root, 'accumulate-resumed') });
+  const resumed = await resumeRun(first.runDir, { epochs: 2 });
+  expect(whole.history.map((h) => h.step)).toEqual([2, 4]);
+  expect(losses(resumed)).toEqual(losses(whole));
+});
+
 test('resume refuses a folder that is not a run', async () => {
   await expect(resumeRun(path.join(root, 'nowhere'))).rejects.toThrow(/^Cannot resume .*nowhere: no config.json there; pass a run folder made by `melanoma train`/);
 });
