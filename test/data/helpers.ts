@@ -2,6 +2,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { DataError } from '../../src/data/errors';
 
 /** ../shared/data/uda1-dev beside the checkout (absent in a user's fresh clone); UDA1_DIR overrides. */
 export const UDA1 = process.env.UDA1_DIR ?? path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'uda1-dev');
@@ -22,4 +23,15 @@ export function tempDir(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'melanoma-data-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** Runs `fn` and returns the DataError it throws (fails the test otherwise). */
+export async function dataError(fn: () => Promise<unknown> | unknown): Promise<DataError> {
+  try {
+    await fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(DataError);
+    return err as DataError;
+  }
+  throw new Error('expected a DataError, but nothing was thrown');
 }

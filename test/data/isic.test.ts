@@ -6,17 +6,8 @@ import { DataError } from '../../src/data/errors';
 import { ImageBytesReader } from '../../src/data/images';
 import { openDataset, readIsicCsv } from '../../src/data/isic';
 import { encodeExample, writeTfRecordFile } from '../../src/data/tfrecord';
-import { UDA1, describeWithUda1, tempDir } from './helpers';
+import { UDA1, describeWithUda1, tempDir, dataError } from './helpers';
 
-async function dataError(fn: () => Promise<unknown>): Promise<DataError> {
-  try {
-    await fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DataError);
-    return err as DataError;
-  }
-  throw new Error('expected a DataError, but nothing was thrown');
-}
 
 const CSV_HEADER = 'image_name,patient_id,sex,age_approx,anatom_site_general_challenge,diagnosis,benign_malignant,target,tfrecord';
 

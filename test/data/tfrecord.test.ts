@@ -13,7 +13,7 @@ import {
   writeTfRecordFile,
 } from '../../src/data/tfrecord';
 import { loadIoAddon } from '../../src/native';
-import { UDA1, UDA1_FILES, describeWithUda1, tempDir } from './helpers';
+import { UDA1, UDA1_FILES, describeWithUda1, tempDir, dataError } from './helpers';
 
 const io = loadIoAddon();
 
@@ -23,16 +23,6 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-/** Runs `fn` and returns the DataError it throws (fails the test otherwise). */
-async function dataError(fn: () => Promise<unknown> | unknown): Promise<DataError> {
-  try {
-    await fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DataError);
-    return err as DataError;
-  }
-  throw new Error('expected a DataError, but nothing was thrown');
-}
 
 describe('countFromFileName', () => {
   it('reads the SIIM-ISIC count and nothing else', () => {
