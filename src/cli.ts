@@ -349,7 +349,9 @@ export async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? 0 : 2;
     }
     const usage =
-      err instanceof TypeError ||
+      // Option validation throws TypeError/RangeError with "Expected ..." / "Unknown ..." messages;
+      // any other TypeError is a bug of ours and is reported as an internal failure.
+      (err instanceof TypeError && /^(Expected|Unknown)/.test(err.message)) ||
       err instanceof RangeError ||
       err instanceof NativeLoadError ||
       err instanceof OutputExistsError ||
@@ -365,6 +367,7 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     console.error(`failed: ${err instanceof Error ? err.message : String(err)}`);
+    if (err instanceof TypeError && err.stack) console.error(err.stack);
     return 1;
   }
 }
