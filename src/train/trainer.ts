@@ -417,7 +417,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       overrides.device !== undefined && overrides.device !== saved.device ? { precision: 'auto', channelsLast: undefined } : {};
     // pretrained: null, as the checkpoint already holds the fine-tuned weights.
     const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides });
-    trainer.posWeight = Number(metadata['melanoma.pos_weight']);
+    // The class weight the run trained with, unless a number is given now.
+    trainer.posWeight = typeof trainer.options.posWeight === 'number' && overrides.posWeight !== undefined ? trainer.options.posWeight : Number(metadata['melanoma.pos_weight']);
     trainer.epochsDone = Number(metadata['melanoma.epochs_done']);
     trainer.history.push(...(JSON.parse(metadata['melanoma.history'] ?? '[]') as EpochRecord[]));
     const engine = await trainer.ensureEngine();
