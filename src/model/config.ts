@@ -6,7 +6,7 @@
 import * as os from 'os';
 import type { AugmentSpec, EngineConfig } from '../native';
 import { ArchitectureOptions, MODEL_NAMES, ModelName, buildModelSpec, isModelName } from './architectures';
-import { SCHEDULE_NAMES, ScheduleName } from '../train/schedule';
+import { ImageSizeStage, SCHEDULE_NAMES, ScheduleName } from '../train/schedule';
 
 export type Device = 'cpu' | 'cuda';
 export type Precision = 'fp32' | 'bf16' | 'fp16';
@@ -80,7 +80,7 @@ export interface TrainerOptions {
    * epochs at 128 px then 3 at 256 px with the same weights; the last size continues after the
    * stages. null (default): imageSize throughout.
    */
-  imageSizes?: readonly (readonly [number, number])[] | null;
+  imageSizes?: readonly ImageSizeStage[] | null;
   /**
    * Start from imported ImageNet weights (`melanoma weights import`): a name in weights/ or the
    * path of an imported .safetensors file. The architecture (model, width, padding, BatchNorm eps
@@ -174,7 +174,7 @@ export function resolveAugment(value: unknown): AugmentSpec {
 }
 
 export type ResolvedOptions = Required<Omit<TrainerOptions, 'posWeight' | 'device' | 'precision' | 'headDropout' | 'channelsLast' | 'augment' | 'imageSizes'>> & {
-  imageSizes: [number, number][] | null;
+  imageSizes: ImageSizeStage[] | null;
   augment: AugmentSpec;
   posWeight: number | 'auto';
   device: Device;
@@ -358,14 +358,16 @@ function expectNonEmptyString(name: string, value: unknown): string {
   return value;
 }
 
-/** Progressive-resizing stages: a non-empty array of [epochs >= 1, size in 32..2048] pairs, or null. */
-function resolveImageSizes(value: unknown): [number, number][] | null {
+/** Progressive-resizing stages: a non-empty array of { size in 32..2048, epochs >= 1 }, or null. */
+function resolveImageSizes(value: unknown): ImageSizeStage[] | null {
   if (value === null) return null;
-  const shape = 'an array of [epochs, size] pairs such as [[2, 128], [3, 256]] for imageSizes';
+  const shape = 'an array of stages such as [{ size: 128, epochs: 2 }, { size: 256, epochs: 3 }] for imageSizes';
   if (!Array.isArray(value) || value.length === 0) throw new TypeError(`Expected ${shape} but received ${describe(value)}`);
   return value.map((stage: unknown, i) => {
-    if (!Array.isArray(stage) || stage.length !== 2) throw new TypeError(`Expected ${shape} but imageSizes[${i}] is ${JSON.stringify(stage)}`);
-    return [expectInteger(`imageSizes[${i}][0] (epochs)`, stage[0], 1, 100000), expectInteger(`imageSizes[${i}][1] (size)`, stage[1], 32, 2048)];
+    const keys = typeof stage === 'object' && stage !== null && !Array.isArray(stage) ? Object.keys(stage).sort().join(',') : '';
+    if (keys !== 'epochs,size') throw new TypeError(`Expected ${shape} but imageSizes[${i}] is ${JSON.stringify(stage)}`);
+    const { size, epochs } = stage as ImageSizeStage;
+    return { size: expectInteger(`imageSizes[${i}].size`, size, 32, 2048), epochs: expectInteger(`imageSizes[${i}].epochs`, epochs, 1, 100000) };
   });
 }
 

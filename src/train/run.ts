@@ -317,7 +317,7 @@ export async function openRunData(data: string, csv: string | undefined, folds: 
 /** @internal */
 export function describeModel(trainer: Trainer, parameterCount: number): string {
   const o = trainer.options;
-  const sizes = o.imageSizes ? o.imageSizes.map(([e, s]) => `${s}px x${e}`).join(' then ') : `${o.imageSize}px`;
+  const sizes = o.imageSizes ? o.imageSizes.map(({ size, epochs }) => `${size}px x${epochs}`).join(' then ') : `${o.imageSize}px`;
   const schedule = o.schedule === 'constant' ? '' : ` ${o.schedule}`;
   return (
     `model: ${o.model}${o.widthFactor !== 1 ? ` x${o.widthFactor} width` : ''}, ${parameterCount.toLocaleString('en-US')} parameters, ` +

@@ -114,7 +114,10 @@ export function earlyStopReason(history: readonly (AucHistoryEntry & { epoch: nu
 }
 
 /** A progressive-resizing stage: train `epochs` epochs at `size` px. */
-export type ImageSizeStage = readonly [epochs: number, size: number];
+export interface ImageSizeStage {
+  size: number;
+  epochs: number;
+}
 
 /**
  * Image size of epoch `epoch` (1-based) under progressive resizing: the stages run in order and
@@ -123,20 +126,20 @@ export type ImageSizeStage = readonly [epochs: number, size: number];
 export function imageSizeForEpoch(imageSize: number, stages: readonly ImageSizeStage[] | null, epoch: number): number {
   if (!stages || stages.length === 0) return imageSize;
   let end = 0;
-  for (const [epochs, size] of stages) {
+  for (const { epochs, size } of stages) {
     end += epochs;
     if (epoch <= end) return size;
   }
-  return stages[stages.length - 1][1];
+  return stages[stages.length - 1].size;
 }
 
-/** Parses the CLI form `128:2,256:3` (size:epochs, in order) into stages [[2, 128], [3, 256]]. */
-export function parseProgressive(text: string): [number, number][] {
+/** Parses the CLI form `128:2,256:3` (size:epochs, in order) into stages. */
+export function parseProgressive(text: string): ImageSizeStage[] {
   const parts = text.split(',').map((p) => p.trim());
   return parts.map((part) => {
     const m = /^(\d+):(\d+)$/.exec(part);
     if (!m)
       throw new RangeError(`Expected SIZE:EPOCHS pairs separated by commas for --progressive (e.g. 128:2,256:3) but received '${text}'`);
-    return [Number(m[2]), Number(m[1])];
+    return { size: Number(m[1]), epochs: Number(m[2]) };
   });
 }

@@ -65,9 +65,9 @@ test('early stopping names the best epoch once patience runs out', () => {
 });
 
 test('progressive resizing stages', () => {
-  const stages: [number, number][] = [
-    [2, 128],
-    [3, 256],
+  const stages = [
+    { size: 128, epochs: 2 },
+    { size: 256, epochs: 3 },
   ];
   expect([1, 2, 3, 5, 6, 9].map((e) => imageSizeForEpoch(64, stages, e))).toEqual([128, 128, 256, 256, 256, 256]);
   expect(imageSizeForEpoch(64, null, 3)).toBe(64);
@@ -85,8 +85,8 @@ describe('schedule options are validated like every option', () => {
     [{ lrDecay: 0 }, 'Expected number in (0, 1] for lrDecay but received 0 of type number'],
     [{ minLr: 0.1, lr: 0.01 }, 'Expected minLr <= lr (0.01) but received 0.1 of type number: the cosine schedule decays from lr down to minLr'],
     [{ earlyStopping: -1 }, 'Expected integer between 0 and 100000 for earlyStopping but received -1 of type number'],
-    [{ imageSizes: [[2, 16]] }, 'Expected integer between 32 and 2048 for imageSizes[0][1] (size) but received 16 of type number'],
-    [{ imageSizes: [128, 256] }, 'Expected an array of [epochs, size] pairs such as [[2, 128], [3, 256]] for imageSizes but imageSizes[0] is 128'],
+    [{ imageSizes: [{ size: 16, epochs: 2 }] }, 'Expected integer between 32 and 2048 for imageSizes[0].size but received 16 of type number'],
+    [{ imageSizes: [128, 256] }, 'Expected an array of stages such as [{ size: 128, epochs: 2 }, { size: 256, epochs: 3 }] for imageSizes but imageSizes[0] is 128'],
   ])('%j', (options, message) => {
     expect(() => resolveOptions(options, cpu)).toThrow(message);
   });
@@ -105,7 +105,7 @@ describe('the Trainer applies them (real engine, tiny model)', () => {
   });
 
   test('progressive resizing trains each epoch at its stage size; the lr row follows the schedule', async () => {
-    const trainer = new Trainer({ ...TINY_OPTIONS, epochs: 3, imageSizes: [[1, 32], [2, 48]], schedule: 'step', lrDecay: 0.5 });
+    const trainer = new Trainer({ ...TINY_OPTIONS, epochs: 3, imageSizes: [{ size: 32, epochs: 1 }, { size: 48, epochs: 2 }], schedule: 'step', lrDecay: 0.5 });
     try {
       const history = await trainer.fit({ train });
       expect(history.map((r) => r.imageSize)).toEqual([32, 48, 48]);
