@@ -7,12 +7,12 @@
  *   stratified (the community's triple-stratified files): a fold is a union of whole files.
  * - `writeFoldsCsv` / `readFoldsCsv`: the assignment as `image_name,patient_id,target,fold`.
  */
-import { createReadStream, promises as fsp } from 'fs';
-import * as path from 'path';
+import { createReadStream } from 'fs';
 import { parse } from 'csv-parse';
 import { DataError } from './data/errors';
 import { mixSeed, mulberry32, shuffleInPlace } from './data/random';
 import { LesionSample } from './data/types';
+import { csvField, writeFileAtomic } from './files';
 
 export interface FoldAssignment {
   imageName: string;
@@ -169,17 +169,12 @@ export function splitByFold(
   return { train, valid };
 }
 
-function csvField(v: string): string {
-  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
-}
 
 /** Writes `image_name,patient_id,target,fold` (atomically: temporary file, then rename). */
 export async function writeFoldsCsv(file: string, assignments: readonly FoldAssignment[]): Promise<void> {
   const lines = ['image_name,patient_id,target,fold'];
   for (const a of assignments) lines.push([a.imageName, a.patientId, a.target === null ? '' : String(a.target), String(a.fold)].map(csvField).join(','));
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  await fsp.writeFile(tmp, lines.join('\n') + '\n');
-  await fsp.rename(tmp, file);
+  await writeFileAtomic(file, Buffer.from(lines.join('\n') + '\n'), { overwrite: true });
 }
 
 /** Reads a fold CSV and checks it: columns, values, no duplicate image, no patient in two folds. */

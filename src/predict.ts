@@ -9,6 +9,7 @@ import * as path from 'path';
 import { DataError } from './data/errors';
 import { openDataset } from './data/isic';
 import type { LesionSample } from './data/types';
+import { csvField } from './files';
 import { rocAucOrNull } from './metrics/auc';
 import type { Device } from './model/config';
 import { OutputExistsError } from './cli/evaluate';
@@ -173,9 +174,6 @@ export async function openTestImages(data: string, csv?: string): Promise<Lesion
   return (await openDataset(data, { csv })).samples;
 }
 
-function csvField(v: string): string {
-  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
-}
 
 async function refuseExisting(files: readonly string[]): Promise<void> {
   const existing = [];

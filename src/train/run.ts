@@ -8,6 +8,7 @@ import * as path from 'path';
 import { ensureDemoDataset } from '../data/demo';
 import { openDataset } from '../data/isic';
 import type { LesionSample } from '../data/types';
+import { csvField, writeFileAtomic } from '../files';
 import { evaluatePredictionsFile } from '../cli/evaluate';
 import { FoldAssignment, readFoldsCsv, splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
 import type { ResolvedOptions, TrainerOptions } from '../model/config';
@@ -121,14 +122,10 @@ export function predictionsCsv(predictions: readonly Prediction[], fold: number 
   return lines.join('\n') + '\n';
 }
 
-function csvField(v: string): string {
-  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
-}
 
-async function writeTextAtomic(file: string, text: string): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  await fsp.writeFile(tmp, text);
-  await fsp.rename(tmp, file);
+/** This run's own text files are replaced whole: a temporary file, then a rename. */
+function writeTextAtomic(file: string, text: string): Promise<void> {
+  return writeFileAtomic(file, Buffer.from(text), { overwrite: true });
 }
 
 async function exists(file: string): Promise<boolean> {

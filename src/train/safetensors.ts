@@ -5,7 +5,6 @@
  * with `safetensors.torch.load_file`.
  */
 import { promises as fsp } from 'fs';
-import * as path from 'path';
 import type { NamedTensor, TensorDType } from '../native';
 
 const DTYPE_BYTES: Record<TensorDType, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, U8: 1, BOOL: 1 };
@@ -72,34 +71,6 @@ export function decodeSafetensors(bytes: Buffer, source = 'buffer'): Safetensors
     tensors.push({ name, dtype, shape, data: bytes.subarray(dataStart + begin, dataStart + end) });
   }
   return { tensors, metadata };
-}
-
-/**
- * Writes atomically: a temporary file in the same folder, fsync, then rename, so a crash never
- * leaves a half-written file under the final name. Refuses to replace an existing file unless
- * `overwrite` is set.
- */
-export async function writeFileAtomic(file: string, data: Buffer, { overwrite = false } = {}): Promise<void> {
-  if (!overwrite && (await fsp.stat(file).catch(() => null)))
-    throw new Error(`${file} already exists and was left untouched: choose another path or pass overwrite`);
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  const handle = await fsp.open(temporary, 'w');
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } catch (err) {
-    await handle.close();
-    await fsp.rm(temporary, { force: true }); // e.g. a full disk: leave no half-written file
-    throw err;
-  }
-  await handle.close();
-  try {
-    await fsp.rename(temporary, file);
-  } catch (err) {
-    await fsp.rm(temporary, { force: true });
-    throw err;
-  }
 }
 
 export async function readSafetensorsFile(file: string): Promise<SafetensorsFile> {

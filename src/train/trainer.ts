@@ -11,7 +11,8 @@ import { partialAucFromGroups } from '../metrics/partial-auc';
 import { Engine, EngineInfo, EngineState, NamedTensor, torchInfo } from '../native';
 import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
-import { encodeSafetensors, readSafetensorsFile, writeFileAtomic } from './safetensors';
+import { writeFileAtomic } from '../files';
+import { encodeSafetensors, readSafetensorsFile } from './safetensors';
 import { earlyStopReason, imageSizeForEpoch, learningRateForBatch } from './schedule';
 
 export interface FitData {

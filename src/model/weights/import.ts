@@ -7,7 +7,8 @@
 import { existsSync } from 'fs';
 import * as path from 'path';
 import { Engine, NativeLoadError, NamedTensor } from '../../native';
-import { encodeSafetensors, writeFileAtomic } from '../../train/safetensors';
+import { writeFileAtomic } from '../../files';
+import { encodeSafetensors } from '../../train/safetensors';
 import { ModelName, isModelName, MODEL_NAMES } from '../architectures';
 import { engineConfig, resolveOptions } from '../config';
 import { WeightsError } from './errors';
