@@ -57,7 +57,9 @@ function addModelOptions(command: Command): Command {
     .addOption(new Option('--precision <p>', 'numeric precision (default auto: bf16 on cuda, fp32 on cpu)').choices(['auto', 'fp32', 'bf16', 'fp16']))
     .option('--width-factor <x>', 'multiply all channel counts: < 1 for small, fast models (default 1; demo 0.5)', number('--width-factor'))
     .option('--head-hidden <n>', 'hidden dense layer in the head, 0 = Linear(features, 1) as in the report', integer('--head-hidden', 0))
-    .option('--seed <n>', 'random seed (default 42)', integer('--seed', 0));
+    .option('--seed <n>', 'random seed (default 42)', integer('--seed', 0))
+    .option('--cuda-graph', 'replay the whole training step as a CUDA graph (default on cuda when the engine has them)')
+    .option('--no-cuda-graph', 'run the training step eagerly on cuda');
 }
 
 /** Training options shared by `train` and `cv`, grouped by concern. */
@@ -128,6 +130,7 @@ function trainerOptionsFrom(opts: Record<string, unknown>): TrainerOptions {
     augment: opts.augment as TrainerOptions['augment'],
     device: opts.device as TrainerOptions['device'],
     precision: opts.precision as TrainerOptions['precision'],
+    cudaGraph: opts.cudaGraph as boolean | undefined,
     widthFactor: opts.widthFactor as number | undefined,
     headHidden: opts.headHidden as number | undefined,
     seed: opts.seed as number | undefined,

@@ -149,6 +149,11 @@ export interface EngineConfig {
   /** Keep BatchNorm in eval mode (running statistics) during training steps. */
   freezeBatchNorm: boolean;
   channelsLast: boolean;
+  /**
+   * CUDA only: capture the whole training step (forward, backward, loss scaling, fused AdamW)
+   * once per batch shape as a CUDA graph and replay it. Needs `torchInfo().cudaGraphs`.
+   */
+  cudaGraph: boolean;
   augment: AugmentSpec;
 }
 
@@ -219,10 +224,18 @@ export interface EngineState {
   rngState: Buffer;
 }
 
+/**
+ * How a train step runs: 'host' (CPU, or LibTorch < 2.4: host scalars, multi-tensor Adam),
+ * 'device' (CUDA: scalars on the device, fused AdamW, one read-back per step), 'graph' ('device'
+ * replayed as a CUDA graph).
+ */
+export type StepMode = 'host' | 'device' | 'graph';
+
 export interface EngineInfo {
   parameterCount: number;
   device: string;
   precision: string;
+  stepMode: StepMode;
   parameterNames: string[];
 }
 
@@ -233,6 +246,15 @@ export interface TorchInfo {
   cudnnAvailable: boolean;
   /** Whether this build of the engine was compiled with CUDA code paths. */
   compiledWithCuda: boolean;
+  /** Whether it has the device-resident CUDA step and CUDA graphs (CUDA LibTorch >= 2.4). */
+  cudaGraphs: boolean;
+}
+
+/** Device memory from LibTorch's CUDA caching allocator, in bytes. */
+export interface MemoryStats {
+  allocatedBytes: number;
+  peakAllocatedBytes: number;
+  reservedBytes: number;
 }
 
 /** The raw native class; use `Engine` below, which adds error translation. */
@@ -244,6 +266,7 @@ interface NativeEngine {
   evaluate(request: EvaluateRequest): Promise<EvaluateResult>;
   previewAugment(request: ImageBatch): Promise<Buffer>;
   exportState(): Promise<EngineState>;
+  memoryStats(resetPeak: boolean): Promise<MemoryStats | null>;
   importState(state: Partial<EngineState> & { model: NamedTensor[] }, strict: boolean): Promise<void>;
   dispose(): Promise<void>;
   readonly disposed: boolean;
@@ -351,6 +374,14 @@ export class Engine {
 
   exportState(): Promise<EngineState> {
     return this.call(() => this.native.exportState());
+  }
+
+  /**
+   * Device memory now and at its peak (since the engine was made, or the last reset); null on
+   * CPU. `resetPeak` starts a new peak window after reading.
+   */
+  memoryStats({ resetPeak = false }: { resetPeak?: boolean } = {}): Promise<MemoryStats | null> {
+    return this.call(() => this.native.memoryStats(resetPeak));
   }
 
   /** strict: every model tensor must be present; unknown names and wrong shapes always fail. */

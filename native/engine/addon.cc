@@ -77,6 +77,7 @@ engine::EngineConfig parseConfig(const Napi::Object& js) {
   config.accumulateSteps = intField(js, "accumulateSteps");
   config.freezeBatchNorm = boolField(js, "freezeBatchNorm");
   config.channelsLast = boolField(js, "channelsLast");
+  config.cudaGraph = boolField(js, "cudaGraph");
   const auto augment = field(js, "augment").As<Napi::Object>();
   auto& a = config.augment;
   for (const auto& [key, target] : std::initializer_list<std::pair<const char*, double*>>{
@@ -214,6 +215,7 @@ Napi::Object infoToJs(Napi::Env env, const engine::EngineInfo& info) {
   js.Set("parameterCount", Napi::Number::New(env, static_cast<double>(info.parameterCount)));
   js.Set("device", info.device);
   js.Set("precision", info.precision);
+  js.Set("stepMode", info.stepMode);
   auto names = Napi::Array::New(env, info.parameterNames.size());
   for (size_t i = 0; i < info.parameterNames.size(); ++i) {
     names.Set(static_cast<uint32_t>(i), info.parameterNames[i]);
@@ -296,6 +298,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::Evaluate>("evaluate"),
                         InstanceMethod<&EngineWrap::PreviewAugment>("previewAugment"),
                         InstanceMethod<&EngineWrap::ExportState>("exportState"),
+                        InstanceMethod<&EngineWrap::MemoryStats>("memoryStats"),
                         InstanceMethod<&EngineWrap::ImportState>("importState"),
                         InstanceMethod<&EngineWrap::Dispose>("dispose"),
                         InstanceAccessor<&EngineWrap::Disposed>("disposed")});
@@ -426,6 +429,20 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         });
   }
 
+  Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+    const bool resetPeak = info.Length() > 0 && info[0].ToBoolean().Value();
+    return schedule(
+        info.Env(), [resetPeak](EngineSlot& slot) { return slot.get().memoryStats(resetPeak); },
+        [](Napi::Env env, const engine::MemoryStats& stats) -> Napi::Value {
+          if (!stats.available) return env.Null();
+          auto js = Napi::Object::New(env);
+          js.Set("allocatedBytes", Napi::Number::New(env, static_cast<double>(stats.allocatedBytes)));
+          js.Set("peakAllocatedBytes", Napi::Number::New(env, static_cast<double>(stats.peakAllocatedBytes)));
+          js.Set("reservedBytes", Napi::Number::New(env, static_cast<double>(stats.reservedBytes)));
+          return js;
+        });
+  }
+
   Napi::Value ImportState(const Napi::CallbackInfo& info) {
     auto state = parseState(info[0].As<Napi::Object>());
     const bool strict = info.Length() < 2 || info[1].ToBoolean().Value();
@@ -477,6 +494,7 @@ Napi::Value TorchInfo(const Napi::CallbackInfo& info) {
     js.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(torch.cudaDeviceCount)));
     js.Set("cudnnAvailable", torch.cudnnAvailable);
     js.Set("compiledWithCuda", torch.compiledWithCuda);
+    js.Set("cudaGraphs", torch.cudaGraphs);
     return js;
   } catch (const EngineFailure& failure) {
     throw engineError(env, failure.code, failure.what());

@@ -59,6 +59,9 @@ struct EngineConfig {
   int accumulateSteps = 1;
   bool freezeBatchNorm = false;
   bool channelsLast = false;
+  // CUDA: capture the whole training step (forward, backward, loss scaling, optimizer) once per
+  // batch shape and replay it (see engine.cc, "The device-resident training step").
+  bool cudaGraph = false;
   AugmentSpec augment;
 };
 
@@ -109,7 +112,16 @@ struct EngineInfo {
   int64_t parameterCount = 0;
   std::string device;
   std::string precision;
+  // "host": per-step host scalars and multi-tensor Adam; "device": device-resident scalars and
+  // fused AdamW, no host sync but the loss read-back; "graph": that step replayed as a CUDA graph.
+  std::string stepMode;
   std::vector<std::string> parameterNames;
+};
+
+// Device memory of the engine's device, from LibTorch's caching allocator (CUDA only).
+struct MemoryStats {
+  bool available = false;  // false on CPU
+  int64_t allocatedBytes = 0, peakAllocatedBytes = 0, reservedBytes = 0;
 };
 
 struct TorchInfo {
@@ -118,6 +130,8 @@ struct TorchInfo {
   int64_t cudaDeviceCount = 0;
   bool cudnnAvailable = false;
   bool compiledWithCuda = false;
+  // The sync-free CUDA training step and its CUDA graphs are compiled in (CUDA LibTorch >= 2.4).
+  bool cudaGraphs = false;
 };
 
 // An error with a stable code that the N-API layer turns into `err.code` (see src/native.ts).

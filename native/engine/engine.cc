@@ -21,6 +21,21 @@
 #define ENGINE_AUTOCAST_PER_DEVICE 0
 #endif
 
+// The device-resident training step needs CUDA and LibTorch >= 2.4: fused AdamW that takes its
+// learning rate as a device tensor, and std::optional in the ATen signatures.
+#if defined(ENGINE_WITH_CUDA) && ENGINE_AUTOCAST_PER_DEVICE
+#define ENGINE_DEVICE_STEP 1
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#else
+#define ENGINE_DEVICE_STEP 0
+#endif
+#ifdef ENGINE_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace engine {
 namespace {
 
@@ -145,8 +160,43 @@ struct Engine::Impl {
   torch::Tensor mean, stddev, posWeight;
   torch::Tensor toYiq, fromYiq;  // RGB <-> YIQ, for hue rotation
   // The engine's own random stream (dropout, stochastic depth, augmentation). On CUDA it is the
-  // device's default generator, shared by the engines of a process on that device.
+  // device's default generator, shared by the engines of a process on that device (CUDA graphs
+  // advance that generator's offset on every replay).
   at::Generator generator;
+#if ENGINE_DEVICE_STEP
+  // ---- The device-resident training step (CUDA) -------------------------------------------
+  // Every scalar a step needs (learning rates, Adam step counts, the fp16 loss scale, whether the
+  // window's update is skipped) lives in a device tensor, and the optimizer is one fused AdamW
+  // launch per parameter group that reads them there. A step then makes no host round trip but
+  // the read-back of its report, so it can be captured once as a CUDA graph and replayed: the
+  // batch is copied into the graph's fixed input buffers before each replay.
+  // The host mirrors (head.steps, backbone.steps, lossScale) are refreshed from every report, so
+  // checkpoints and results read them as on CPU.
+  bool deviceStep = false;
+  struct DeviceScalars {
+    torch::Tensor lrHead, lrBackbone;        // float, 0-dim
+    torch::Tensor headSteps, backboneSteps;  // float, 0-dim (fused AdamW reads its step there)
+    torch::Tensor lossScale;                 // float, 0-dim: 1 unless fp16
+    torch::Tensor growthTracker;             // int32, 0-dim: steps since the fp16 scale last changed
+    torch::Tensor skipWindow;                // float, 0-dim: 1 = skip this window's update
+    torch::Tensor report;                    // float [5]: see ReportSlot
+    torch::Tensor reportHost;                // pinned copy of report
+  } scalars;
+  enum ReportSlot { kLoss = 0, kSkipped, kScale, kHeadSteps, kBackboneSteps, kReportSize };
+  // The graphs of one batch shape and frozen state, with their fixed inputs.
+  struct GraphedStep {
+    int64_t n = 0, h = 0, w = 0;
+    bool frozen = false;
+    torch::Tensor images, labels;                // uint8 [n, h, w, 3], float [n]
+    std::unique_ptr<at::cuda::CUDAGraph> micro;  // forward + backward (inside a window)
+    std::unique_ptr<at::cuda::CUDAGraph> last;   // forward + backward + optimizer (ends a window)
+    bool fits(const HostBatch& batch, bool frozenNow) const {
+      return n == batch.batchSize && h == batch.height && w == batch.width && frozen == frozenNow;
+    }
+  };
+  std::unique_ptr<GraphedStep> graphed;
+  int64_t graphCaptures = 0;
+#endif
 
   explicit Impl(const EngineConfig& cfg) : config(cfg) {
     if (config.device == "cuda") {
@@ -203,20 +253,47 @@ struct Engine::Impl {
                 .view({3, 3})
                 .to(floatOnDevice);
     fromYiq = torch::inverse(toYiq);
+    if (config.cudaGraph && !device.is_cuda()) {
+      throw EngineFailure("ERR_ENGINE_DEVICE",
+                          "CUDA graphs (cudaGraph) need --device cuda; turn them off on CPU");
+    }
+#if ENGINE_DEVICE_STEP
+    deviceStep = device.is_cuda();
+    if (deviceStep) initDeviceScalars();
+#else
+    if (config.cudaGraph) {
+      throw EngineFailure("ERR_ENGINE_DEVICE",
+                          std::string("this engine was built against LibTorch ") + TORCH_VERSION +
+                              " without CUDA graph support (it needs a CUDA LibTorch >= 2.4): "
+                              "train without CUDA graphs (--no-cuda-graph)");
+    }
+#endif
   }
 
-  // uint8 NHWC on the host -> float NCHW in [0, 1] on the device (channels_last strides: the
-  // permuted NHWC buffer already has them, so the layout costs no copy).
+  // The batch's uint8 NHWC images as a tensor over the caller's memory (no copy).
+  static torch::Tensor hostImages(const HostBatch& batch) {
+    return torch::from_blob(const_cast<uint8_t*>(batch.images.data()),
+                            {batch.batchSize, batch.height, batch.width, 3}, torch::kUInt8);
+  }
+
+  // uint8 NHWC -> float NCHW in [0, 1] (channels_last strides: the permuted NHWC buffer already
+  // has them, so the layout costs no copy).
+  static torch::Tensor unitFromBytes(const torch::Tensor& nhwc) {
+    return nhwc.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0f);
+  }
+
+  // Host batch -> [0, 1] floats on the device (through pinned memory on CUDA: an async copy).
   torch::Tensor unitTensor(const HostBatch& batch) const {
-    auto host = torch::from_blob(const_cast<uint8_t*>(batch.images.data()),
-                                 {batch.batchSize, batch.height, batch.width, 3}, torch::kUInt8);
-    auto x = device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host;
-    return x.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0f);
+    auto host = hostImages(batch);
+    return unitFromBytes(device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host);
   }
 
   // The network's input: optionally augmented (train steps only), then ImageNet-normalised.
   torch::Tensor inputTensor(const HostBatch& batch, bool augmented) const {
-    auto x = unitTensor(batch);
+    return normalisedInput(unitTensor(batch), augmented);
+  }
+
+  torch::Tensor normalisedInput(torch::Tensor x, bool augmented) const {
     if (augmented && config.augment.any()) x = augment(x);
     x = (x - mean) / stddev;
     return config.channelsLast ? x.contiguous(at::MemoryFormat::ChannelsLast) : x.contiguous();
@@ -372,14 +449,7 @@ struct Engine::Impl {
     if (!finite) {
       lossScale *= 0.5;
       growthTracker = 0;
-      // GradScaler would keep halving; a scale below 1 means even unscaled gradients overflow:
-      // training has diverged, and skipping every step from here on would hide it.
-      if (lossScale < 1) {
-        throw EngineFailure("ERR_ENGINE_NONFINITE",
-                            "fp16 gradients overflow at every step (the loss scale fell below 1): "
-                            "training diverged. Lower the learning rate (--lr) or use "
-                            "--precision bf16");
-      }
+      checkLossScale();
       return false;
     }
     if (++growthTracker == kLossScaleGrowthInterval) {
@@ -407,10 +477,271 @@ struct Engine::Impl {
     at::_foreach_addcdiv_(group.params, group.expAvg, denom, -lr / bias1);
   }
 
+#if ENGINE_DEVICE_STEP
+  void initDeviceScalars() {
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(device);
+    scalars.lrHead = torch::zeros({}, f32);
+    scalars.lrBackbone = torch::zeros({}, f32);
+    scalars.headSteps = torch::zeros({}, f32);
+    scalars.backboneSteps = torch::zeros({}, f32);
+    scalars.lossScale = torch::full({}, lossScale, f32);
+    scalars.growthTracker = torch::zeros({}, f32.dtype(torch::kInt));
+    scalars.skipWindow = torch::zeros({}, f32);
+    scalars.report = torch::zeros({kReportSize}, f32);
+    scalars.reportHost = torch::zeros({kReportSize}, torch::TensorOptions().dtype(torch::kFloat).pinned_memory(true));
+  }
+
+  // After a checkpoint import: the device copies follow the host values.
+  void pushScalarsToDevice() {
+    scalars.headSteps.fill_(static_cast<double>(head.steps));
+    scalars.backboneSteps.fill_(static_cast<double>(backbone.steps));
+    scalars.lossScale.fill_(lossScale);
+    scalars.growthTracker.zero_();
+    scalars.skipWindow.zero_();
+  }
+
+  // Forward, loss and backward of one micro-batch, accumulating into the gradient buffers. Device
+  // work only (capturable). A non-finite loss marks the window skipped; the host reports it.
+  void forwardBackwardOnDevice(const torch::Tensor& images, const torch::Tensor& labels) {
+    const auto x = normalisedInput(unitFromBytes(images), /*augmented=*/true);
+    torch::Tensor logits;
+    {
+      AutocastScope scope(autocast, autocastDtype);
+      logits = model->forward(x);
+    }
+    const auto lossTensor = loss(logits, labels, at::Reduction::Mean);
+    {
+      torch::NoGradGuard noGrad;
+      const auto value = lossTensor.detach();
+      scalars.skipWindow.copy_(torch::maximum(scalars.skipWindow, value.isfinite().logical_not().to(torch::kFloat)));
+      scalars.report.select(0, kLoss).copy_(value);
+    }
+    (lossTensor * (scalars.lossScale / static_cast<double>(config.accumulateSteps))).backward();
+  }
+
+  // One fused AdamW launch for a group; skipped on the device when skipWindow is set (the step
+  // count then stays, as torch.optim's fused Adam with GradScaler does).
+  void fusedAdamW(ParamGroup& group, const std::vector<torch::Tensor>& grads, torch::Tensor& steps,
+                  const torch::Tensor& lr) {
+    if (group.params.empty()) return;
+    steps.add_(1).sub_(scalars.skipWindow);
+    const std::vector<torch::Tensor> stepPerParam(group.params.size(), steps);
+    at::_fused_adamw_(group.params, grads, group.expAvg, group.expAvgSq, /*max_exp_avg_sqs=*/{},
+                      stepPerParam, lr, config.beta1, config.beta2, config.weightDecay, config.eps,
+                      /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{},
+                      /*found_inf=*/scalars.skipWindow);
+  }
+
+  // Ends a window on the device: fp16 unscale and overflow check, fused AdamW per group, the
+  // loss-scale update (GradScaler's rule), the report, zeroed gradients. Capturable.
+  // gradFactor != 1 turns a window cut short into a mean (eager flush only).
+  void optimizerOnDevice(double gradFactor) {
+    torch::NoGradGuard noGrad;
+    auto headGrads = gradients(head);
+    auto backboneGrads = backboneFrozen ? std::vector<torch::Tensor>() : gradients(backbone);
+    auto allGrads = headGrads;
+    allGrads.insert(allGrads.end(), backboneGrads.begin(), backboneGrads.end());
+    if (gradFactor != 1.0) at::_foreach_mul_(allGrads, gradFactor);
+    const bool fp16 = config.precision == "fp16";
+    if (fp16) {
+      at::_amp_foreach_non_finite_check_and_unscale_(allGrads, scalars.skipWindow,
+                                                    scalars.lossScale.reciprocal());
+    }
+    fusedAdamW(head, headGrads, scalars.headSteps, scalars.lrHead);
+    if (!backboneFrozen) fusedAdamW(backbone, backboneGrads, scalars.backboneSteps, scalars.lrBackbone);
+    if (fp16) {
+      at::_amp_update_scale_(scalars.lossScale, scalars.growthTracker, scalars.skipWindow,
+                             /*scale_growth_factor=*/2.0, /*scale_backoff_factor=*/0.5,
+                             kLossScaleGrowthInterval);
+    }
+    scalars.report.select(0, kSkipped).copy_(scalars.skipWindow);
+    scalars.report.select(0, kScale).copy_(scalars.lossScale);
+    scalars.report.select(0, kHeadSteps).copy_(scalars.headSteps);
+    scalars.report.select(0, kBackboneSteps).copy_(scalars.backboneSteps);
+    at::_foreach_zero_(allGrads);
+    scalars.skipWindow.zero_();
+  }
+
+  static void streamWaits(const c10::cuda::CUDAStream& waiter, const c10::cuda::CUDAStream& on) {
+    at::cuda::CUDAEvent event;
+    event.record(on);
+    event.block(waiter);
+  }
+
+  // Captures the graphs of this batch's shape (and frozen state), replacing older ones.
+  void ensureGraphs(const HostBatch& batch) {
+    if (graphed && graphed->fits(batch, backboneFrozen)) return;
+    graphed.reset();  // frees the old graphs and their memory pool first
+    auto g = std::make_unique<GraphedStep>();
+    g->n = batch.batchSize;
+    g->h = batch.height;
+    g->w = batch.width;
+    g->frozen = backboneFrozen;
+    g->images = torch::zeros({g->n, g->h, g->w, 3}, torch::TensorOptions().dtype(torch::kUInt8).device(device));
+    g->labels = torch::zeros({g->n}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+    g->images.copy_(hostImages(batch).pin_memory(), /*non_blocking=*/true);
+    g->labels.copy_(labelTensor(batch));
+    // The backward accumulates into the gradients in place, at addresses the graphs keep: they
+    // must exist before capture.
+    gradients(head);
+    if (!backboneFrozen) gradients(backbone);
+    warmUpForCapture(*g);
+    try {
+      g->last = captureStep(*g, /*endsWindow=*/true, /*pool=*/{0, 0});
+      if (config.accumulateSteps > 1) g->micro = captureStep(*g, /*endsWindow=*/false, g->last->pool());
+    } catch (const c10::Error& e) {
+      throw EngineFailure("ERR_ENGINE_TORCH",
+                          std::string("CUDA graph capture of the training step failed: ") +
+                              e.what_without_backtrace() +
+                              " (train without CUDA graphs: --no-cuda-graph)");
+    }
+    ++graphCaptures;
+    graphed = std::move(g);
+  }
+
+  // Lazy initialisation (cuDNN autotuning, cuBLAS workspaces, kernel loading, autograd's stream
+  // set-up) must not happen during capture, so the whole step first runs eagerly on a side stream,
+  // as PyTorch's whole-network capture recipe does. Those runs train nothing: each has its update
+  // skipped, and the BatchNorm statistics, gradients, scalars and random stream are put back.
+  void warmUpForCapture(GraphedStep& g) {
+    constexpr int kWarmUpRuns = 3;
+    torch::NoGradGuard noGrad;
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> saved;
+    for (auto& buffer : model->buffers()) saved.emplace_back(buffer, buffer.clone());
+    for (auto& p : parameters) {
+      if (p.grad().defined()) saved.emplace_back(p.mutable_grad(), p.grad().clone());
+    }
+    for (auto* scalar : {&scalars.headSteps, &scalars.backboneSteps, &scalars.lossScale,
+                         &scalars.growthTracker, &scalars.skipWindow, &scalars.report}) {
+      saved.emplace_back(*scalar, scalar->clone());
+    }
+    torch::Tensor rng;
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      rng = generator.get_state();
+    }
+    const auto compute = c10::cuda::getCurrentCUDAStream(device.index());
+    const auto side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+    streamWaits(side, compute);
+    {
+      c10::cuda::CUDAStreamGuard onSide(side);
+      for (int run = 0; run < kWarmUpRuns; ++run) {
+        scalars.skipWindow.fill_(1);
+        {
+          torch::AutoGradMode enableGrad(true);
+          forwardBackwardOnDevice(g.images, g.labels);
+        }
+        optimizerOnDevice(1.0);
+      }
+    }
+    streamWaits(compute, side);
+    for (auto& [target, copy] : saved) target.copy_(copy);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(rng);
+  }
+
+  std::unique_ptr<at::cuda::CUDAGraph> captureStep(GraphedStep& g, bool endsWindow,
+                                                   at::cuda::MempoolId_t pool) {
+    auto graph = std::make_unique<at::cuda::CUDAGraph>();
+    const auto compute = c10::cuda::getCurrentCUDAStream(device.index());
+    const auto side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+    streamWaits(side, compute);
+    {
+      c10::cuda::CUDAStreamGuard onSide(side);
+      graph->capture_begin(pool);
+      try {
+        forwardBackwardOnDevice(g.images, g.labels);
+        if (endsWindow) optimizerOnDevice(1.0);
+      } catch (...) {
+        try {
+          graph->capture_end();  // leaves the stream out of capture mode before the error goes up
+        } catch (...) {
+        }
+        throw;
+      }
+      graph->capture_end();
+    }
+    streamWaits(compute, side);
+    return graph;
+  }
+
+  // The report of the step just queued: one small device-to-host copy and the only wait of a step.
+  TrainStepResult readReport(bool endedWindow) {
+    scalars.reportHost.copy_(scalars.report, /*non_blocking=*/true);
+    at::cuda::CUDAEvent ready;
+    ready.record(c10::cuda::getCurrentCUDAStream(device.index()));
+    ready.synchronize();
+    const float* report = scalars.reportHost.data_ptr<float>();
+    TrainStepResult result;
+    result.loss = report[kLoss];
+    if (endedWindow) {
+      head.steps = static_cast<int64_t>(report[kHeadSteps]);
+      backbone.steps = static_cast<int64_t>(report[kBackboneSteps]);
+      lossScale = report[kScale];
+      const bool skipped = report[kSkipped] > 0;
+      result.optimizerStepped = !skipped;
+      result.overflowSkipped = skipped && config.precision == "fp16";
+    }
+    result.step = head.steps;
+    result.lossScale = lossScale;
+    return result;
+  }
+
+  TrainStepResult trainStepOnDevice(const HostBatch& batch) {
+    const bool endsWindow = microStep + 1 == config.accumulateSteps;
+    scalars.lrHead.fill_(batch.lr);
+    scalars.lrBackbone.fill_(batch.backboneLr);
+    if (config.cudaGraph) {
+      ensureGraphs(batch);
+      graphed->images.copy_(hostImages(batch).pin_memory(), /*non_blocking=*/true);
+      graphed->labels.copy_(labelTensor(batch));
+      (endsWindow ? graphed->last : graphed->micro)->replay();
+    } else {
+      const auto images = hostImages(batch).pin_memory().to(device, /*non_blocking=*/true);
+      forwardBackwardOnDevice(images, labelTensor(batch));
+      if (endsWindow) optimizerOnDevice(1.0);
+    }
+    microStep = endsWindow ? 0 : microStep + 1;
+    auto result = readReport(endsWindow);
+    if (!std::isfinite(result.loss) && config.precision != "fp16") {
+      // The window's update was skipped on the device (or will not happen: it is dropped here).
+      torch::NoGradGuard noGrad;
+      zeroGradients();
+      scalars.skipWindow.zero_();
+      microStep = 0;
+      throw nonFiniteLoss(result.loss);
+    }
+    checkLossScale();
+    return result;
+  }
+#endif
+
+  EngineFailure nonFiniteLoss(double loss) const {
+    std::ostringstream msg;
+    msg << "training loss is " << loss << " after " << head.steps
+        << " optimizer steps; this batch was not applied and the weights are unchanged. "
+           "Lower the learning rate (--lr), check the input images, or train in fp32";
+    return EngineFailure("ERR_ENGINE_NONFINITE", msg.str());
+  }
+
+  // GradScaler would keep halving; a scale below 1 means even unscaled gradients overflow:
+  // training has diverged, and skipping every step from here on would hide it.
+  void checkLossScale() const {
+    if (config.precision == "fp16" && lossScale < 1) {
+      throw EngineFailure("ERR_ENGINE_NONFINITE",
+                          "fp16 gradients overflow at every step (the loss scale fell below 1): "
+                          "training diverged. Lower the learning rate (--lr) or use "
+                          "--precision bf16");
+    }
+  }
+
   TrainStepResult trainStep(const HostBatch& batch) {
     // Freezing changes only between accumulation windows, so a window is never half frozen.
     if (microStep == 0) setBackboneFrozen(batch.freezeBackbone);
     setTrainingMode();
+#if ENGINE_DEVICE_STEP
+    if (deviceStep) return trainStepOnDevice(batch);
+#endif
     const auto x = inputTensor(batch, /*augmented=*/true);
     const auto y = labelTensor(batch);
     torch::Tensor logits;
@@ -425,11 +756,7 @@ struct Engine::Impl {
       // Nothing of this window is applied: the weights stay as they were before it.
       zeroGradients();
       microStep = 0;
-      std::ostringstream msg;
-      msg << "training loss is " << result.loss << " after " << head.steps
-          << " optimizer steps; this batch was not applied and the weights are unchanged. "
-             "Lower the learning rate (--lr), check the input images, or train in fp32";
-      throw EngineFailure("ERR_ENGINE_NONFINITE", msg.str());
+      throw nonFiniteLoss(result.loss);
     }
     (lossTensor * (lossScale / config.accumulateSteps)).backward();
     if (++microStep == config.accumulateSteps) applyOptimizer(batch, result);
@@ -463,6 +790,24 @@ struct Engine::Impl {
   // Applies an unfinished accumulation window (the end of an epoch), so that no gradients are
   // pending when a checkpoint is written and a resumed run steps exactly as an uninterrupted one.
   TrainStepResult flushAccumulation(const HostBatch& rates) {
+#if ENGINE_DEVICE_STEP
+    if (deviceStep) {
+      if (microStep == 0) {  // nothing pending
+        TrainStepResult result;
+        result.step = head.steps;
+        result.lossScale = lossScale;
+        return result;
+      }
+      scalars.lrHead.fill_(rates.lr);
+      scalars.lrBackbone.fill_(rates.backboneLr);
+      optimizerOnDevice(static_cast<double>(config.accumulateSteps) / microStep);
+      microStep = 0;
+      auto result = readReport(/*endedWindow=*/true);
+      result.loss = 0;
+      checkLossScale();
+      return result;
+    }
+#endif
     TrainStepResult result;
     if (microStep > 0) applyOptimizer(rates, result);
     result.step = head.steps;
@@ -603,6 +948,26 @@ struct Engine::Impl {
     }
     microStep = 0;
     zeroGradients();
+#if ENGINE_DEVICE_STEP
+    if (deviceStep) pushScalarsToDevice();
+#endif
+  }
+
+  MemoryStats memoryStats(bool resetPeak) const {
+    MemoryStats stats;
+#ifdef ENGINE_WITH_CUDA
+    if (device.is_cuda()) {
+      namespace allocator = c10::cuda::CUDACachingAllocator;
+      const auto deviceStats = allocator::getDeviceStats(device.index());
+      constexpr size_t kAggregate = 0;  // StatType::AGGREGATE: all pools together
+      stats.available = true;
+      stats.allocatedBytes = deviceStats.allocated_bytes[kAggregate].current;
+      stats.peakAllocatedBytes = deviceStats.allocated_bytes[kAggregate].peak;
+      stats.reservedBytes = deviceStats.reserved_bytes[kAggregate].current;
+      if (resetPeak) allocator::resetPeakStats(device.index());
+    }
+#endif
+    return stats;
   }
 };
 
@@ -618,6 +983,7 @@ std::vector<uint8_t> Engine::previewAugment(const HostBatch& batch) {
   return impl_->previewAugment(batch);
 }
 EngineState Engine::exportState() { return impl_->exportState(); }
+MemoryStats Engine::memoryStats(bool resetPeak) { return impl_->memoryStats(resetPeak); }
 void Engine::importState(const EngineState& state, bool strict) {
   impl_->importState(state, strict);
 }
@@ -627,6 +993,10 @@ EngineInfo Engine::info() const {
   for (const auto& p : impl_->parameters) info.parameterCount += p.numel();
   info.device = impl_->device.str();
   info.precision = impl_->config.precision;
+  info.stepMode = "host";
+#if ENGINE_DEVICE_STEP
+  if (impl_->deviceStep) info.stepMode = impl_->config.cudaGraph ? "graph" : "device";
+#endif
   info.parameterNames = impl_->parameterNames;
   return info;
 }
@@ -640,6 +1010,7 @@ TorchInfo torchInfo() {
 #ifdef ENGINE_WITH_CUDA
   info.compiledWithCuda = true;
 #endif
+  info.cudaGraphs = ENGINE_DEVICE_STEP == 1;
   return info;
 }
 

@@ -26,6 +26,7 @@ class Engine {
   EngineState exportState();
   void importState(const EngineState& state, bool strict);
   EngineInfo info() const;
+  MemoryStats memoryStats(bool resetPeak);
 
  private:
   struct Impl;

@@ -37,7 +37,7 @@ export async function runModelBenchmark(options: ModelBenchmarkOptions = {}): Pr
   const { steps = 10, warmup = 2, ...trainerOptions } = options;
   if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`Expected integer >= 1 for steps but received ${steps}`);
   if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`Expected integer >= 0 for warmup but received ${warmup}`);
-  const o = resolveOptions(trainerOptions, { cudaAvailable: () => torchInfo().cudaAvailable });
+  const o = resolveOptions(trainerOptions, { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs });
   const engine = await Engine.create(engineConfig(o, 1));
   try {
     const n = o.batchSize;

@@ -52,6 +52,11 @@ export interface TrainerOptions {
   /** Keep activations in channels_last (default: on for CUDA). */
   channelsLast?: boolean;
   /**
+   * Capture the whole training step as a CUDA graph and replay it (default: on for CUDA when the
+   * engine was built against a CUDA LibTorch >= 2.4; see `torchInfo().cudaGraphs`).
+   */
+  cudaGraph?: boolean;
+  /**
    * Train-time augmentation on the device: 'none', 'report' (the report's random flips, rotations
    * and brightness), 'strong' (adds transpose, shift-scale-rotate, contrast, saturation, hue,
    * cutout), or a preset name plus overrides: { preset: 'report', cutout: 0.5 }.
@@ -173,7 +178,7 @@ export function resolveAugment(value: unknown): AugmentSpec {
   return spec;
 }
 
-export type ResolvedOptions = Required<Omit<TrainerOptions, 'posWeight' | 'device' | 'precision' | 'headDropout' | 'channelsLast' | 'augment' | 'imageSizes'>> & {
+export type ResolvedOptions = Required<Omit<TrainerOptions, 'posWeight' | 'device' | 'precision' | 'headDropout' | 'channelsLast' | 'cudaGraph' | 'augment' | 'imageSizes'>> & {
   imageSizes: ImageSizeStage[] | null;
   augment: AugmentSpec;
   posWeight: number | 'auto';
@@ -181,6 +186,7 @@ export type ResolvedOptions = Required<Omit<TrainerOptions, 'posWeight' | 'devic
   precision: Precision;
   headDropout: number | null;
   channelsLast: boolean;
+  cudaGraph: boolean;
 };
 
 export const DEFAULT_OPTIONS = {
@@ -221,7 +227,7 @@ export const DEFAULT_OPTIONS = {
   bnMomentum: null as number | null,
 };
 
-const OPTION_NAMES = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast'];
+const OPTION_NAMES = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast', 'cudaGraph'];
 
 /** Levenshtein distance, for "did you mean" on misspelled option names. */
 function editDistance(a: string, b: string): number {
@@ -281,6 +287,8 @@ function expectBoolean(name: string, value: unknown): boolean {
 /** What the machine offers, asked of the engine lazily (only when 'auto' needs it). */
 export interface DeviceProbe {
   cudaAvailable(): boolean;
+  /** Whether the engine has CUDA graphs (torchInfo().cudaGraphs); absent = no. */
+  cudaGraphs?(): boolean;
 }
 
 /**
@@ -312,6 +320,12 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
   const lr = expectNumber('lr', o.lr, 0, 10, { exclusiveMin: true });
   const minLr = expectNumber('minLr', o.minLr, 0, 10);
   const padding = expectChoice('padding', o.padding, ['symmetric', 'same'] as const);
+  const cudaGraphsBuilt = probe.cudaGraphs?.() ?? false;
+  const cudaGraph = options.cudaGraph === undefined ? device === 'cuda' && cudaGraphsBuilt : expectBoolean('cudaGraph', options.cudaGraph);
+  if (cudaGraph && device !== 'cuda')
+    throw new RangeError(`Expected cudaGraph false with device ${device} but received true: CUDA graphs need --device cuda (drop --cuda-graph)`);
+  if (cudaGraph && !cudaGraphsBuilt)
+    throw new RangeError('Expected cudaGraph false but received true: this engine was built without CUDA graphs (they need a CUDA LibTorch >= 2.4); use --no-cuda-graph or rebuild the engine against such a LibTorch');
   if (minLr > lr) throw new RangeError(`Expected minLr <= lr (${lr}) but received ${describe(minLr)}: the cosine schedule decays from lr down to minLr`);
   return {
     model: model as ModelName,
@@ -336,6 +350,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     freezeBatchNorm: expectBoolean('freezeBatchNorm', o.freezeBatchNorm),
     augment: resolveAugment(o.augment),
     channelsLast: options.channelsLast === undefined ? device === 'cuda' : expectBoolean('channelsLast', options.channelsLast),
+    cudaGraph,
     schedule: expectChoice('schedule', o.schedule, SCHEDULE_NAMES),
     warmupEpochs: expectNumber('warmupEpochs', o.warmupEpochs, 0, epochs),
     minLr,
@@ -404,6 +419,7 @@ export function engineConfig(o: ResolvedOptions, posWeight: number): EngineConfi
     accumulateSteps: o.accumulate,
     freezeBatchNorm: o.freezeBatchNorm,
     channelsLast: o.channelsLast,
+    cudaGraph: o.cudaGraph,
     augment: o.augment,
   };
 }

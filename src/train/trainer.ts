@@ -134,7 +134,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** Validates the options at once: a bad option throws here, before any work. */
   constructor(options: TrainerOptions = {}) {
     super();
-    const resolved = resolveOptions(options, { cudaAvailable: () => torchInfo().cudaAvailable });
+    const resolved = resolveOptions(options, { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs });
     // Pretrained weights fix the architecture: model, width, padding, BatchNorm eps and momentum.
     this.options = resolved.pretrained ? pretrainedOptions(resolved, options, resolvePretrained(resolved.pretrained)) : resolved;
   }
@@ -415,7 +415,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // Another device (a GPU checkpoint scored on a laptop) brings its own defaults for precision
     // and memory layout, unless they are given too.
     const deviceDefaults: TrainerOptions =
-      overrides.device !== undefined && overrides.device !== saved.device ? { precision: 'auto', channelsLast: undefined } : {};
+      overrides.device !== undefined && overrides.device !== saved.device ? { precision: 'auto', channelsLast: undefined, cudaGraph: undefined } : {};
     // pretrained: null, as the checkpoint already holds the fine-tuned weights.
     const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides });
     // The class weight the run trained with, unless a number is given now.

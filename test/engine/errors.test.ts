@@ -95,6 +95,20 @@ describe('state import', () => {
 
 describe('device and LibTorch errors', () => {
   const cudaAvailable = torchInfo().cudaAvailable;
+  test('cudaGraph on a CPU engine: Engine.create rejects with ERR_ENGINE_DEVICE, naming the fix', async () => {
+    const err = await rejection(Engine.create(cpuConfig({ cudaGraph: true })));
+    expect(err).toBeInstanceOf(EngineError);
+    expect(err.code).toBe('ERR_ENGINE_DEVICE');
+    expect(err.message).toMatch(/CUDA graphs .* need --device cuda/);
+  });
+
+  test('a CPU engine steps on the host and has no device memory figures', async () => {
+    const engine = await create();
+    expect(engine.info().stepMode).toBe('host');
+    expect(await engine.memoryStats()).toBeNull();
+    expect(typeof torchInfo().cudaGraphs).toBe('boolean');
+  });
+
   (cudaAvailable ? test.skip : test)("device 'cuda' on a LibTorch without CUDA: Engine.create rejects with ERR_ENGINE_DEVICE", async () => {
     const err = await rejection(Engine.create(cpuConfig({ device: 'cuda' })));
     expect(err).toBeInstanceOf(EngineError);

@@ -31,6 +31,7 @@ export function cpuConfig(
     accumulateSteps: 1,
     freezeBatchNorm: false,
     channelsLast: false,
+    cudaGraph: false,
     augment: AUGMENT_PRESETS.none,
     ...overrides,
   };

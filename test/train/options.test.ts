@@ -7,7 +7,7 @@ import { buildModelSpec } from '../../src/model/architectures';
 import { Trainer } from '../../src/train/trainer';
 
 /** The option list unknown-option messages end with (it grows as options are added). */
-const OPTION_LIST = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast'].join(', ');
+const OPTION_LIST = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast', 'cudaGraph'].join(', ');
 
 test('the option list names every documented option', () => {
   for (const name of ['model', 'imageSize', 'batchSize', 'lr', 'epochs', 'accumulate', 'device', 'precision', 'seed', 'workers', 'widthFactor', 'stageLimit', 'freezeBatchNorm', 'channelsLast'])
@@ -83,6 +83,20 @@ describe('resolveOptions', () => {
     let probed = 0;
     resolveOptions({ device: 'cpu' }, { cudaAvailable: () => ++probed > 0 });
     expect(probed).toBe(0); // only 'auto' asks the engine
+  });
+
+  test('cudaGraph: on by default only for cuda with an engine that has CUDA graphs; a request that cannot be met is a clear error', () => {
+    const cudaWithGraphs = { cudaAvailable: () => true, cudaGraphs: () => true };
+    const cudaWithoutGraphs = { cudaAvailable: () => true, cudaGraphs: () => false };
+    expect(resolveOptions({}, cudaWithGraphs).cudaGraph).toBe(true);
+    expect(resolveOptions({ cudaGraph: false }, cudaWithGraphs).cudaGraph).toBe(false);
+    expect(resolveOptions({}, cudaWithoutGraphs).cudaGraph).toBe(false);
+    expect(resolveOptions({}, { cudaAvailable: () => true }).cudaGraph).toBe(false); // a probe that does not know: off
+    expect(resolveOptions({ device: 'cpu' }, cudaWithGraphs).cudaGraph).toBe(false);
+    expect(() => resolveOptions({ device: 'cpu', cudaGraph: true }, cudaWithGraphs)).toThrow(/cudaGraph false with device cpu.*need --device cuda/);
+    expect(() => resolveOptions({ device: 'cuda', cudaGraph: true }, cudaWithoutGraphs)).toThrow(/built without CUDA graphs.*--no-cuda-graph/);
+    expect(() => resolveOptions({ cudaGraph: 'yes' as unknown as boolean }, cudaWithGraphs)).toThrow(/boolean for cudaGraph/);
+    expect(engineConfig(resolveOptions({}, cudaWithGraphs), 1).cudaGraph).toBe(true);
   });
 
   test('closestName suggests within a small edit distance only', () => {
