@@ -4,18 +4,20 @@
  * Trainer and friends: parse, validate, print. Usage errors exit 2 with one line that says what
  * and how to fix; internal failures exit 1 with the message, leaving the run folder intact.
  */
+import './threadpool'; // first: sizes libuv's pool (sharp's decodes) before anything starts it
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runDataBenchmark } from './bench/data-bench';
-import { runModelBenchmark } from './bench/model-bench';
+import { runEndToEndBenchmark } from './bench/end-to-end-bench';
+import { runModelBenchmark, runModelSweep } from './bench/model-bench';
 import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
 import { registerWeightsCommand } from './cli/weights';
-import { MODEL_NAMES } from './model/architectures';
+import { MODEL_NAMES, ModelName } from './model/architectures';
 import { OutputExistsError } from './cli/evaluate';
 import { EngineError, NativeLoadError } from './native';
 import { TTA_VIEWS, predict } from './predict';
 import { SafetensorsError } from './train/safetensors';
-import type { TrainerOptions } from './model/config';
+import type { Precision, TrainerOptions } from './model/config';
 import { crossValidate, formatCvSummary } from './train/cv';
 import { DEMO_DATA, epochTableHeader, epochTableRow, resumeRun, trainRun } from './train/run';
 import { SCHEDULE_NAMES, parseProgressive } from './train/schedule';
@@ -34,6 +36,22 @@ function number(name: string) {
     const parsed = Number(value);
     if (value.trim() === '' || !Number.isFinite(parsed)) throw new InvalidArgumentError(`expected a number for ${name} but received '${value}'`);
     return parsed;
+  };
+}
+
+/** A comma-separated list, each item parsed (and checked) by `item`. */
+function list<T>(name: string, item: (value: string) => T) {
+  return (value: string): T[] => {
+    const items = value.split(',').map((v) => v.trim());
+    if (items.some((v) => v === '')) throw new InvalidArgumentError(`expected a comma-separated list for ${name} but received '${value}'`);
+    return items.map(item);
+  };
+}
+
+function choice<T extends string>(name: string, choices: readonly T[]) {
+  return (value: string): T => {
+    if (!(choices as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${choices.join(', ')} for ${name} but received '${value}'`);
+    return value as T;
   };
 }
 
@@ -309,6 +327,14 @@ function buildProgram(): Command {
       .option('--steps <n>', 'timed steps', integer('--steps', 1), 10)
       .option('--warmup <n>', 'untimed warm-up steps', integer('--warmup', 0), 2)
       .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1))
+      .option('--models <list>', 'sweep: EfficientNet variants, comma-separated (one JSON line per configuration)', list('--models', choice('--models', MODEL_NAMES)))
+      .option('--batch-sizes <list>', 'sweep: batch sizes, comma-separated', list('--batch-sizes', integer('--batch-sizes', 1)))
+      .option('--precisions <list>', 'sweep: fp32,bf16,fp16', list('--precisions', choice('--precisions', ['fp32', 'bf16', 'fp16'] as const)))
+      .option('--graph-modes <list>', "sweep: 'on', 'off' or 'on,off': with and without CUDA graphs", list('--graph-modes', choice('--graph-modes', ['on', 'off'] as const)))
+      .option('--end-to-end', 'train from generated 1024x1024-JPEG TFRecords through the real loader; prints img/s, the model-side figure of the same run, their ratio and where the time went')
+      .option('--records <n>', 'with --end-to-end: records generated (default 2048)', integer('--records', 1))
+      .option('--distinct-images <n>', 'with --end-to-end: distinct JPEGs among them (default 64)', integer('--distinct-images', 1))
+      .option('--workers <n>', 'with --end-to-end: JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
       .option('--data-only', 'measure the data path instead: TFRecord read + JPEG decode + resize + batch, from generated 1024x1024 JPEGs')
       .option('--sizes <list>', 'with --data-only: training sizes, comma-separated', '256,512'),
   ).action(async (opts) => {
@@ -320,7 +346,48 @@ function buildProgram(): Command {
       }
       return;
     }
+    if (opts.endToEnd) {
+      const result = await runEndToEndBenchmark({
+        records: opts.records,
+        distinctImages: opts.distinctImages,
+        steps: opts.steps,
+        warmup: opts.warmup,
+        model: opts.model,
+        imageSize: opts.imageSize,
+        batchSize: opts.batchSize,
+        device: opts.device,
+        precision: opts.precision,
+        cudaGraph: opts.cudaGraph,
+        widthFactor: opts.widthFactor,
+        headHidden: opts.headHidden,
+        workers: opts.workers,
+        seed: opts.seed,
+      });
+      console.log(JSON.stringify(result));
+      return;
+    }
+    if (opts.models || opts.batchSizes || opts.precisions || opts.graphModes) {
+      // A sweep: every combination, one JSON line each as it finishes; a configuration that runs
+      // out of memory prints an error line and the sweep goes on.
+      const sweep = runModelSweep({
+        models: (opts.models as ModelName[] | undefined) ?? [opts.model ?? 'efficientnet-b0'],
+        batchSizes: (opts.batchSizes as number[] | undefined) ?? [opts.batchSize ?? 8],
+        precisions: (opts.precisions as Precision[] | undefined) ?? [opts.precision && opts.precision !== 'auto' ? opts.precision : 'fp32'],
+        cudaGraphs: opts.graphModes ? (opts.graphModes as string[]).map((m) => m === 'on') : opts.cudaGraph === undefined ? 'default' : [opts.cudaGraph as boolean],
+        steps: opts.steps,
+        warmup: opts.warmup,
+        accumulate: opts.accumulate,
+        imageSize: opts.imageSize,
+        device: opts.device,
+        widthFactor: opts.widthFactor,
+        headHidden: opts.headHidden,
+        seed: opts.seed,
+      });
+      for await (const row of sweep) console.log(JSON.stringify(row));
+      return;
+    }
     const result = await runModelBenchmark({
+      cudaGraph: opts.cudaGraph,
       steps: opts.steps,
       warmup: opts.warmup,
       accumulate: opts.accumulate,

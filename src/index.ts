@@ -2,6 +2,7 @@
  * Public API of melanoma-native: the Trainer and what a script needs around it (datasets, folds,
  * metrics, reports). The CLI (src/cli.ts) is a thin layer over these.
  */
+import './threadpool'; // first: sizes libuv's pool (sharp's decodes) before anything starts it
 export { Trainer, balancedPosWeight } from './train/trainer';
 export type { BatchProgress, EpochRecord, EvaluationResult, FitData, FitOptions, Prediction, TrainerEvents } from './train/trainer';
 export { trainRun, resumeRun, createRunDir, DEMO_PRESET } from './train/run';

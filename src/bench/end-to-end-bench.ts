@@ -1,0 +1,189 @@
+/**
+ * End-to-end training throughput: TFRecords of 1024x1024 JPEGs -> io addon -> sharp decode and
+ * resize -> uint8 batches -> engine train steps, exactly as training runs them, next to the
+ * model-side figure of the same configuration measured in the same process (synthetic batches,
+ * no loading). The ratio says whether the data path keeps the device fed; the time split says
+ * where the rest goes. It reports; it never asserts a speed.
+ */
+import { existsSync, promises as fsp } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import sharp from 'sharp';
+import { renderLesion } from '../data/demo';
+import { openDataset } from '../data/isic';
+import { createLoader } from '../data/loader';
+import { mixSeed, mulberry32 } from '../data/random';
+import { encodeExample, writeTfRecordFile } from '../data/tfrecord';
+import { TrainerOptions, engineConfig, resolveOptions } from '../model/config';
+import { Engine, PACKAGE_ROOT, torchInfo } from '../native';
+import { ModelBenchmarkResult, runModelBenchmark } from './model-bench';
+
+export interface EndToEndOptions extends TrainerOptions {
+  /** Records in the generated set (default 2048). */
+  records?: number;
+  /** Distinct JPEGs among them (default 64): rendering is slow, decoding cost is per record. */
+  distinctImages?: number;
+  /** Side of the generated JPEGs (default 1024, as the SIIM-ISIC originals are larger still). */
+  sourceSize?: number;
+  /** Timed train steps (default 40) after `warmup` untimed ones (default 5). */
+  steps?: number;
+  warmup?: number;
+  /** Folder for the generated TFRecords, reused across runs (default .cache/e2e-bench). */
+  dir?: string;
+  /** Skip the model-side run (the ratio is then null). */
+  skipModelSide?: boolean;
+}
+
+export interface EndToEndResult {
+  benchmark: 'end-to-end';
+  model: string;
+  batchSize: number;
+  imageSize: number;
+  sourceSize: number;
+  meanJpegBytes: number;
+  device: string;
+  precision: string;
+  cudaGraph: boolean;
+  cores: number;
+  decodeConcurrency: number;
+  threadpoolSize: string;
+  steps: number;
+  seconds: number;
+  imagesPerSecond: number;
+  /** The same configuration on synthetic batches (no loading), measured in this run. */
+  modelSideImagesPerSecond: number | null;
+  /** imagesPerSecond / modelSideImagesPerSecond (issue 7's target at batch 128: >= 0.9). */
+  ratioToModelSide: number | null;
+  /** Where the timed wall time went, in seconds (they add up to `seconds`, up to rounding). */
+  time: {
+    /** Waiting for the loader's next batch: decoding did not keep up. */
+    waitForData: number;
+    /** Inside engine.trainStep: host->device copy, the step, the loss read-back. */
+    trainStep: number;
+    /** Everything else on the JS thread (bookkeeping between the two). */
+    other: number;
+  };
+  /** Sum over images of read + decode + resize time (exceeds wall time when decodes overlap). */
+  decodeSecondsSum: number;
+  /** What decoding could deliver with every decode slot busy: concurrency / mean decode time. */
+  decodeCapacityImagesPerSecond: number;
+}
+
+async function ensureRecords(dir: string, records: number, distinct: number, sourceSize: number): Promise<string> {
+  const setDir = path.join(dir, `jpeg${sourceSize}-n${records}-d${distinct}`);
+  const files = 8;
+  const per = Math.ceil(records / files);
+  const names = Array.from({ length: files }, (_, f) => Math.min(per, records - f * per))
+    .map((count, f) => (count > 0 ? `e2e${String(f).padStart(2, '0')}-${count}.tfrec` : null))
+    .filter((name): name is string => name !== null);
+  if (names.every((n) => existsSync(path.join(setDir, n)))) return setDir;
+  await fsp.mkdir(setDir, { recursive: true });
+  const jpegs = await Promise.all(
+    Array.from({ length: distinct }, (_, i) =>
+      sharp(renderLesion(sourceSize, i % 10 === 0, mulberry32(mixSeed(11, i))), { raw: { width: sourceSize, height: sourceSize, channels: 3 } })
+        .jpeg({ quality: 90 })
+        .toBuffer(),
+    ),
+  );
+  for (let f = 0; f < names.length; f++) {
+    const encoded: Buffer[] = [];
+    for (let i = f * per; i < Math.min(records, (f + 1) * per); i++) {
+      encoded.push(
+        encodeExample({
+          image: jpegs[i % distinct],
+          image_name: `E2E_${String(i).padStart(7, '0')}`,
+          patient_id: i,
+          sex: i % 2,
+          age_approx: 50,
+          anatom_site_general_challenge: 0,
+          diagnosis: 0,
+          target: i % 10 === 0 ? 1 : 0,
+        }),
+      );
+    }
+    await writeTfRecordFile(path.join(setDir, names[f]), encoded);
+  }
+  return setDir;
+}
+
+export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promise<EndToEndResult> {
+  const { records = 2048, distinctImages = 64, sourceSize = 1024, steps = 40, warmup = 5, dir, skipModelSide = false, ...trainerOptions } = options;
+  for (const [name, v] of Object.entries({ records, distinctImages, sourceSize, steps }))
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`Expected positive integer for ${name} but received ${v}`);
+  if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`Expected integer >= 0 for warmup but received ${warmup}`);
+  const o = resolveOptions(trainerOptions, { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs });
+  if ((warmup + steps) * o.batchSize > records)
+    throw new RangeError(`Expected records >= (warmup + steps) x batchSize = ${(warmup + steps) * o.batchSize} but received ${records}: one pass must cover the run`);
+
+  const setDir = await ensureRecords(dir ?? path.join(PACKAGE_ROOT, '.cache', 'e2e-bench'), records, distinctImages, sourceSize);
+  const { samples } = await openDataset(setDir);
+  const meanJpegBytes = samples.reduce((n, s) => n + (s.image.kind === 'tfrecord' ? s.image.length : 0), 0) / samples.length;
+  const cores = os.availableParallelism();
+
+  let modelSide: ModelBenchmarkResult | null = null;
+  if (!skipModelSide) modelSide = await runModelBenchmark({ ...trainerOptions, steps: Math.min(steps, 20), warmup });
+
+  const engine = await Engine.create(engineConfig(o, 1));
+  const vipsThreads = sharp.concurrency();
+  try {
+    // Parallelism comes from images in flight (one per pool thread), not from libvips threads
+    // inside one image: that would oversubscribe the cores.
+    sharp.concurrency(1);
+    const loader = createLoader(samples, {
+      batchSize: o.batchSize,
+      imageSize: o.imageSize,
+      shuffle: true,
+      seed: o.seed,
+      dropLast: true,
+      prefetchBatches: o.prefetch,
+      decodeConcurrency: o.workers,
+    });
+    let timed = 0;
+    let seen = 0;
+    let started = 0;
+    let waitForData = 0;
+    let trainStep = 0;
+    let lastBatchAt = performance.now();
+    for await (const batch of loader.epoch(0)) {
+      const arrived = performance.now();
+      if (seen === warmup) started = arrived;
+      if (seen >= warmup) waitForData += arrived - lastBatchAt;
+      await engine.trainStep({ images: batch.images, labels: batch.labels, batchSize: batch.batchSize, height: batch.height, width: batch.width, lr: o.lr });
+      lastBatchAt = performance.now();
+      if (seen >= warmup) {
+        trainStep += lastBatchAt - arrived;
+        timed += 1;
+      }
+      seen += 1;
+      if (timed === steps) break;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const stats = loader.stats();
+    const imagesPerSecond = (timed * o.batchSize) / seconds;
+    return {
+      benchmark: 'end-to-end',
+      model: o.model,
+      batchSize: o.batchSize,
+      imageSize: o.imageSize,
+      sourceSize,
+      meanJpegBytes: Math.round(meanJpegBytes),
+      device: o.device,
+      precision: o.precision,
+      cudaGraph: o.cudaGraph,
+      cores,
+      decodeConcurrency: o.workers,
+      threadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)',
+      steps: timed,
+      seconds,
+      imagesPerSecond,
+      modelSideImagesPerSecond: modelSide?.imagesPerSecond ?? null,
+      ratioToModelSide: modelSide ? imagesPerSecond / modelSide.imagesPerSecond : null,
+      time: { waitForData: waitForData / 1000, trainStep: trainStep / 1000, other: seconds - (waitForData + trainStep) / 1000 },
+      decodeSecondsSum: stats.decodeSeconds,
+      decodeCapacityImagesPerSecond: stats.decodeSeconds > 0 ? (stats.images * o.workers) / stats.decodeSeconds : 0,
+    };
+  } finally {
+    sharp.concurrency(vipsThreads);
+    await engine.dispose();
+  }
+}
