@@ -8,6 +8,7 @@ import './threadpool'; // first: sizes libuv's pool (sharp's decodes) before any
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runDataBenchmark } from './bench/data-bench';
 import { runEndToEndBenchmark } from './bench/end-to-end-bench';
+import { runPrecisionCheck } from './bench/precision-check';
 import { runModelBenchmark, runModelSweep } from './bench/model-bench';
 import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
@@ -335,15 +336,34 @@ function buildProgram(): Command {
       .option('--records <n>', 'with --end-to-end: records generated (default 2048)', integer('--records', 1))
       .option('--distinct-images <n>', 'with --end-to-end: distinct JPEGs among them (default 64)', integer('--distinct-images', 1))
       .option('--workers <n>', 'with --end-to-end: JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
+      .option('--precision-check', 'train the same model on fixed batches in each of --precisions (default fp32,bf16,fp16 on cuda) with and without CUDA graphs, and compare each loss curve with fp32 eager (--steps, default 200 here)')
       .option('--data-only', 'measure the data path instead: TFRecord read + JPEG decode + resize + batch, from generated 1024x1024 JPEGs')
       .option('--sizes <list>', 'with --data-only: training sizes, comma-separated', '256,512'),
-  ).action(async (opts) => {
+  ).action(async (opts, command: Command) => {
     if (opts.dataOnly) {
       const sizes = String(opts.sizes).split(',').map((v: string) => integer('--sizes', 32)(v));
       const result = await runDataBenchmark({ sizes, batchSize: opts.batchSize });
       for (const row of result.rows) {
         console.log(JSON.stringify({ benchmark: 'data', sourceSize: result.sourceSize, meanJpegBytes: Math.round(result.meanJpegBytes), cores: result.cores, ...row }));
       }
+      return;
+    }
+    if (opts.precisionCheck) {
+      const curves = await runPrecisionCheck({
+        precisions: opts.precisions as Precision[] | undefined,
+        cudaGraphs: opts.graphModes ? (opts.graphModes as string[]).map((m) => m === 'on') : undefined,
+        // --steps defaults to 10 for throughput; a loss curve needs its own default.
+        steps: command.getOptionValueSource('steps') === 'default' ? 200 : opts.steps,
+        model: opts.model,
+        imageSize: opts.imageSize ?? 128,
+        batchSize: opts.batchSize ?? 32,
+        device: opts.device,
+        widthFactor: opts.widthFactor,
+        headHidden: opts.headHidden,
+        seed: opts.seed,
+      });
+      for (const curve of curves) console.log(JSON.stringify(curve));
+      if (curves.some((c) => !c.withinTolerance)) process.exitCode = 1;
       return;
     }
     if (opts.endToEnd) {
