@@ -6,7 +6,7 @@
  * `node dist/bench/compare.js native.jsonl python.jsonl [--markdown out.md]`.
  * Rows say which implementation made them, so the files may come in any order or be one file.
  */
-import { readFileSync, writeFileSync } from 'fs';
+import { existsSync, readFileSync, writeFileSync } from 'fs';
 
 /** One model-benchmark line, reduced to what the comparison needs. */
 export interface BenchRow {
@@ -107,7 +107,8 @@ export function parseBenchLines(text: string): BenchRow[] {
     const error = parsed.error === undefined || parsed.error === null ? null : String(parsed.error);
     rows.push({
       implementation: typeof parsed.implementation === 'string' ? parsed.implementation : 'native',
-      model: requireField<string>(parsed, 'model', 'string', lineNumber),
+      // A narrowed model (widthFactor != 1) is another network: it joins and reads as one.
+      model: modelLabel(requireField<string>(parsed, 'model', 'string', lineNumber), parsed.widthFactor),
       batchSize: requireField<number>(parsed, 'batchSize', 'number', lineNumber),
       imageSize: requireField<number>(parsed, 'imageSize', 'number', lineNumber),
       precision: requireField<string>(parsed, 'precision', 'string', lineNumber),
@@ -119,6 +120,10 @@ export function parseBenchLines(text: string): BenchRow[] {
     });
   });
   return rows;
+}
+
+function modelLabel(model: string, widthFactor: unknown): string {
+  return typeof widthFactor === 'number' && widthFactor !== 1 ? `${model} x${widthFactor}` : model;
 }
 
 function joinKey(row: Pick<BenchRow, 'model' | 'batchSize' | 'imageSize' | 'precision' | 'device'>): string {
@@ -305,6 +310,8 @@ function main(argv: readonly string[]): number {
     }
   }
   if (files.length === 0) return usage('give at least one JSON-lines file');
+  const missing = files.filter((file) => !existsSync(file));
+  if (missing.length > 0) return usage(`no such file: ${missing.join(', ')} (did its benchmark run?)`);
   const all = files.flatMap((file) => parseBenchLines(readFileSync(file, 'utf8')));
   const native = all.filter((row) => row.implementation === 'native');
   const python = all.filter((row) => row.implementation.startsWith('python-'));

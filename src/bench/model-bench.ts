@@ -47,6 +47,7 @@ export interface ModelBenchmarkFailure {
   benchmark: 'model';
   implementation: 'native';
   model: string;
+  widthFactor: number;
   batchSize: number;
   imageSize: number;
   device: string;
@@ -134,6 +135,7 @@ export async function* runModelSweep(options: ModelSweepOptions): AsyncGenerator
               benchmark: 'model',
               implementation: 'native',
               model,
+              widthFactor: rest.widthFactor ?? 1,
               batchSize,
               imageSize: rest.imageSize ?? 256,
               device: rest.device ?? 'auto',

@@ -281,3 +281,17 @@ testTorch('bench/python_baseline.py measures a tiny CPU configuration and writes
   expect(joined.ratio).toBeCloseTo(2, 10);
   expect(joined.targetRatio).toBeNull();
 });
+
+describe('narrowed models', () => {
+  test('a widthFactor other than 1 is another network: it never joins the full-width Python row', () => {
+    const lines = [
+      JSON.stringify({ benchmark: 'model', implementation: 'native', model: 'efficientnet-b0', widthFactor: 0.25, batchSize: 8, imageSize: 64, precision: 'fp32', device: 'cpu', imagesPerSecond: 80 }),
+      JSON.stringify({ benchmark: 'model', implementation: 'python-eager', model: 'efficientnet-b0', widthFactor: 1, batchSize: 8, imageSize: 64, precision: 'fp32', device: 'cpu', imagesPerSecond: 10 }),
+    ].join('\n');
+    const rows = parseBenchLines(lines);
+    expect(rows.map((r) => r.model)).toEqual(['efficientnet-b0 x0.25', 'efficientnet-b0']);
+    const compared = compareRows(rows.filter((r) => r.implementation === 'native'), rows.filter((r) => r.implementation !== 'native'));
+    expect(compared).toHaveLength(2);
+    expect(compared.every((row) => row.ratio === null)).toBe(true);
+  });
+});
