@@ -190,6 +190,14 @@ export interface TrainStepResult {
   lossScale: number;
 }
 
+export interface BenchmarkStepsResult {
+  steps: number;
+  /** Engine-thread wall time of the steps, up to the completion of the last one. */
+  seconds: number;
+  meanLoss: number;
+  optimizerSteps: number;
+}
+
 export interface EvaluateRequest extends ImageBatch {
   /** When given, the (class-weighted) loss summed over the batch is returned too. */
   labels?: Float32Array;
@@ -262,6 +270,7 @@ interface NativeEngine {
   /** Resolves once the model is built on the engine thread (rejects if that failed). */
   ready(): Promise<EngineInfo>;
   trainStep(request: TrainStepRequest): Promise<TrainStepResult>;
+  benchmarkSteps(request: TrainStepRequest, steps: number): Promise<BenchmarkStepsResult>;
   flushAccumulation(rates: { lr: number; backboneLr?: number }): Promise<TrainStepResult>;
   evaluate(request: EvaluateRequest): Promise<EvaluateResult>;
   previewAugment(request: ImageBatch): Promise<Buffer>;
@@ -349,6 +358,15 @@ export class Engine {
 
   trainStep(request: TrainStepRequest): Promise<TrainStepResult> {
     return this.call(() => this.native.trainStep(request));
+  }
+
+  /**
+   * `steps` real train steps on one batch, staged on the device once, with no read-back between
+   * steps (on CUDA): the model-side throughput with the data already on the device, as the
+   * Python baseline measures it. Trains the model like `trainStep` does; for benchmarks only.
+   */
+  benchmarkSteps(request: TrainStepRequest, steps: number): Promise<BenchmarkStepsResult> {
+    return this.call(() => this.native.benchmarkSteps(request, steps));
   }
 
   /**

@@ -294,6 +294,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return DefineClass(env, "Engine",
                        {InstanceMethod<&EngineWrap::Ready>("ready"),
                         InstanceMethod<&EngineWrap::TrainStep>("trainStep"),
+                        InstanceMethod<&EngineWrap::BenchmarkSteps>("benchmarkSteps"),
                         InstanceMethod<&EngineWrap::FlushAccumulation>("flushAccumulation"),
                         InstanceMethod<&EngineWrap::Evaluate>("evaluate"),
                         InstanceMethod<&EngineWrap::PreviewAugment>("previewAugment"),
@@ -375,6 +376,25 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         info.Env(),
         [batch = std::move(batch)](EngineSlot& slot) { return slot.get().trainStep(batch); },
         trainStepToJs);
+  }
+
+  Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {
+    auto batch = parseBatch(info[0].As<Napi::Object>(), /*withLearningRate=*/true);
+    if (info.Length() < 2 || !info[1].IsNumber() || info[1].As<Napi::Number>().Int64Value() < 1) {
+      throw Napi::RangeError::New(info.Env(), "engine: benchmarkSteps needs a step count >= 1");
+    }
+    const int64_t steps = info[1].As<Napi::Number>().Int64Value();
+    return schedule(
+        info.Env(),
+        [batch = std::move(batch), steps](EngineSlot& slot) { return slot.get().benchmarkSteps(batch, steps); },
+        [](Napi::Env env, const engine::BenchmarkResult& result) -> Napi::Value {
+          auto js = Napi::Object::New(env);
+          js.Set("steps", Napi::Number::New(env, static_cast<double>(result.steps)));
+          js.Set("seconds", result.seconds);
+          js.Set("meanLoss", result.meanLoss);
+          js.Set("optimizerSteps", Napi::Number::New(env, static_cast<double>(result.optimizerSteps)));
+          return js;
+        });
   }
 
   Napi::Value FlushAccumulation(const Napi::CallbackInfo& info) {

@@ -83,6 +83,15 @@ struct TrainStepResult {
   double lossScale = 1;
 };
 
+// Train steps repeated on one batch staged once on the device (data already there, as the
+// Python baseline has it), with no per-step read-back: the model-side throughput ceiling.
+struct BenchmarkResult {
+  int64_t steps = 0;
+  double seconds = 0;  // engine-thread wall time of the steps, up to their completion
+  double meanLoss = 0;
+  int64_t optimizerSteps = 0;
+};
+
 struct EvaluateResult {
   std::vector<float> logits;
   bool hasLoss = false;

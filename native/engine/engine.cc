@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -27,8 +28,11 @@
 #define ENGINE_DEVICE_STEP 1
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include <optional>
 #else
 #define ENGINE_DEVICE_STEP 0
 #endif
@@ -195,7 +199,12 @@ struct Engine::Impl {
     }
   };
   std::unique_ptr<GraphedStep> graphed;
-  int64_t graphCaptures = 0;
+  // Warm-up and every capture run on this one side stream (as torch.cuda.graph's default capture
+  // stream): its cuBLAS workspace is then made during warm-up, never inside a capture.
+  std::optional<c10::cuda::CUDAStream> captureStream;
+  // A capture that failed can leave LibTorch's CUDA generator in capture state, after which every
+  // random draw on the device fails: later graph steps report the first failure instead.
+  std::string captureFailure;
 #endif
 
   explicit Impl(const EngineConfig& cfg) : config(cfg) {
@@ -489,6 +498,18 @@ struct Engine::Impl {
     scalars.skipWindow = torch::zeros({}, f32);
     scalars.report = torch::zeros({kReportSize}, f32);
     scalars.reportHost = torch::zeros({kReportSize}, torch::TensorOptions().dtype(torch::kFloat).pinned_memory(true));
+    captureStream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+  }
+
+  // Host bytes -> a device tensor that already exists (the graphs' fixed inputs), through pinned
+  // memory and an async copy on the current stream.
+  static void stageInto(torch::Tensor& target, const torch::Tensor& host) {
+    target.copy_(host.pin_memory(), /*non_blocking=*/true);
+  }
+
+  torch::Tensor hostLabels(const HostBatch& batch) const {
+    return torch::from_blob(const_cast<float*>(batch.labels.data()),
+                            {static_cast<int64_t>(batch.labels.size())}, torch::kFloat);
   }
 
   // After a checkpoint import: the device copies follow the host values.
@@ -570,8 +591,14 @@ struct Engine::Impl {
 
   // Captures the graphs of this batch's shape (and frozen state), replacing older ones.
   void ensureGraphs(const HostBatch& batch) {
+    if (!captureFailure.empty()) throw EngineFailure("ERR_ENGINE_TORCH", captureFailure);
     if (graphed && graphed->fits(batch, backboneFrozen)) return;
     graphed.reset();  // frees the old graphs and their memory pool first
+    // One capture at a time in the process: a capture in global mode forbids unsafe CUDA calls
+    // from every thread, so two engines must not capture at once. (Another engine's eager work on
+    // the same GPU during a capture can still fail it: train one graph-mode engine per GPU.)
+    static std::mutex captureInProgress;
+    std::lock_guard<std::mutex> oneCapture(captureInProgress);
     auto g = std::make_unique<GraphedStep>();
     g->n = batch.batchSize;
     g->h = batch.height;
@@ -579,23 +606,28 @@ struct Engine::Impl {
     g->frozen = backboneFrozen;
     g->images = torch::zeros({g->n, g->h, g->w, 3}, torch::TensorOptions().dtype(torch::kUInt8).device(device));
     g->labels = torch::zeros({g->n}, torch::TensorOptions().dtype(torch::kFloat).device(device));
-    g->images.copy_(hostImages(batch).pin_memory(), /*non_blocking=*/true);
-    g->labels.copy_(labelTensor(batch));
+    stageInto(g->images, hostImages(batch));
+    stageInto(g->labels, hostLabels(batch));
     // The backward accumulates into the gradients in place, at addresses the graphs keep: they
     // must exist before capture.
     gradients(head);
     if (!backboneFrozen) gradients(backbone);
     warmUpForCapture(*g);
+    // The warm-up's activations sit in the ordinary pool; the capture allocates its own set in the
+    // graph's private pool. Give that memory back first (torch.cuda.graph does the same).
+    c10::cuda::device_synchronize();
+    c10::cuda::CUDACachingAllocator::emptyCache();
     try {
       g->last = captureStep(*g, /*endsWindow=*/true, /*pool=*/{0, 0});
       if (config.accumulateSteps > 1) g->micro = captureStep(*g, /*endsWindow=*/false, g->last->pool());
-    } catch (const c10::Error& e) {
-      throw EngineFailure("ERR_ENGINE_TORCH",
-                          std::string("CUDA graph capture of the training step failed: ") +
-                              e.what_without_backtrace() +
-                              " (train without CUDA graphs: --no-cuda-graph)");
+    } catch (const std::exception& e) {
+      const auto* torchError = dynamic_cast<const c10::Error*>(&e);
+      captureFailure = std::string("CUDA graph capture of the training step failed: ") +
+                       (torchError ? torchError->what_without_backtrace() : e.what()) +
+                       ". This process cannot train in graph mode any more (and may not draw "
+                       "random numbers on the GPU): restart it with --no-cuda-graph";
+      throw EngineFailure("ERR_ENGINE_TORCH", captureFailure);
     }
-    ++graphCaptures;
     graphed = std::move(g);
   }
 
@@ -621,7 +653,7 @@ struct Engine::Impl {
       rng = generator.get_state();
     }
     const auto compute = c10::cuda::getCurrentCUDAStream(device.index());
-    const auto side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+    const auto side = *captureStream;
     streamWaits(side, compute);
     {
       c10::cuda::CUDAStreamGuard onSide(side);
@@ -644,10 +676,11 @@ struct Engine::Impl {
                                                    at::cuda::MempoolId_t pool) {
     auto graph = std::make_unique<at::cuda::CUDAGraph>();
     const auto compute = c10::cuda::getCurrentCUDAStream(device.index());
-    const auto side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+    const auto side = *captureStream;
     streamWaits(side, compute);
     {
       c10::cuda::CUDAStreamGuard onSide(side);
+      torch::AutoGradMode enableGrad(true);  // the captured step records a backward
       graph->capture_begin(pool);
       try {
         forwardBackwardOnDevice(g.images, g.labels);
@@ -693,12 +726,13 @@ struct Engine::Impl {
     scalars.lrBackbone.fill_(batch.backboneLr);
     if (config.cudaGraph) {
       ensureGraphs(batch);
-      graphed->images.copy_(hostImages(batch).pin_memory(), /*non_blocking=*/true);
-      graphed->labels.copy_(labelTensor(batch));
+      stageInto(graphed->images, hostImages(batch));
+      stageInto(graphed->labels, hostLabels(batch));
       (endsWindow ? graphed->last : graphed->micro)->replay();
     } else {
       const auto images = hostImages(batch).pin_memory().to(device, /*non_blocking=*/true);
-      forwardBackwardOnDevice(images, labelTensor(batch));
+      const auto labels = hostLabels(batch).pin_memory().to(device, /*non_blocking=*/true);
+      forwardBackwardOnDevice(images, labels);
       if (endsWindow) optimizerOnDevice(1.0);
     }
     microStep = endsWindow ? 0 : microStep + 1;
@@ -715,6 +749,59 @@ struct Engine::Impl {
     return result;
   }
 #endif
+
+  BenchmarkResult benchmarkSteps(const HostBatch& batch, int64_t steps) {
+    BenchmarkResult result;
+    result.steps = steps;
+    using Clock = std::chrono::steady_clock;
+#if ENGINE_DEVICE_STEP
+    if (deviceStep) {
+      if (microStep == 0) setBackboneFrozen(batch.freezeBackbone);
+      setTrainingMode();
+      scalars.lrHead.fill_(batch.lr);
+      scalars.lrBackbone.fill_(batch.backboneLr);
+      torch::Tensor images, labels;
+      if (config.cudaGraph) {
+        ensureGraphs(batch);
+        stageInto(graphed->images, hostImages(batch));
+        stageInto(graphed->labels, hostLabels(batch));
+      } else {
+        images = hostImages(batch).pin_memory().to(device, /*non_blocking=*/true);
+        labels = hostLabels(batch).pin_memory().to(device, /*non_blocking=*/true);
+      }
+      auto lossSum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+      const auto started = Clock::now();
+      for (int64_t i = 0; i < steps; ++i) {
+        const bool endsWindow = microStep + 1 == config.accumulateSteps;
+        if (config.cudaGraph) {
+          (endsWindow ? graphed->last : graphed->micro)->replay();
+        } else {
+          forwardBackwardOnDevice(images, labels);
+          if (endsWindow) optimizerOnDevice(1.0);
+        }
+        microStep = endsWindow ? 0 : microStep + 1;
+        lossSum.add_(scalars.report.select(0, kLoss));
+      }
+      const auto stepsBefore = head.steps;
+      // Waits for the last step and refreshes the host mirrors (the step counts and scale in the
+      // report are those of the last window that ended, which is what they should be).
+      readReport(/*endedWindow=*/true);
+      result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+      result.meanLoss = lossSum.item<double>() / static_cast<double>(steps);
+      result.optimizerSteps = head.steps - stepsBefore;
+      checkLossScale();
+      return result;
+    }
+#endif
+    const auto stepsBefore = head.steps;
+    const auto started = Clock::now();
+    double lossSum = 0;
+    for (int64_t i = 0; i < steps; ++i) lossSum += trainStep(batch).loss;
+    result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    result.meanLoss = lossSum / static_cast<double>(steps);
+    result.optimizerSteps = head.steps - stepsBefore;
+    return result;
+  }
 
   EngineFailure nonFiniteLoss(double loss) const {
     std::ostringstream msg;
@@ -975,6 +1062,9 @@ Engine::Engine(const EngineConfig& config) : impl_(std::make_unique<Impl>(config
 Engine::~Engine() = default;
 
 TrainStepResult Engine::trainStep(const HostBatch& batch) { return impl_->trainStep(batch); }
+BenchmarkResult Engine::benchmarkSteps(const HostBatch& batch, int64_t steps) {
+  return impl_->benchmarkSteps(batch, steps);
+}
 EvaluateResult Engine::evaluate(const HostBatch& batch) { return impl_->evaluate(batch); }
 TrainStepResult Engine::flushAccumulation(const HostBatch& rates) {
   return impl_->flushAccumulation(rates);

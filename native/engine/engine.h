@@ -18,6 +18,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   TrainStepResult trainStep(const HostBatch& batch);
+  BenchmarkResult benchmarkSteps(const HostBatch& batch, int64_t steps);
   // Steps the optimizer on an unfinished accumulation window (uses batch.lr/backboneLr only).
   TrainStepResult flushAccumulation(const HostBatch& rates);
   EvaluateResult evaluate(const HostBatch& batch);
