@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -274,15 +275,53 @@ void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Outcome* raw) {
 
 using Settler = Napi::TypedThreadSafeFunction<std::nullptr_t, Outcome, settle>;
 
+// Runs `produce()` (engine thread), keeps its result or error in `outcome`, and hands the outcome
+// to the JS thread, which builds the value with `toJs` and settles the Promise.
+template <typename Produce, typename ToJs>
+void deliver(Outcome* outcome, Settler settler, Produce&& produce, ToJs toJs) {
+  try {
+    auto result = engine::translateErrors(std::forward<Produce>(produce));
+    outcome->build = [result = std::move(result), toJs](Napi::Env env) { return toJs(env, result); };
+  } catch (const EngineFailure& failure) {
+    outcome->errorCode = failure.code;
+    outcome->errorMessage = failure.what();
+  } catch (...) {  // e.g. bad_alloc while keeping the result
+    outcome->errorCode = "ERR_ENGINE_STD";
+    outcome->errorMessage = "the engine could not keep the result of this call (out of memory?)";
+  }
+  if (settler.BlockingCall(outcome) != napi_ok) delete outcome;
+  settler.Release();
+}
+
 // What the engine thread owns; only ever touched on that thread.
 struct EngineSlot {
   std::unique_ptr<engine::Engine> engine;
   std::string failureCode, failureMessage;  // construction failure, reported by every call
+  // Train steps launched on the device whose Promises are not settled yet, oldest first.
+  struct InFlight {
+    std::unique_ptr<engine::PendingStep> step;
+    Outcome* outcome;
+    Settler settler;
+  };
+  std::deque<InFlight> inFlight;
 
   engine::Engine& get() {
     if (engine) return *engine;
     if (!failureCode.empty()) throw EngineFailure(failureCode, failureMessage);
     throw EngineFailure("ERR_ENGINE_DISPOSED", "this engine was disposed: create a new one");
+  }
+
+  void finishOldest() {
+    auto entry = std::move(inFlight.front());
+    inFlight.pop_front();
+    deliver(entry.outcome, entry.settler, [&] { return get().finishTrainStep(*entry.step); }, trainStepToJs);
+  }
+
+  // Settles the launched steps that are done (all of them when `finishAll`); returns whether
+  // some are still in flight.
+  bool finishSteps(bool finishAll) {
+    while (!inFlight.empty() && (finishAll || inFlight.front().step->ready())) finishOldest();
+    return !inFlight.empty();
   }
 };
 
@@ -307,8 +346,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   explicit EngineWrap(const Napi::CallbackInfo& info)
       : Napi::ObjectWrap<EngineWrap>(info),
-        worker_(std::make_unique<engine::Worker>()),
         slot_(std::make_shared<EngineSlot>()) {
+    worker_ = std::make_unique<engine::Worker>(
+        [slot = slot_](bool finishAll) { return slot->finishSteps(finishAll); });
     if (info.Length() < 1 || !info[0].IsObject()) {
       throw Napi::TypeError::New(info.Env(), "engine: expected a config object");
     }
@@ -346,20 +386,36 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     auto settler = Settler::New(env, "melanoma-engine", 0, 1);
     auto* outcome = new Outcome(deferred);
     worker_->post([slot = slot_, settler, outcome, work = std::move(work), toJs]() mutable {
+      slot->finishSteps(/*finishAll=*/true);  // every other call sees the steps before it done
+      deliver(outcome, settler, [&] { return work(*slot); }, toJs);
+    });
+    return deferred.Promise();
+  }
+
+  // A train step is launched and left in flight: the steps before it are settled only after it
+  // is queued on the device, so the device never waits for the host between two steps that JS
+  // submits back to back. Its own Promise settles when it is done (see Worker's idle poll).
+  Napi::Value launchStep(Napi::Env env, engine::HostBatch batch) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    if (disposed_) {
+      deferred.Reject(engineError(env, "ERR_ENGINE_DISPOSED",
+                                  "this engine was disposed: create a new one")
+                          .Value());
+      return deferred.Promise();
+    }
+    auto settler = Settler::New(env, "melanoma-engine", 0, 1);
+    auto* outcome = new Outcome(deferred);
+    worker_->post([slot = slot_, settler, outcome, batch = std::move(batch)]() mutable {
+      std::unique_ptr<engine::PendingStep> step;
       try {
-        auto result = engine::translateErrors([&] { return work(*slot); });
-        outcome->build = [result = std::move(result), toJs](Napi::Env env) {
-          return toJs(env, result);
-        };
+        step = engine::translateErrors([&] { return slot->get().launchTrainStep(batch); });
       } catch (const EngineFailure& failure) {
-        outcome->errorCode = failure.code;
-        outcome->errorMessage = failure.what();
-      } catch (...) {  // e.g. bad_alloc while keeping the result
-        outcome->errorCode = "ERR_ENGINE_STD";
-        outcome->errorMessage = "the engine could not keep the result of this call (out of memory?)";
+        slot->finishSteps(/*finishAll=*/true);  // settle in order: the older steps first
+        deliver(outcome, settler, [&]() -> engine::TrainStepResult { throw failure; }, trainStepToJs);
+        return;
       }
-      if (settler.BlockingCall(outcome) != napi_ok) delete outcome;
-      settler.Release();
+      slot->finishSteps(/*finishAll=*/true);
+      slot->inFlight.push_back({std::move(step), outcome, settler});
     });
     return deferred.Promise();
   }
@@ -371,11 +427,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   Napi::Value TrainStep(const Napi::CallbackInfo& info) {
-    auto batch = parseBatch(info[0].As<Napi::Object>(), /*withLearningRate=*/true);
-    return schedule(
-        info.Env(),
-        [batch = std::move(batch)](EngineSlot& slot) { return slot.get().trainStep(batch); },
-        trainStepToJs);
+    return launchStep(info.Env(), parseBatch(info[0].As<Napi::Object>(), /*withLearningRate=*/true));
   }
 
   Napi::Value BenchmarkSteps(const Napi::CallbackInfo& info) {

@@ -138,6 +138,24 @@ std::string listText(const std::vector<std::string>& names) {
   return text;
 }
 
+// A launched train step. On the host path the step is done at launch and `hostResult` holds it;
+// on the device path the report is on its way to `report` (pinned) and `done` marks its arrival.
+struct PendingStepImpl : PendingStep {
+  TrainStepResult hostResult;
+  bool onDevice = false;
+  bool endedWindow = false;
+#if ENGINE_DEVICE_STEP
+  torch::Tensor report;
+  at::cuda::CUDAEvent done;
+#endif
+  bool ready() const override {
+#if ENGINE_DEVICE_STEP
+    if (onDevice) return done.query();
+#endif
+    return true;
+  }
+};
+
 }  // namespace
 
 struct Engine::Impl {
@@ -183,6 +201,9 @@ struct Engine::Impl {
     torch::Tensor lossScale;                 // float, 0-dim: 1 unless fp16
     torch::Tensor growthTracker;             // int32, 0-dim: steps since the fp16 scale last changed
     torch::Tensor skipWindow;                // float, 0-dim: 1 = skip this window's update
+    // float, 0-dim: a non-finite loss was seen (fp32/bf16): every update is skipped until the
+    // host has reported it. Steps launched behind the failing one then change nothing either.
+    torch::Tensor halted;
     torch::Tensor report;                    // float [5]: see ReportSlot
     torch::Tensor reportHost;                // pinned copy of report
   } scalars;
@@ -205,6 +226,8 @@ struct Engine::Impl {
   // A capture that failed can leave LibTorch's CUDA generator in capture state, after which every
   // random draw on the device fails: later graph steps report the first failure instead.
   std::string captureFailure;
+  int64_t stepsInFlight = 0;     // launched, result not read yet
+  std::string haltedBy;          // the non-finite-loss report while `halted` is set on the device
 #endif
 
   explicit Impl(const EngineConfig& cfg) : config(cfg) {
@@ -496,6 +519,7 @@ struct Engine::Impl {
     scalars.lossScale = torch::full({}, lossScale, f32);
     scalars.growthTracker = torch::zeros({}, f32.dtype(torch::kInt));
     scalars.skipWindow = torch::zeros({}, f32);
+    scalars.halted = torch::zeros({}, f32);
     scalars.report = torch::zeros({kReportSize}, f32);
     scalars.reportHost = torch::zeros({kReportSize}, torch::TensorOptions().dtype(torch::kFloat).pinned_memory(true));
     captureStream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
@@ -519,6 +543,7 @@ struct Engine::Impl {
     scalars.lossScale.fill_(lossScale);
     scalars.growthTracker.zero_();
     scalars.skipWindow.zero_();
+    scalars.halted.zero_();
   }
 
   // Forward, loss and backward of one micro-batch, accumulating into the gradient buffers. Device
@@ -534,7 +559,10 @@ struct Engine::Impl {
     {
       torch::NoGradGuard noGrad;
       const auto value = lossTensor.detach();
-      scalars.skipWindow.copy_(torch::maximum(scalars.skipWindow, value.isfinite().logical_not().to(torch::kFloat)));
+      const auto nonFinite = value.isfinite().logical_not().to(torch::kFloat);
+      scalars.skipWindow.copy_(torch::maximum(scalars.skipWindow, nonFinite));
+      // fp16 overflows are routine (the loss scale adapts); elsewhere a non-finite loss is fatal.
+      if (config.precision != "fp16") scalars.halted.copy_(torch::maximum(scalars.halted, nonFinite));
       scalars.report.select(0, kLoss).copy_(value);
     }
     (lossTensor * (scalars.lossScale / static_cast<double>(config.accumulateSteps))).backward();
@@ -564,6 +592,7 @@ struct Engine::Impl {
     allGrads.insert(allGrads.end(), backboneGrads.begin(), backboneGrads.end());
     if (gradFactor != 1.0) at::_foreach_mul_(allGrads, gradFactor);
     const bool fp16 = config.precision == "fp16";
+    if (!fp16) scalars.skipWindow.copy_(torch::maximum(scalars.skipWindow, scalars.halted));
     if (fp16) {
       at::_amp_foreach_non_finite_check_and_unscale_(allGrads, scalars.skipWindow,
                                                     scalars.lossScale.reciprocal());
@@ -644,7 +673,7 @@ struct Engine::Impl {
       if (p.grad().defined()) saved.emplace_back(p.mutable_grad(), p.grad().clone());
     }
     for (auto* scalar : {&scalars.headSteps, &scalars.backboneSteps, &scalars.lossScale,
-                         &scalars.growthTracker, &scalars.skipWindow, &scalars.report}) {
+                         &scalars.growthTracker, &scalars.skipWindow, &scalars.halted, &scalars.report}) {
       saved.emplace_back(*scalar, scalar->clone());
     }
     torch::Tensor rng;
@@ -698,13 +727,17 @@ struct Engine::Impl {
     return graph;
   }
 
-  // The report of the step just queued: one small device-to-host copy and the only wait of a step.
+  // The report of the work queued so far, waiting for it (flush, benchmarks).
   TrainStepResult readReport(bool endedWindow) {
     scalars.reportHost.copy_(scalars.report, /*non_blocking=*/true);
     at::cuda::CUDAEvent ready;
     ready.record(c10::cuda::getCurrentCUDAStream(device.index()));
     ready.synchronize();
-    const float* report = scalars.reportHost.data_ptr<float>();
+    return parseReport(scalars.reportHost.data_ptr<float>(), endedWindow);
+  }
+
+  // A step's report, read on the host; refreshes the host mirrors when the step ended a window.
+  TrainStepResult parseReport(const float* report, bool endedWindow) {
     TrainStepResult result;
     result.loss = report[kLoss];
     if (endedWindow) {
@@ -720,7 +753,8 @@ struct Engine::Impl {
     return result;
   }
 
-  TrainStepResult trainStepOnDevice(const HostBatch& batch) {
+  // Queues one step on the device and the copy of its report, without waiting for either.
+  void launchOnDevice(const HostBatch& batch, PendingStepImpl& pending) {
     const bool endsWindow = microStep + 1 == config.accumulateSteps;
     scalars.lrHead.fill_(batch.lr);
     scalars.lrBackbone.fill_(batch.backboneLr);
@@ -736,14 +770,36 @@ struct Engine::Impl {
       if (endsWindow) optimizerOnDevice(1.0);
     }
     microStep = endsWindow ? 0 : microStep + 1;
-    auto result = readReport(endsWindow);
-    if (!std::isfinite(result.loss) && config.precision != "fp16") {
-      // The window's update was skipped on the device (or will not happen: it is dropped here).
-      torch::NoGradGuard noGrad;
-      zeroGradients();
-      scalars.skipWindow.zero_();
-      microStep = 0;
-      throw nonFiniteLoss(result.loss);
+    pending.onDevice = true;
+    pending.endedWindow = endsWindow;
+    // Its own pinned buffer: the next step's report copy may be queued before this one is read.
+    pending.report = torch::empty({kReportSize}, torch::TensorOptions().dtype(torch::kFloat).pinned_memory(true));
+    pending.report.copy_(scalars.report, /*non_blocking=*/true);
+    pending.done.record(c10::cuda::getCurrentCUDAStream(device.index()));
+    ++stepsInFlight;
+  }
+
+  TrainStepResult finishOnDevice(PendingStepImpl& pending) {
+    pending.done.synchronize();
+    --stepsInFlight;
+    auto result = parseReport(pending.report.data_ptr<float>(), pending.endedWindow);
+    const bool nonFinite = !std::isfinite(result.loss) && config.precision != "fp16";
+    if (nonFinite || !haltedBy.empty()) {
+      const bool first = haltedBy.empty();
+      if (first) haltedBy = nonFiniteLoss(result.loss).what();
+      const std::string message =
+          first ? haltedBy
+                : "this batch was not applied: an earlier batch stopped training (" + haltedBy + ")";
+      if (stepsInFlight == 0) {
+        // Nothing else is queued behind it: drop the window and let training go on from here.
+        torch::NoGradGuard noGrad;
+        zeroGradients();
+        scalars.skipWindow.zero_();
+        scalars.halted.zero_();
+        microStep = 0;
+        haltedBy.clear();
+      }
+      throw EngineFailure("ERR_ENGINE_NONFINITE", message);
     }
     checkLossScale();
     return result;
@@ -823,12 +879,35 @@ struct Engine::Impl {
   }
 
   TrainStepResult trainStep(const HostBatch& batch) {
+    auto pending = launchTrainStep(batch);
+    return finishTrainStep(*pending);
+  }
+
+  // On CUDA the step is queued and this returns before the device runs it, so the host can stage
+  // the next batch meanwhile; finishTrainStep reads the result. On CPU the step is done here.
+  std::unique_ptr<PendingStepImpl> launchTrainStep(const HostBatch& batch) {
     // Freezing changes only between accumulation windows, so a window is never half frozen.
     if (microStep == 0) setBackboneFrozen(batch.freezeBackbone);
     setTrainingMode();
+    auto pending = std::make_unique<PendingStepImpl>();
 #if ENGINE_DEVICE_STEP
-    if (deviceStep) return trainStepOnDevice(batch);
+    if (deviceStep) {
+      launchOnDevice(batch, *pending);
+      return pending;
+    }
 #endif
+    pending->hostResult = trainStepOnHost(batch);
+    return pending;
+  }
+
+  TrainStepResult finishTrainStep(PendingStepImpl& pending) {
+#if ENGINE_DEVICE_STEP
+    if (pending.onDevice) return finishOnDevice(pending);
+#endif
+    return pending.hostResult;
+  }
+
+  TrainStepResult trainStepOnHost(const HostBatch& batch) {
     const auto x = inputTensor(batch, /*augmented=*/true);
     const auto y = labelTensor(batch);
     torch::Tensor logits;
@@ -1062,6 +1141,12 @@ Engine::Engine(const EngineConfig& config) : impl_(std::make_unique<Impl>(config
 Engine::~Engine() = default;
 
 TrainStepResult Engine::trainStep(const HostBatch& batch) { return impl_->trainStep(batch); }
+std::unique_ptr<PendingStep> Engine::launchTrainStep(const HostBatch& batch) {
+  return impl_->launchTrainStep(batch);
+}
+TrainStepResult Engine::finishTrainStep(PendingStep& pending) {
+  return impl_->finishTrainStep(static_cast<PendingStepImpl&>(pending));
+}
 BenchmarkResult Engine::benchmarkSteps(const HostBatch& batch, int64_t steps) {
   return impl_->benchmarkSteps(batch, steps);
 }

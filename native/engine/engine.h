@@ -10,6 +10,14 @@
 
 namespace engine {
 
+// A train step queued on the device whose result has not been read yet (Engine::launchTrainStep).
+class PendingStep {
+ public:
+  virtual ~PendingStep() = default;
+  // Whether finishTrainStep would return without waiting for the device.
+  virtual bool ready() const = 0;
+};
+
 class Engine {
  public:
   explicit Engine(const EngineConfig& config);
@@ -17,7 +25,13 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  TrainStepResult trainStep(const HostBatch& batch);
+  TrainStepResult trainStep(const HostBatch& batch);  // launch + finish
+  // Queues a train step and returns before the device has run it (CUDA; on CPU the step is done on
+  // return), so the caller can stage the next batch meanwhile. Each pending step must be finished,
+  // in launch order, before any method other than launchTrainStep is called. A step launched
+  // behind one whose loss was not finite changes nothing, and its finish reports that.
+  std::unique_ptr<PendingStep> launchTrainStep(const HostBatch& batch);
+  TrainStepResult finishTrainStep(PendingStep& pending);
   BenchmarkResult benchmarkSteps(const HostBatch& batch, int64_t steps);
   // Steps the optimizer on an unfinished accumulation window (uses batch.lr/backboneLr only).
   TrainStepResult flushAccumulation(const HostBatch& rates);

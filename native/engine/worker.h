@@ -2,6 +2,7 @@
 // runs here (never on libuv's pool, which stays free for sharp and file I/O).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -12,7 +13,12 @@ namespace engine {
 
 class Worker {
  public:
-  Worker() : thread_([this] { run(); }) {}
+  // `idlePoll(finishAll)` runs on the worker thread after each job and while no job is queued:
+  // it finishes work the jobs left in flight (launched train steps) and returns whether some is
+  // still unfinished; while it is, the worker polls again every kPollInterval, or runs the next
+  // job as soon as one arrives. At stop it is called once with finishAll = true.
+  explicit Worker(std::function<bool(bool finishAll)> idlePoll = nullptr)
+      : idlePoll_(std::move(idlePoll)), thread_([this] { run(); }) {}
   ~Worker() { stop(); }
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -41,20 +47,38 @@ class Worker {
   }
 
  private:
+  static constexpr std::chrono::microseconds kPollInterval{50};
+
   void run() {
+    bool polling = false;  // work is in flight: wake up now and then to finish it
     for (;;) {
       std::function<void()> job;
+      bool stop = false;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-        if (jobs_.empty()) return;  // stopping and drained
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
+        const auto woken = [this] { return stopping_ || !jobs_.empty(); };
+        if (polling) {
+          wake_.wait_for(lock, kPollInterval, woken);
+        } else {
+          wake_.wait(lock, woken);
+        }
+        if (!jobs_.empty()) {
+          job = std::move(jobs_.front());
+          jobs_.pop_front();
+        } else if (stopping_) {
+          stop = true;  // stopping and drained
+        }
       }
-      job();
+      if (stop) {
+        if (idlePoll_) idlePoll_(/*finishAll=*/true);
+        return;
+      }
+      if (job) job();
+      polling = idlePoll_ && idlePoll_(/*finishAll=*/false);
     }
   }
 
+  std::function<bool(bool)> idlePoll_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::function<void()>> jobs_;

@@ -8,7 +8,7 @@ import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
-import { Engine, EngineInfo, EngineState, NamedTensor, torchInfo } from '../native';
+import { Engine, EngineInfo, EngineState, NamedTensor, TrainStepResult, torchInfo } from '../native';
 import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
 import { writeFileAtomic } from '../files';
@@ -258,17 +258,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       let batchIndex = 0;
       let step = 0;
       let aborted = false;
-      for await (const batch of loader.epoch(this.epochsDone)) {
-        lr = learningRateForBatch(o, this.epochsDone, batchIndex, loader.batchesPerEpoch, this.history);
-        const result = await engine.trainStep({
-          ...this.batchRequest(batch),
-          labels: batch.labels,
-          lr,
-          backboneLr: lr * o.backboneLrFactor,
-          freezeBackbone: this.epochsDone < o.freezeBackboneEpochs,
-        });
-        lossSum += result.loss * batch.batchSize;
-        images += batch.batchSize;
+      const account = (result: TrainStepResult, batchSize: number) => {
+        lossSum += result.loss * batchSize;
+        images += batchSize;
         step = result.step;
         this.emit('batch', {
           epoch,
@@ -277,12 +269,44 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           loss: result.loss,
           step,
           imagesPerSecond: images / ((performance.now() - started) / 1000),
-          imagesPerBatch: batch.batchSize,
+          imagesPerBatch: batchSize,
         });
-        if (signal?.aborted) {
-          aborted = true;
-          break;
+      };
+      // One step stays in flight: step i+1 is submitted before step i's result is awaited, so on
+      // CUDA the engine queues it on the device while it reads step i back, and the device never
+      // waits for the host between steps. (On CPU a step completes when it is queued: same
+      // results either way.) A step is never left running when fit returns or throws.
+      let inFlight: { result: Promise<TrainStepResult>; batchSize: number } | null = null;
+      let submitted = 0;
+      try {
+        for await (const batch of loader.epoch(this.epochsDone)) {
+          lr = learningRateForBatch(o, this.epochsDone, submitted++, loader.batchesPerEpoch, this.history);
+          const next = {
+            result: engine.trainStep({
+              ...this.batchRequest(batch),
+              labels: batch.labels,
+              lr,
+              backboneLr: lr * o.backboneLrFactor,
+              freezeBackbone: this.epochsDone < o.freezeBackboneEpochs,
+            }),
+            batchSize: batch.batchSize,
+          };
+          // It is awaited later (after the next batch arrives): mark it handled meanwhile.
+          next.result.catch(() => undefined);
+          const previous = inFlight;
+          inFlight = next;
+          if (previous) account(await previous.result, previous.batchSize);
+          if (signal?.aborted) {
+            aborted = true;
+            break;
+          }
         }
+        const last = inFlight;
+        inFlight = null;
+        if (last) account(await last.result, last.batchSize);
+      } finally {
+        // After a failure: the step behind the failed one settles (rejected or not) before fit ends.
+        if (inFlight) await inFlight.result.catch(() => undefined);
       }
       if (!aborted && o.accumulate > 1) {
         // The epoch's last, unfinished accumulation window is applied now: a checkpoint written
