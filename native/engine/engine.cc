@@ -223,6 +223,8 @@ struct Engine::Impl {
   // Warm-up and every capture run on this one side stream (as torch.cuda.graph's default capture
   // stream): its cuBLAS workspace is then made during warm-up, never inside a capture.
   std::optional<c10::cuda::CUDAStream> captureStream;
+  // Batches cross to the device on this stream, so a batch's copy overlaps the step before it.
+  std::optional<c10::cuda::CUDAStream> copyStream;
   // A capture that failed can leave LibTorch's CUDA generator in capture state, after which every
   // random draw on the device fails: later graph steps report the first failure instead.
   std::string captureFailure;
@@ -523,6 +525,23 @@ struct Engine::Impl {
     scalars.report = torch::zeros({kReportSize}, f32);
     scalars.reportHost = torch::zeros({kReportSize}, torch::TensorOptions().dtype(torch::kFloat).pinned_memory(true));
     captureStream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+    copyStream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+  }
+
+  // The batch on the device, copied on the copy stream from pinned memory; the current (compute)
+  // stream waits for that copy, and the allocator keeps the memory until the compute is done.
+  std::pair<torch::Tensor, torch::Tensor> batchOnDevice(const HostBatch& batch) {
+    const auto compute = c10::cuda::getCurrentCUDAStream(device.index());
+    torch::Tensor images, labels;
+    {
+      c10::cuda::CUDAStreamGuard onCopyStream(*copyStream);
+      images = hostImages(batch).pin_memory().to(device, /*non_blocking=*/true);
+      labels = hostLabels(batch).pin_memory().to(device, /*non_blocking=*/true);
+    }
+    streamWaits(compute, *copyStream);
+    images.record_stream(compute);
+    labels.record_stream(compute);
+    return {images, labels};
   }
 
   // Host bytes -> a device tensor that already exists (the graphs' fixed inputs), through pinned
@@ -758,14 +777,13 @@ struct Engine::Impl {
     const bool endsWindow = microStep + 1 == config.accumulateSteps;
     scalars.lrHead.fill_(batch.lr);
     scalars.lrBackbone.fill_(batch.backboneLr);
+    if (config.cudaGraph) ensureGraphs(batch);
+    const auto [images, labels] = batchOnDevice(batch);
     if (config.cudaGraph) {
-      ensureGraphs(batch);
-      stageInto(graphed->images, hostImages(batch));
-      stageInto(graphed->labels, hostLabels(batch));
+      graphed->images.copy_(images);  // device to device: microseconds
+      graphed->labels.copy_(labels);
       (endsWindow ? graphed->last : graphed->micro)->replay();
     } else {
-      const auto images = hostImages(batch).pin_memory().to(device, /*non_blocking=*/true);
-      const auto labels = hostLabels(batch).pin_memory().to(device, /*non_blocking=*/true);
       forwardBackwardOnDevice(images, labels);
       if (endsWindow) optimizerOnDevice(1.0);
     }
