@@ -90,6 +90,10 @@ export interface ModelSpec {
   headHidden: number;
   /** Dropout before the output layer (and after the hidden layer when there is one). */
   headDropout: number;
+  /** Metadata values per image fused with the image features (0 = images only; src/data/metadata.ts). */
+  metadataFeatures: number;
+  /** Units of the metadata branch's two hidden layers (0 without metadata). */
+  metadataHidden: number;
   bnEps: number;
   bnMomentum: number;
   /** 'symmetric' (torchvision, timm) or TensorFlow 'same' (lukemelas, timm tf_*). */
@@ -163,6 +167,8 @@ export interface ImageBatch {
   batchSize: number;
   height: number;
   width: number;
+  /** batchSize x metadataFeatures values, row-major; required by a model with a metadata branch. */
+  metadata?: Float32Array;
 }
 
 export interface TrainStepRequest extends ImageBatch {

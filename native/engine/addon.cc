@@ -56,6 +56,8 @@ engine::EngineConfig parseConfig(const Napi::Object& js) {
   config.model.dropPathRate = numberField(model, "dropPathRate");
   config.model.headHidden = intField(model, "headHidden");
   config.model.headDropout = numberField(model, "headDropout");
+  config.model.metadataFeatures = intField(model, "metadataFeatures");
+  config.model.metadataHidden = intField(model, "metadataHidden");
   config.model.bnEps = numberField(model, "bnEps");
   config.model.bnMomentum = numberField(model, "bnMomentum");
   config.model.samePadding = stringField(model, "padding") == "same";
@@ -136,6 +138,15 @@ engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
     batch.labels.assign(array.Data(), array.Data() + array.ElementLength());
   } else if (withLearningRate) {
     throw Napi::TypeError::New(env, "engine: a train step needs 'labels'");
+  }
+  const auto metadata = js.Get("metadata");
+  if (!metadata.IsUndefined() && !metadata.IsNull()) {
+    if (!metadata.IsTypedArray() ||
+        metadata.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw Napi::TypeError::New(env, "engine: 'metadata' must be a Float32Array");
+    }
+    const auto array = metadata.As<Napi::Float32Array>();
+    batch.metadata.assign(array.Data(), array.Data() + array.ElementLength());
   }
   if (withLearningRate) {
     batch.lr = numberField(js, "lr");

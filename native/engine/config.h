@@ -27,6 +27,10 @@ struct ModelSpec {
   double dropPathRate = 0.2;
   int headHidden = 0;
   double headDropout = 0.2;
+  // Patient metadata fused with the image features: a 2-layer MLP of metadataHidden units over
+  // metadataFeatures inputs, concatenated with the pooled features (0 = images only).
+  int metadataFeatures = 0;
+  int metadataHidden = 0;
   double bnEps = 1e-5;
   double bnMomentum = 0.1;
   bool samePadding = false;  // TensorFlow "SAME" padding (lukemelas / timm tf_* weights)
@@ -70,6 +74,7 @@ struct HostBatch {
   std::vector<uint8_t> images;
   int64_t batchSize = 0, height = 0, width = 0;
   std::vector<float> labels;  // empty when the caller gave none
+  std::vector<float> metadata;  // batchSize x metadataFeatures, row-major; empty without
   double lr = 0;              // of the head (classifier, head_fc)
   double backboneLr = 0;
   bool freezeBackbone = false;

@@ -144,6 +144,11 @@ EfficientNetImpl::EfficientNetImpl(const ModelSpec& spec, at::Generator generato
   bn2 = register_module("bn2", makeBatchNorm(spec.headChannels, spec));
 
   int64_t features = spec.headChannels;
+  if (spec.metadataFeatures > 0) {
+    meta_fc1 = register_module("meta_fc1", torch::nn::Linear(spec.metadataFeatures, spec.metadataHidden));
+    meta_fc2 = register_module("meta_fc2", torch::nn::Linear(spec.metadataHidden, spec.metadataHidden));
+    features += spec.metadataHidden;
+  }
   if (spec.headHidden > 0) {
     head_fc = register_module("head_fc", torch::nn::Linear(features, spec.headHidden));
     features = spec.headHidden;
@@ -164,8 +169,12 @@ torch::Tensor EfficientNetImpl::forwardFeatures(torch::Tensor x) {
   return torch::silu(bn2->forward(conv_head->forward(x)));
 }
 
-torch::Tensor EfficientNetImpl::forward(torch::Tensor x) {
+torch::Tensor EfficientNetImpl::forward(torch::Tensor x, const torch::Tensor& metadata) {
   x = forwardFeatures(std::move(x)).mean({2, 3});
+  if (!meta_fc1.is_empty()) {
+    auto m = torch::silu(meta_fc2->forward(torch::silu(meta_fc1->forward(metadata.to(x.scalar_type())))));
+    x = torch::cat({x, m}, 1);
+  }
   if (!head_fc.is_empty()) {
     x = torch::silu(head_fc->forward(x));
   }

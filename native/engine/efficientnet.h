@@ -50,14 +50,16 @@ TORCH_MODULE(MBConv);
 struct EfficientNetImpl : torch::nn::Module {
   EfficientNetImpl(const ModelSpec& spec, at::Generator generator);
   torch::Tensor forwardFeatures(torch::Tensor x);
-  // Logits of shape [N] (one output: melanoma vs not).
-  torch::Tensor forward(torch::Tensor x);
+  // Logits of shape [N] (one output: melanoma vs not). `metadata` is [N, metadataFeatures] when
+  // the model has a metadata branch, undefined otherwise.
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& metadata = {});
 
   at::Generator generator;
   Conv conv_stem{nullptr}, conv_head{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::Linear head_fc{nullptr}, classifier{nullptr};
+  torch::nn::Linear meta_fc1{nullptr}, meta_fc2{nullptr};
   double headDropout;
 };
 TORCH_MODULE(EfficientNet);

@@ -212,7 +212,7 @@ struct Engine::Impl {
   struct GraphedStep {
     int64_t n = 0, h = 0, w = 0;
     bool frozen = false;
-    torch::Tensor images, labels;                // uint8 [n, h, w, 3], float [n]
+    torch::Tensor images, labels, metadata;      // uint8 [n, h, w, 3], float [n], float [n, m]
     std::unique_ptr<at::cuda::CUDAGraph> micro;  // forward + backward (inside a window)
     std::unique_ptr<at::cuda::CUDAGraph> last;   // forward + backward + optimizer (ends a window)
     bool fits(const HostBatch& batch, bool frozenNow) const {
@@ -273,7 +273,9 @@ struct Engine::Impl {
       parameters.push_back(item.value());
       expAvg.push_back(torch::zeros_like(item.value()));
       expAvgSq.push_back(torch::zeros_like(item.value()));
-      const bool inHead = item.key().rfind("classifier.", 0) == 0 || item.key().rfind("head_fc.", 0) == 0;
+      // The head (the layers after pooling, the metadata branch among them) vs the backbone.
+      const bool inHead = item.key().rfind("classifier.", 0) == 0 || item.key().rfind("head_fc.", 0) == 0 ||
+                          item.key().rfind("meta_fc", 0) == 0;
       auto& group = inHead ? head : backbone;
       group.params.push_back(parameters.back());
       group.expAvg.push_back(expAvg.back());
@@ -420,6 +422,27 @@ struct Engine::Impl {
     return std::vector<uint8_t>(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
   }
 
+  // The batch's metadata as a [N, features] host tensor (undefined for a model without a
+  // metadata branch); its size is checked here, as the model cannot run without it.
+  torch::Tensor hostMetadata(const HostBatch& batch) const {
+    const int64_t features = config.model.metadataFeatures;
+    if (features == 0) return {};
+    if (static_cast<int64_t>(batch.metadata.size()) != batch.batchSize * features) {
+      std::ostringstream msg;
+      msg << "this model takes " << features << " metadata values per image (a Float32Array of "
+          << batch.batchSize * features << " for this batch) but the batch has "
+          << batch.metadata.size() << ": give each batch its 'metadata'";
+      throw EngineFailure("ERR_ENGINE_STATE", msg.str());
+    }
+    return torch::from_blob(const_cast<float*>(batch.metadata.data()), {batch.batchSize, features},
+                            torch::kFloat);
+  }
+
+  torch::Tensor metadataTensor(const HostBatch& batch) const {
+    auto host = hostMetadata(batch);
+    return host.defined() ? host.to(device).clone() : host;
+  }
+
   torch::Tensor labelTensor(const HostBatch& batch) const {
     auto labels = torch::from_blob(const_cast<float*>(batch.labels.data()),
                                    {static_cast<int64_t>(batch.labels.size())}, torch::kFloat);
@@ -530,18 +553,24 @@ struct Engine::Impl {
 
   // The batch on the device, copied on the copy stream from pinned memory; the current (compute)
   // stream waits for that copy, and the allocator keeps the memory until the compute is done.
-  std::pair<torch::Tensor, torch::Tensor> batchOnDevice(const HostBatch& batch) {
+  struct DeviceBatch {
+    torch::Tensor images, labels, metadata;  // metadata undefined without a metadata branch
+  };
+  DeviceBatch batchOnDevice(const HostBatch& batch) {
     const auto compute = c10::cuda::getCurrentCUDAStream(device.index());
-    torch::Tensor images, labels;
+    const auto metadata = hostMetadata(batch);
+    DeviceBatch onDevice;
     {
       c10::cuda::CUDAStreamGuard onCopyStream(*copyStream);
-      images = hostImages(batch).pin_memory().to(device, /*non_blocking=*/true);
-      labels = hostLabels(batch).pin_memory().to(device, /*non_blocking=*/true);
+      onDevice.images = hostImages(batch).pin_memory().to(device, /*non_blocking=*/true);
+      onDevice.labels = hostLabels(batch).pin_memory().to(device, /*non_blocking=*/true);
+      if (metadata.defined()) onDevice.metadata = metadata.pin_memory().to(device, /*non_blocking=*/true);
     }
     streamWaits(compute, *copyStream);
-    images.record_stream(compute);
-    labels.record_stream(compute);
-    return {images, labels};
+    for (auto* tensor : {&onDevice.images, &onDevice.labels, &onDevice.metadata}) {
+      if (tensor->defined()) tensor->record_stream(compute);
+    }
+    return onDevice;
   }
 
   // Host bytes -> a device tensor that already exists (the graphs' fixed inputs), through pinned
@@ -567,12 +596,13 @@ struct Engine::Impl {
 
   // Forward, loss and backward of one micro-batch, accumulating into the gradient buffers. Device
   // work only (capturable). A non-finite loss marks the window skipped; the host reports it.
-  void forwardBackwardOnDevice(const torch::Tensor& images, const torch::Tensor& labels) {
+  void forwardBackwardOnDevice(const torch::Tensor& images, const torch::Tensor& labels,
+                               const torch::Tensor& metadata) {
     const auto x = normalisedInput(unitFromBytes(images), /*augmented=*/true);
     torch::Tensor logits;
     {
       AutocastScope scope(autocast, autocastDtype);
-      logits = model->forward(x);
+      logits = model->forward(x, metadata);
     }
     const auto lossTensor = loss(logits, labels, at::Reduction::Mean);
     {
@@ -656,6 +686,10 @@ struct Engine::Impl {
     g->labels = torch::zeros({g->n}, torch::TensorOptions().dtype(torch::kFloat).device(device));
     stageInto(g->images, hostImages(batch));
     stageInto(g->labels, hostLabels(batch));
+    if (const auto metadata = hostMetadata(batch); metadata.defined()) {
+      g->metadata = torch::zeros_like(metadata, torch::TensorOptions().device(device));
+      stageInto(g->metadata, metadata);
+    }
     // The backward accumulates into the gradients in place, at addresses the graphs keep: they
     // must exist before capture.
     gradients(head);
@@ -709,7 +743,7 @@ struct Engine::Impl {
         scalars.skipWindow.fill_(1);
         {
           torch::AutoGradMode enableGrad(true);
-          forwardBackwardOnDevice(g.images, g.labels);
+          forwardBackwardOnDevice(g.images, g.labels, g.metadata);
         }
         optimizerOnDevice(1.0);
       }
@@ -731,7 +765,7 @@ struct Engine::Impl {
       torch::AutoGradMode enableGrad(true);  // the captured step records a backward
       graph->capture_begin(pool);
       try {
-        forwardBackwardOnDevice(g.images, g.labels);
+        forwardBackwardOnDevice(g.images, g.labels, g.metadata);
         if (endsWindow) optimizerOnDevice(1.0);
       } catch (...) {
         try {
@@ -772,19 +806,25 @@ struct Engine::Impl {
     return result;
   }
 
+  // Device to device into the graphs' fixed inputs: microseconds.
+  void loadGraphInputs(const DeviceBatch& onDevice) {
+    graphed->images.copy_(onDevice.images);
+    graphed->labels.copy_(onDevice.labels);
+    if (onDevice.metadata.defined()) graphed->metadata.copy_(onDevice.metadata);
+  }
+
   // Queues one step on the device and the copy of its report, without waiting for either.
   void launchOnDevice(const HostBatch& batch, PendingStepImpl& pending) {
     const bool endsWindow = microStep + 1 == config.accumulateSteps;
     scalars.lrHead.fill_(batch.lr);
     scalars.lrBackbone.fill_(batch.backboneLr);
     if (config.cudaGraph) ensureGraphs(batch);
-    const auto [images, labels] = batchOnDevice(batch);
+    const auto onDevice = batchOnDevice(batch);
     if (config.cudaGraph) {
-      graphed->images.copy_(images);  // device to device: microseconds
-      graphed->labels.copy_(labels);
+      loadGraphInputs(onDevice);
       (endsWindow ? graphed->last : graphed->micro)->replay();
     } else {
-      forwardBackwardOnDevice(images, labels);
+      forwardBackwardOnDevice(onDevice.images, onDevice.labels, onDevice.metadata);
       if (endsWindow) optimizerOnDevice(1.0);
     }
     microStep = endsWindow ? 0 : microStep + 1;
@@ -834,15 +874,9 @@ struct Engine::Impl {
       setTrainingMode();
       scalars.lrHead.fill_(batch.lr);
       scalars.lrBackbone.fill_(batch.backboneLr);
-      torch::Tensor images, labels;
-      if (config.cudaGraph) {
-        ensureGraphs(batch);
-        stageInto(graphed->images, hostImages(batch));
-        stageInto(graphed->labels, hostLabels(batch));
-      } else {
-        images = hostImages(batch).pin_memory().to(device, /*non_blocking=*/true);
-        labels = hostLabels(batch).pin_memory().to(device, /*non_blocking=*/true);
-      }
+      if (config.cudaGraph) ensureGraphs(batch);
+      const auto onDevice = batchOnDevice(batch);
+      if (config.cudaGraph) loadGraphInputs(onDevice);
       auto lossSum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
       const auto started = Clock::now();
       for (int64_t i = 0; i < steps; ++i) {
@@ -850,7 +884,7 @@ struct Engine::Impl {
         if (config.cudaGraph) {
           (endsWindow ? graphed->last : graphed->micro)->replay();
         } else {
-          forwardBackwardOnDevice(images, labels);
+          forwardBackwardOnDevice(onDevice.images, onDevice.labels, onDevice.metadata);
           if (endsWindow) optimizerOnDevice(1.0);
         }
         microStep = endsWindow ? 0 : microStep + 1;
@@ -928,10 +962,11 @@ struct Engine::Impl {
   TrainStepResult trainStepOnHost(const HostBatch& batch) {
     const auto x = inputTensor(batch, /*augmented=*/true);
     const auto y = labelTensor(batch);
+    const auto metadata = metadataTensor(batch);
     torch::Tensor logits;
     {
       AutocastScope scope(autocast, autocastDtype);
-      logits = model->forward(x);
+      logits = model->forward(x, metadata);
     }
     const auto lossTensor = loss(logits, y, at::Reduction::Mean);
     TrainStepResult result;
@@ -1003,10 +1038,11 @@ struct Engine::Impl {
     torch::NoGradGuard noGrad;
     model->eval();
     const auto x = inputTensor(batch, /*augmented=*/false);
+    const auto metadata = metadataTensor(batch);
     torch::Tensor logits;
     {
       AutocastScope scope(autocast, autocastDtype);
-      logits = model->forward(x);
+      logits = model->forward(x, metadata);
     }
     logits = logits.to(torch::kFloat);
     EvaluateResult result;

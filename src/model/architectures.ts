@@ -72,6 +72,9 @@ export interface ArchitectureOptions {
   stageLimit?: number;
   /** Hidden dense layer width in the head; 0 = a direct Linear(features, 1) as in the report. */
   headHidden?: number;
+  /** Metadata values per image for a metadata branch (0 = images only), and its width. */
+  metadataFeatures?: number;
+  metadataHidden?: number;
   /** Head dropout; default: the variant's own (0.2 for b0 ... 0.5 for b7). */
   headDropout?: number;
   dropPathRate?: number;
@@ -100,6 +103,8 @@ export function buildModelSpec(name: ModelName, options: ArchitectureOptions = {
     seRatio: SE_RATIO,
     dropPathRate: options.dropPathRate ?? DROP_PATH_RATE,
     headHidden: options.headHidden ?? 0,
+    metadataFeatures: options.metadataFeatures ?? 0,
+    metadataHidden: options.metadataFeatures ? (options.metadataHidden ?? 32) : 0,
     headDropout: options.headDropout ?? scaling.dropout,
     bnEps: options.bnEps ?? (options.padding === 'same' ? 1e-3 : 1e-5),
     bnMomentum: options.bnMomentum ?? (options.padding === 'same' ? 0.01 : 0.1),
@@ -128,6 +133,11 @@ export function countParameters(spec: ModelSpec): number {
   }
   total += input * spec.headChannels + bn(spec.headChannels);
   let features = spec.headChannels;
+  if (spec.metadataFeatures > 0) {
+    // Two Linear layers with biases; their output joins the pooled image features.
+    total += spec.metadataFeatures * spec.metadataHidden + spec.metadataHidden + spec.metadataHidden * spec.metadataHidden + spec.metadataHidden;
+    features += spec.metadataHidden;
+  }
   if (spec.headHidden > 0) {
     total += features * spec.headHidden + spec.headHidden;
     features = spec.headHidden;

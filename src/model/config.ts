@@ -5,6 +5,7 @@
  */
 import * as os from 'os';
 import type { AugmentSpec, EngineConfig } from '../native';
+import { METADATA_FEATURES, METADATA_HIDDEN } from '../data/metadata';
 import { ArchitectureOptions, MODEL_NAMES, ModelName, buildModelSpec, isModelName } from './architectures';
 import { ImageSizeStage, SCHEDULE_NAMES, ScheduleName } from '../train/schedule';
 
@@ -39,6 +40,11 @@ export interface TrainerOptions {
   prefetch?: number;
   /** Width of a hidden dense layer in the head; 0 = Linear(features, 1), as in the report. */
   headHidden?: number;
+  /**
+   * Fuse patient metadata with the image features (sex, age, anatomic site, images per patient;
+   * src/data/metadata.ts) through a small MLP branch. Default off: the report used images only.
+   */
+  metadata?: boolean;
   /** Dropout before the output layer; default: the variant's own (0.2 for b0). */
   headDropout?: number;
   /** Stochastic depth rate of the last block. */
@@ -205,6 +211,7 @@ export const DEFAULT_OPTIONS = {
   workers: Math.max(1, os.cpus().length),
   prefetch: 2,
   headHidden: 0,
+  metadata: false,
   headDropout: null,
   dropPathRate: 0.2,
   widthFactor: 1,
@@ -343,6 +350,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     workers: expectInteger('workers', o.workers, 1, 256),
     prefetch: expectInteger('prefetch', o.prefetch, 0, 64),
     headHidden: expectInteger('headHidden', o.headHidden, 0, 65536),
+    metadata: expectBoolean('metadata', o.metadata),
     headDropout,
     dropPathRate: expectNumber('dropPathRate', o.dropPathRate, 0, 0.9),
     widthFactor: expectNumber('widthFactor', o.widthFactor, 0.05, 4, { exclusiveMin: false }),
@@ -395,6 +403,8 @@ export function architectureOptions(o: ResolvedOptions): ArchitectureOptions {
     widthFactor: o.widthFactor,
     stageLimit: o.stageLimit,
     headHidden: o.headHidden,
+    metadataFeatures: o.metadata ? METADATA_FEATURES.length : 0,
+    metadataHidden: METADATA_HIDDEN,
     headDropout: o.headDropout ?? undefined,
     dropPathRate: o.dropPathRate,
     padding: o.padding,

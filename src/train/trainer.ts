@@ -8,6 +8,7 @@ import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
+import { metadataEncoder } from '../data/metadata';
 import { Engine, EngineInfo, EngineState, NamedTensor, TrainStepResult, torchInfo } from '../native';
 import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
@@ -205,8 +206,20 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return this.engine;
   }
 
-  private batchRequest(batch: Batch) {
-    return { images: batch.images, batchSize: batch.batchSize, height: batch.height, width: batch.width };
+  /** A batch as the engine takes it; `metadata` encodes its samples when the model fuses metadata. */
+  private batchRequest(batch: Batch, metadata: ((samples: readonly LesionSample[]) => Float32Array) | null) {
+    return {
+      images: batch.images,
+      batchSize: batch.batchSize,
+      height: batch.height,
+      width: batch.width,
+      ...(metadata ? { metadata: metadata(batch.samples) } : {}),
+    };
+  }
+
+  /** The metadata encoder of a sample set (images per patient counted in it), or null without metadata. */
+  private metadataFor(samples: readonly LesionSample[]) {
+    return this.options.metadata ? metadataEncoder(samples) : null;
   }
 
   /**
@@ -220,6 +233,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const o = this.options;
     this.stopReasonText = null;
     // One loader per image size (progressive resizing); the epoch order depends on the seed and epoch only.
+    const trainMetadata = this.metadataFor(data.train);
     const loaders = new Map<number, ReturnType<typeof createLoader>>();
     const loaderFor = (imageSize: number) => {
       const existing = loaders.get(imageSize);
@@ -283,7 +297,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           lr = learningRateForBatch(o, this.epochsDone, submitted++, loader.batchesPerEpoch, this.history);
           const next = {
             result: engine.trainStep({
-              ...this.batchRequest(batch),
+              ...this.batchRequest(batch, trainMetadata),
               labels: batch.labels,
               lr,
               backboneLr: lr * o.backboneLrFactor,
@@ -375,12 +389,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       decodeConcurrency: o.workers,
     });
     const labelled = samples.every((s) => s.target !== null);
+    const metadata = this.metadataFor(samples);
     const perView = views.map(() => ({ predictions: [] as Prediction[], lossSum: 0 }));
     for await (const batch of loader.epoch(0)) {
       for (let v = 0; v < views.length; v++) {
         const view = views[v];
         const images = view ? view(batch.images, batch.batchSize, batch.height, batch.width) : batch.images;
-        const result = await engine.evaluate({ ...this.batchRequest(batch), images, labels: labelled ? batch.labels : undefined });
+        const result = await engine.evaluate({ ...this.batchRequest(batch, metadata), images, labels: labelled ? batch.labels : undefined });
         perView[v].lossSum += result.lossSum ?? 0;
         batch.samples.forEach((sample, i) => {
           const logit = result.logits[i];
