@@ -1,17 +1,21 @@
 /** Small file helpers shared by everything that writes what a user keeps (checkpoints, CSVs). */
+import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 
 /**
  * Writes atomically: a temporary file in the same folder, fsync, then rename, so a crash never
  * leaves a half-written file under the final name. Refuses to replace an existing file unless
- * `overwrite` is set.
+ * `overwrite` is set. Without `overwrite` the file is published with link(2), which fails if the
+ * name exists: a file another writer created meanwhile is never replaced either.
  */
 export async function writeFileAtomic(file: string, data: Buffer, { overwrite = false } = {}): Promise<void> {
-  if (!overwrite && (await fsp.stat(file).catch(() => null)))
-    throw new Error(`${file} already exists and was left untouched: choose another path or pass overwrite`);
+  const exists = () => new Error(`${file} already exists and was left untouched: choose another path or pass overwrite`);
+  // Checked first too, so a refusal costs no write.
+  if (!overwrite && (await fsp.stat(file).catch(() => null))) throw exists();
   await fsp.mkdir(path.dirname(file), { recursive: true });
-  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  // Unique per call: two writes of one name in the same millisecond must not share a temporary.
+  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await fsp.open(temporary, 'w');
   try {
     await handle.writeFile(data);
@@ -23,9 +27,26 @@ export async function writeFileAtomic(file: string, data: Buffer, { overwrite = 
   }
   await handle.close();
   try {
-    await fsp.rename(temporary, file);
+    if (overwrite || !(await publishWithoutReplacing(temporary, file))) await fsp.rename(temporary, file);
   } catch (err) {
+    throw (err as NodeJS.ErrnoException).code === 'EEXIST' ? exists() : err;
+  } finally {
     await fsp.rm(temporary, { force: true });
+  }
+}
+
+/**
+ * Links `temporary` under `file`, atomically failing with EEXIST when `file` exists. Returns
+ * false where the file system has no hard links (some network and FAT mounts): the caller then
+ * renames, after the existence check it already made.
+ */
+async function publishWithoutReplacing(temporary: string, file: string): Promise<boolean> {
+  try {
+    await fsp.link(temporary, file);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV') return false;
     throw err;
   }
 }

@@ -124,8 +124,13 @@ export async function* readTfRecordFile(file: string, options: TfRecordReadOptio
       // Read at least the rest of the record that is pending, so huge records cost one read.
       let want = chunkBytes;
       if (pending.length >= 12) {
-        const need = Number(pending.readBigUInt64LE(0)) + 16 - pending.length;
-        if (need > want) want = Math.min(need, size - filePos);
+        const declared = Number(pending.readBigUInt64LE(0));
+        const need = declared + 16 - pending.length;
+        // A record that would end past the end of the file (a truncated file, or a corrupt
+        // length read with verifyCrc: false) is reported from its header: reading (and
+        // allocating) the rest of the file first would only find the same thing out.
+        if (need > size - filePos) throw truncatedRecord(io, { file, pending, pendingStart, recordIndex, declared, size, verifyCrc });
+        if (need > want) want = need;
       }
       want = Math.min(want, size - filePos);
       const chunk = Buffer.allocUnsafe(want);
@@ -155,6 +160,30 @@ export async function* readTfRecordFile(file: string, options: TfRecordReadOptio
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The error of a record whose declared payload runs past the end of the file. With CRCs on, a
+ * corrupt length is named as such (the native scanner checks the header's CRC); otherwise the
+ * message is the scanner's own truncation message, with the bytes the file really has left.
+ */
+function truncatedRecord(
+  io: ReturnType<typeof loadIoAddon>,
+  r: { file: string; pending: Buffer; pendingStart: number; recordIndex: number; declared: number; size: number; verifyCrc: boolean },
+): unknown {
+  if (r.verifyCrc) {
+    try {
+      io.scanBuffer(r.pending.subarray(0, 12), { verifyCrc: true, partial: true, baseOffset: r.pendingStart, firstIndex: r.recordIndex, file: r.file });
+    } catch (err) {
+      return fromNative(err, r.file);
+    }
+  }
+  return new DataError(
+    'ERR_TFRECORD_TRUNCATED',
+    `${r.file}: record ${r.recordIndex} at byte ${r.pendingStart}: record of ${r.declared} payload bytes needs ${r.declared + 4} bytes ` +
+      `after its header but the file ends after ${r.size - r.pendingStart - 12}. The file is incomplete (interrupted download or copy?): fetch it again.`,
+    { file: r.file, recordIndex: r.recordIndex, offset: r.pendingStart },
+  );
 }
 
 /** Records of in-memory TFRecord bytes (small files, tests). `file` is named in errors. */

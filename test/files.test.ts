@@ -1,0 +1,32 @@
+/** writeFileAtomic never replaces a file it was not asked to, even one created while it writes. */
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { writeFileAtomic } from '../src/files';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'melanoma-files-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('writeFileAtomic', () => {
+  test('two writers racing for one new name: exactly one wins, whole, and the other is told', async () => {
+    const file = path.join(dir, 'race.safetensors');
+    const payloads = [Buffer.alloc(1 << 20, 1), Buffer.alloc(1 << 20, 2)];
+    const outcomes = await Promise.allSettled(payloads.map((data) => writeFileAtomic(file, data)));
+    const won = outcomes.findIndex((o) => o.status === 'fulfilled');
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    expect(readFileSync(file).equals(payloads[won])).toBe(true);
+    const lost = outcomes[1 - won] as PromiseRejectedResult;
+    expect(String(lost.reason.message)).toMatch(/race\.safetensors already exists and was left untouched/);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  test('an existing file is left as it was; overwrite replaces it', async () => {
+    const file = path.join(dir, 'kept.csv');
+    writeFileSync(file, 'mine');
+    await expect(writeFileAtomic(file, Buffer.from('theirs'))).rejects.toThrow(/already exists and was left untouched/);
+    expect(readFileSync(file, 'utf8')).toBe('mine');
+    await writeFileAtomic(file, Buffer.from('new'), { overwrite: true });
+    expect(readFileSync(file, 'utf8')).toBe('new');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
