@@ -9,7 +9,7 @@ import * as path from 'path';
  * `overwrite` is set. Without `overwrite` the file is published with link(2), which fails if the
  * name exists: a file another writer created meanwhile is never replaced either.
  */
-export async function writeFileAtomic(file: string, data: Buffer, { overwrite = false } = {}): Promise<void> {
+export async function writeFileAtomic(file: string, data: Buffer | readonly Buffer[], { overwrite = false } = {}): Promise<void> {
   const exists = () => new Error(`${file} already exists and was left untouched: choose another path or pass overwrite`);
   // Checked first too, so a refusal costs no write.
   if (!overwrite && (await fsp.stat(file).catch(() => null))) throw exists();
@@ -18,7 +18,8 @@ export async function writeFileAtomic(file: string, data: Buffer, { overwrite = 
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await fsp.open(temporary, 'w');
   try {
-    await handle.writeFile(data);
+    // Parts are written in order, so the caller need not concatenate a large file in memory.
+    for (const part of Buffer.isBuffer(data) ? [data] : data) await handle.writeFile(part);
     await handle.sync();
   } catch (err) {
     await handle.close();

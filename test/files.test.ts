@@ -30,3 +30,10 @@ describe('writeFileAtomic', () => {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 });
+
+test('parts are written in order as one file, without being concatenated first', async () => {
+  const file = path.join(dir, 'parts.bin');
+  const parts = [Buffer.from('head'), Buffer.alloc(0), Buffer.alloc(300_000, 7), Buffer.from('tail')];
+  await writeFileAtomic(file, parts);
+  expect(readFileSync(file).equals(Buffer.concat(parts))).toBe(true);
+});

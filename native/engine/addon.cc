@@ -204,10 +204,20 @@ engine::EngineState parseState(const Napi::Object& js) {
 
 // ---- C++ -> JS ------------------------------------------------------------------------------
 
-Napi::Array tensorsToJs(Napi::Env env, const std::vector<engine::HostTensor>& tensors) {
+// The tensors' bytes move into the Buffers (which free them when collected): a checkpoint of a
+// large model is not copied once more on its way to JS.
+Napi::Buffer<uint8_t> bufferOwning(Napi::Env env, std::vector<uint8_t>&& bytes) {
+  if (bytes.empty()) return Napi::Buffer<uint8_t>::New(env, 0);
+  auto* owned = new std::vector<uint8_t>(std::move(bytes));
+  return Napi::Buffer<uint8_t>::New(
+      env, owned->data(), owned->size(),
+      [](Napi::Env, uint8_t*, std::vector<uint8_t>* vector) { delete vector; }, owned);
+}
+
+Napi::Array tensorsToJs(Napi::Env env, std::vector<engine::HostTensor>& tensors) {
   auto array = Napi::Array::New(env, tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const auto& tensor = tensors[i];
+    auto& tensor = tensors[i];
     auto js = Napi::Object::New(env);
     js.Set("name", tensor.name);
     js.Set("dtype", tensor.dtype);
@@ -216,7 +226,7 @@ Napi::Array tensorsToJs(Napi::Env env, const std::vector<engine::HostTensor>& te
       shape.Set(static_cast<uint32_t>(d), Napi::Number::New(env, static_cast<double>(tensor.shape[d])));
     }
     js.Set("shape", shape);
-    js.Set("data", Napi::Buffer<uint8_t>::Copy(env, tensor.data.data(), tensor.data.size()));
+    js.Set("data", bufferOwning(env, std::move(tensor.data)));
     array.Set(static_cast<uint32_t>(i), js);
   }
   return array;
@@ -292,7 +302,8 @@ template <typename Produce, typename ToJs>
 void deliver(Outcome* outcome, Settler settler, Produce&& produce, ToJs toJs) {
   try {
     auto result = engine::translateErrors(std::forward<Produce>(produce));
-    outcome->build = [result = std::move(result), toJs](Napi::Env env) { return toJs(env, result); };
+    // mutable: a builder may move the result's bytes into JS (it runs once).
+    outcome->build = [result = std::move(result), toJs](Napi::Env env) mutable { return toJs(env, result); };
   } catch (const EngineFailure& failure) {
     outcome->errorCode = failure.code;
     outcome->errorMessage = failure.what();
@@ -499,7 +510,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value ExportState(const Napi::CallbackInfo& info) {
     return schedule(
         info.Env(), [](EngineSlot& slot) { return slot.get().exportState(); },
-        [](Napi::Env env, const engine::EngineState& state) -> Napi::Value {
+        [](Napi::Env env, engine::EngineState& state) -> Napi::Value {
           auto js = Napi::Object::New(env);
           js.Set("model", tensorsToJs(env, state.model));
           js.Set("optimizer", tensorsToJs(env, state.optimizer));

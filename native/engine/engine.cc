@@ -94,18 +94,21 @@ at::ScalarType dtypeFromName(const std::string& tensorName, const std::string& n
                       "tensor '" + tensorName + "' has unsupported dtype '" + name + "'");
 }
 
+// One copy, from any device and memory layout straight into contiguous host bytes.
 HostTensor toHost(const std::string& name, const torch::Tensor& tensor) {
-  const auto cpu = tensor.detach().to(torch::kCPU).contiguous();
   HostTensor host;
   host.name = name;
-  const auto found = dtypeNames().find(cpu.scalar_type());
+  const auto found = dtypeNames().find(tensor.scalar_type());
   if (found == dtypeNames().end()) {
     throw EngineFailure("ERR_ENGINE_STATE", "tensor '" + name + "' has a dtype with no name");
   }
   host.dtype = found->second;
-  host.shape.assign(cpu.sizes().begin(), cpu.sizes().end());
-  host.data.resize(cpu.nbytes());
-  std::memcpy(host.data.data(), cpu.data_ptr(), cpu.nbytes());
+  host.shape.assign(tensor.sizes().begin(), tensor.sizes().end());
+  host.data.resize(static_cast<size_t>(tensor.numel()) * tensor.element_size());
+  if (host.data.empty()) return host;
+  torch::NoGradGuard noGrad;
+  torch::from_blob(host.data.data(), tensor.sizes(), torch::TensorOptions().dtype(tensor.scalar_type()))
+      .copy_(tensor.detach());
   return host;
 }
 

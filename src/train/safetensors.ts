@@ -21,6 +21,14 @@ export interface SafetensorsFile {
 }
 
 export function encodeSafetensors(tensors: readonly NamedTensor[], metadata: Record<string, string> = {}): Buffer {
+  return Buffer.concat(safetensorsParts(tensors, metadata));
+}
+
+/**
+ * The file as its parts, in order: the length and header, then each tensor's own bytes (not
+ * copied). Written part by part, a large checkpoint never exists twice in memory.
+ */
+export function safetensorsParts(tensors: readonly NamedTensor[], metadata: Record<string, string> = {}): Buffer[] {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const t of tensors) {
@@ -36,7 +44,7 @@ export function encodeSafetensors(tensors: readonly NamedTensor[], metadata: Rec
   if (padding) json = Buffer.concat([json, Buffer.alloc(padding, 0x20)]);
   const length = Buffer.alloc(8);
   length.writeBigUInt64LE(BigInt(json.length));
-  return Buffer.concat([length, json, ...tensors.map((t) => t.data)]);
+  return [Buffer.concat([length, json]), ...tensors.map((t) => t.data)];
 }
 
 export function decodeSafetensors(bytes: Buffer, source = 'buffer'): SafetensorsFile {

@@ -13,7 +13,7 @@ import { Engine, EngineInfo, EngineState, NamedTensor, TrainStepResult, torchInf
 import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
 import { writeFileAtomic } from '../files';
-import { encodeSafetensors, readSafetensorsFile } from './safetensors';
+import { readSafetensorsFile, safetensorsParts } from './safetensors';
 import { earlyStopReason, imageSizeForEpoch, learningRateForBatch } from './schedule';
 
 export interface FitData {
@@ -437,7 +437,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       'melanoma.epochs_done': String(this.epochsDone),
       'melanoma.history': JSON.stringify(this.history),
     };
-    await writeFileAtomic(file, encodeSafetensors(tensors, metadata), { overwrite });
+    await writeFileAtomic(file, safetensorsParts(tensors, metadata), { overwrite });
     this.emit('checkpoint', { path: file, epoch: this.epochsDone });
   }
 
