@@ -10,6 +10,7 @@ import { runDataBenchmark } from './bench/data-bench';
 import { runEndToEndBenchmark } from './bench/end-to-end-bench';
 import { runPrecisionCheck } from './bench/precision-check';
 import { runModelBenchmark, runModelSweep } from './bench/model-bench';
+import { registerCompareCommand } from './cli/compare';
 import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
 import { registerWeightsCommand } from './cli/weights';
@@ -425,6 +426,7 @@ function buildProgram(): Command {
     console.log(JSON.stringify(result));
   });
   registerEvaluateCommand(program);
+  registerCompareCommand(program);
   registerInspectCommand(program);
   registerWeightsCommand(program);
   return program;
