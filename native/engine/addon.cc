@@ -395,39 +395,45 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
  private:
+  // The Promise of a call and what settles it from the engine thread; null `outcome` when the
+  // engine is disposed (the Promise is then rejected already).
+  struct Call {
+    Napi::Promise::Deferred deferred;
+    Outcome* outcome = nullptr;
+    Settler settler;
+  };
+  Call startCall(Napi::Env env) {
+    Call call{Napi::Promise::Deferred::New(env)};
+    if (disposed_) {
+      call.deferred.Reject(engineError(env, "ERR_ENGINE_DISPOSED",
+                                       "this engine was disposed: create a new one")
+                               .Value());
+      return call;
+    }
+    call.settler = Settler::New(env, "melanoma-engine", 0, 1);
+    call.outcome = new Outcome(call.deferred);
+    return call;
+  }
+
   // Queues `work(engine)` on the engine thread; `toJs(env, result)` builds the resolved value.
   template <typename Work, typename ToJs>
   Napi::Value schedule(Napi::Env env, Work work, ToJs toJs) {
-    auto deferred = Napi::Promise::Deferred::New(env);
-    if (disposed_) {
-      deferred.Reject(engineError(env, "ERR_ENGINE_DISPOSED",
-                                  "this engine was disposed: create a new one")
-                          .Value());
-      return deferred.Promise();
-    }
-    auto settler = Settler::New(env, "melanoma-engine", 0, 1);
-    auto* outcome = new Outcome(deferred);
-    worker_->post([slot = slot_, settler, outcome, work = std::move(work), toJs]() mutable {
+    auto call = startCall(env);
+    if (!call.outcome) return call.deferred.Promise();
+    worker_->post([slot = slot_, settler = call.settler, outcome = call.outcome, work = std::move(work), toJs]() mutable {
       slot->finishSteps(/*finishAll=*/true);  // every other call sees the steps before it done
       deliver(outcome, settler, [&] { return work(*slot); }, toJs);
     });
-    return deferred.Promise();
+    return call.deferred.Promise();
   }
 
   // A train step is launched and left in flight: the steps before it are settled only after it
   // is queued on the device, so the device never waits for the host between two steps that JS
   // submits back to back. Its own Promise settles when it is done (see Worker's idle poll).
   Napi::Value launchStep(Napi::Env env, engine::HostBatch batch) {
-    auto deferred = Napi::Promise::Deferred::New(env);
-    if (disposed_) {
-      deferred.Reject(engineError(env, "ERR_ENGINE_DISPOSED",
-                                  "this engine was disposed: create a new one")
-                          .Value());
-      return deferred.Promise();
-    }
-    auto settler = Settler::New(env, "melanoma-engine", 0, 1);
-    auto* outcome = new Outcome(deferred);
-    worker_->post([slot = slot_, settler, outcome, batch = std::move(batch)]() mutable {
+    auto call = startCall(env);
+    if (!call.outcome) return call.deferred.Promise();
+    worker_->post([slot = slot_, settler = call.settler, outcome = call.outcome, batch = std::move(batch)]() mutable {
       std::unique_ptr<engine::PendingStep> step;
       try {
         step = engine::translateErrors([&] { return slot->get().launchTrainStep(batch); });
@@ -439,7 +445,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       slot->finishSteps(/*finishAll=*/true);
       slot->inFlight.push_back({std::move(step), outcome, settler});
     });
-    return deferred.Promise();
+    return call.deferred.Promise();
   }
 
   Napi::Value Ready(const Napi::CallbackInfo& info) {

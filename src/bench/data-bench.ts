@@ -3,16 +3,13 @@
  * loader exactly as training uses it, from generated 1024x1024 JPEGs at each training size.
  * "per core": one decode in flight, libvips on one thread; "total": every core busy.
  */
-import { existsSync, promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { renderLesion } from '../data/demo';
 import { openDataset } from '../data/isic';
 import { createLoader } from '../data/loader';
-import { mixSeed, mulberry32 } from '../data/random';
-import { encodeExample, writeTfRecordFile } from '../data/tfrecord';
 import { PACKAGE_ROOT } from '../native';
+import { ensureJpegRecords } from './jpeg-records';
 
 export interface DataBenchmarkOptions {
   /** Folder for the generated TFRecords, reused across runs (default .cache/data-bench). */
@@ -47,39 +44,6 @@ export interface DataBenchmarkResult {
   rows: DataBenchmarkRow[];
 }
 
-async function ensureBenchData(dir: string, images: number, sourceSize: number): Promise<string> {
-  const setDir = path.join(dir, `jpeg${sourceSize}-n${images}`);
-  const files = 4;
-  const per = Math.ceil(images / files);
-  const names = Array.from({ length: files }, (_, f) => `bench${String(f).padStart(2, '0')}-${Math.min(per, images - f * per)}.tfrec`).filter(
-    (_, f) => images - f * per > 0,
-  );
-  if (names.every((n) => existsSync(path.join(setDir, n)))) return setDir;
-  await fsp.mkdir(setDir, { recursive: true });
-  for (let f = 0; f < names.length; f++) {
-    const records: Buffer[] = [];
-    for (let i = f * per; i < Math.min(images, (f + 1) * per); i++) {
-      const jpeg = await sharp(renderLesion(sourceSize, i % 10 === 0, mulberry32(mixSeed(7, i))), { raw: { width: sourceSize, height: sourceSize, channels: 3 } })
-        .jpeg({ quality: 90 })
-        .toBuffer();
-      records.push(
-        encodeExample({
-          image: jpeg,
-          image_name: `BENCH_${String(i).padStart(7, '0')}`,
-          patient_id: i,
-          sex: i % 2,
-          age_approx: 50,
-          anatom_site_general_challenge: 0,
-          diagnosis: 0,
-          target: i % 10 === 0 ? 1 : 0,
-        }),
-      );
-    }
-    await writeTfRecordFile(path.join(setDir, names[f]), records);
-  }
-  return setDir;
-}
-
 export async function runDataBenchmark(options: DataBenchmarkOptions = {}): Promise<DataBenchmarkResult> {
   const cores = os.cpus().length;
   const images = options.images ?? 128;
@@ -90,7 +54,7 @@ export async function runDataBenchmark(options: DataBenchmarkOptions = {}): Prom
   const epochs = options.epochs ?? 2;
   for (const [name, v] of Object.entries({ images, sourceSize, batchSize, concurrency, epochs }))
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`Expected positive integer for ${name} but received ${v}`);
-  const setDir = await ensureBenchData(options.dir ?? path.join(PACKAGE_ROOT, '.cache', 'data-bench'), images, sourceSize);
+  const setDir = await ensureJpegRecords({ dir: options.dir ?? path.join(PACKAGE_ROOT, '.cache', 'data-bench'), records: images, distinct: images, sourceSize, files: 4 });
   const { samples } = await openDataset(setDir);
   const meanJpegBytes = samples.reduce((n, s) => n + (s.image.kind === 'tfrecord' ? s.image.length : 0), 0) / samples.length;
 

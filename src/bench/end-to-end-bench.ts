@@ -5,17 +5,14 @@
  * no loading). The ratio says whether the data path keeps the device fed; the time split says
  * where the rest goes. It reports; it never asserts a speed.
  */
-import { existsSync, promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { renderLesion } from '../data/demo';
 import { openDataset } from '../data/isic';
 import { createLoader } from '../data/loader';
-import { mixSeed, mulberry32 } from '../data/random';
-import { encodeExample, writeTfRecordFile } from '../data/tfrecord';
 import { TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { Engine, PACKAGE_ROOT, torchInfo } from '../native';
+import { ensureJpegRecords } from './jpeg-records';
 import { ModelBenchmarkResult, runModelBenchmark } from './model-bench';
 
 export interface EndToEndOptions extends TrainerOptions {
@@ -69,43 +66,6 @@ export interface EndToEndResult {
   decodeCapacityImagesPerSecond: number;
 }
 
-async function ensureRecords(dir: string, records: number, distinct: number, sourceSize: number): Promise<string> {
-  const setDir = path.join(dir, `jpeg${sourceSize}-n${records}-d${distinct}`);
-  const files = 8;
-  const per = Math.ceil(records / files);
-  const names = Array.from({ length: files }, (_, f) => Math.min(per, records - f * per))
-    .map((count, f) => (count > 0 ? `e2e${String(f).padStart(2, '0')}-${count}.tfrec` : null))
-    .filter((name): name is string => name !== null);
-  if (names.every((n) => existsSync(path.join(setDir, n)))) return setDir;
-  await fsp.mkdir(setDir, { recursive: true });
-  const jpegs = await Promise.all(
-    Array.from({ length: distinct }, (_, i) =>
-      sharp(renderLesion(sourceSize, i % 10 === 0, mulberry32(mixSeed(11, i))), { raw: { width: sourceSize, height: sourceSize, channels: 3 } })
-        .jpeg({ quality: 90 })
-        .toBuffer(),
-    ),
-  );
-  for (let f = 0; f < names.length; f++) {
-    const encoded: Buffer[] = [];
-    for (let i = f * per; i < Math.min(records, (f + 1) * per); i++) {
-      encoded.push(
-        encodeExample({
-          image: jpegs[i % distinct],
-          image_name: `E2E_${String(i).padStart(7, '0')}`,
-          patient_id: i,
-          sex: i % 2,
-          age_approx: 50,
-          anatom_site_general_challenge: 0,
-          diagnosis: 0,
-          target: i % 10 === 0 ? 1 : 0,
-        }),
-      );
-    }
-    await writeTfRecordFile(path.join(setDir, names[f]), encoded);
-  }
-  return setDir;
-}
-
 export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promise<EndToEndResult> {
   const { records = 2048, distinctImages = 64, sourceSize = 1024, steps = 40, warmup = 5, dir, skipModelSide = false, ...trainerOptions } = options;
   for (const [name, v] of Object.entries({ records, distinctImages, sourceSize, steps }))
@@ -115,7 +75,7 @@ export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promi
   if ((warmup + steps) * o.batchSize > records)
     throw new RangeError(`Expected records >= (warmup + steps) x batchSize = ${(warmup + steps) * o.batchSize} but received ${records}: one pass must cover the run`);
 
-  const setDir = await ensureRecords(dir ?? path.join(PACKAGE_ROOT, '.cache', 'e2e-bench'), records, distinctImages, sourceSize);
+  const setDir = await ensureJpegRecords({ dir: dir ?? path.join(PACKAGE_ROOT, '.cache', 'e2e-bench'), records, distinct: distinctImages, sourceSize, files: 8 });
   const { samples } = await openDataset(setDir);
   const meanJpegBytes = samples.reduce((n, s) => n + (s.image.kind === 'tfrecord' ? s.image.length : 0), 0) / samples.length;
   const cores = os.availableParallelism();

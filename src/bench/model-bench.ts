@@ -16,18 +16,22 @@ export interface ModelBenchmarkOptions extends TrainerOptions {
   warmup?: number;
 }
 
-export interface ModelBenchmarkResult {
+/** What identifies a configuration (src/bench/compare.ts joins Python's rows on it). */
+export interface ModelBenchmarkKey {
   benchmark: 'model';
   implementation: 'native';
   model: string;
   widthFactor: number;
   batchSize: number;
   imageSize: number;
-  accumulate: number;
   device: string;
   precision: string;
-  channelsLast: boolean;
   cudaGraph: boolean;
+}
+
+export interface ModelBenchmarkResult extends ModelBenchmarkKey {
+  accumulate: number;
+  channelsLast: boolean;
   stepMode: StepMode;
   parameterCount: number;
   warmupSteps: number;
@@ -43,16 +47,7 @@ export interface ModelBenchmarkResult {
 }
 
 /** A configuration that could not run (out of memory, say): the sweep goes on. */
-export interface ModelBenchmarkFailure {
-  benchmark: 'model';
-  implementation: 'native';
-  model: string;
-  widthFactor: number;
-  batchSize: number;
-  imageSize: number;
-  device: string;
-  precision: string;
-  cudaGraph: boolean;
+export interface ModelBenchmarkFailure extends ModelBenchmarkKey {
   error: string;
   code: string;
 }

@@ -4,6 +4,7 @@
  * (apt-get install -y python3-torch python3-torchvision); without them that one test is skipped.
  */
 import { spawnSync } from 'child_process';
+import { TORCH_PYTHON, requireTorchOrWarn } from '../python-torch';
 import * as path from 'path';
 import { BenchRow, compareRows, formatComparison, formatComparisonMarkdown, parseBenchLines } from '../../src/bench/compare';
 
@@ -207,15 +208,8 @@ describe('formatting', () => {
   });
 });
 
-const PYTHON = process.env.MELANOMA_TORCH_PYTHON ?? '/usr/bin/python3';
-const probe = spawnSync(PYTHON, ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
-const hasTorch = probe.status === 0;
-const why = probe.error ? `${PYTHON} not found` : (probe.stderr || '').trim().split('\n').pop();
-if (!hasTorch)
-  console.warn(
-    `Skipping the bench/python_baseline.py test: ${PYTHON} cannot import torch and torchvision (${why}). ` +
-      'Install them with: apt-get install -y python3-torch python3-torchvision',
-  );
+const PYTHON = TORCH_PYTHON;
+const hasTorch = requireTorchOrWarn('the bench/python_baseline.py test');
 const testTorch = hasTorch ? test : test.skip;
 
 testTorch('bench/python_baseline.py measures a tiny CPU configuration and writes one well-formed JSON line', () => {

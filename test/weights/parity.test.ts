@@ -8,21 +8,15 @@
  * 1e-4 in the engine. Without Python torch the suite is skipped with a message.
  */
 import { spawnSync } from 'child_process';
+import { TORCH_PYTHON, requireTorchOrWarn } from '../python-torch';
 import { mkdtempSync, rmSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { WeightsError, importWeights } from '../../src/model/weights';
 import { engineLogits, maxAbsDiff, readManifest, spread } from './helpers';
 
-const PYTHON = process.env.MELANOMA_TORCH_PYTHON ?? '/usr/bin/python3';
-const probe = spawnSync(PYTHON, ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
-const hasTorch = probe.status === 0;
-const why = probe.error ? `${PYTHON} not found` : (probe.stderr || '').trim().split('\n').pop();
-if (!hasTorch)
-  console.warn(
-    `Skipping the PyTorch parity tests: ${PYTHON} cannot import torch and torchvision (${why}). ` +
-      'Install them with: apt-get install -y python3-torch python3-torchvision (the committed fixtures in import.test.ts still run)',
-  );
+const PYTHON = TORCH_PYTHON;
+const hasTorch = requireTorchOrWarn('the PyTorch parity tests', '(the committed fixtures in import.test.ts still run)');
 const describeTorch = hasTorch ? describe : describe.skip;
 
 describeTorch(`parity with PyTorch (${hasTorch ? PYTHON : `skipped: no torch for ${PYTHON}`})`, () => {
