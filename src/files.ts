@@ -6,33 +6,38 @@ import * as path from 'path';
 /**
  * Writes atomically: a temporary file in the same folder, fsync, then rename, so a crash never
  * leaves a half-written file under the final name. Refuses to replace an existing file unless
- * `overwrite` is set. Without `overwrite` the file is published with link(2), which fails if the
- * name exists: a file another writer created meanwhile is never replaced either.
+ * `overwrite` is set (the error has code EEXIST). Without `overwrite` the file is published with
+ * link(2), which fails if the name exists, so a file another writer created meanwhile is not
+ * replaced either; on a file system without hard links it falls back to rename after the
+ * existence check, where that race remains.
  */
 export async function writeFileAtomic(file: string, data: Buffer | readonly Buffer[], { overwrite = false } = {}): Promise<void> {
-  const exists = () => new Error(`${file} already exists and was left untouched: choose another path or pass overwrite`);
+  const exists = () => Object.assign(new Error(`${file} already exists and was left untouched: choose another path or pass overwrite`), { code: 'EEXIST' });
   // Checked first too, so a refusal costs no write.
   if (!overwrite && (await fsp.stat(file).catch(() => null))) throw exists();
   await fsp.mkdir(path.dirname(file), { recursive: true });
   // Unique per call: two writes of one name in the same millisecond must not share a temporary.
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const removeTemporary = () => fsp.rm(temporary, { force: true }).catch(() => undefined);
   const handle = await fsp.open(temporary, 'w');
   try {
-    // Parts are written in order, so the caller need not concatenate a large file in memory.
-    for (const part of Buffer.isBuffer(data) ? [data] : data) await handle.writeFile(part);
-    await handle.sync();
+    try {
+      // Parts are written in order, so the caller need not concatenate a large file in memory.
+      for (const part of Buffer.isBuffer(data) ? [data] : data) await handle.writeFile(part);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
   } catch (err) {
-    await handle.close();
-    await fsp.rm(temporary, { force: true }); // e.g. a full disk: leave no half-written file
+    await removeTemporary(); // e.g. a full disk: leave no half-written file
     throw err;
   }
-  await handle.close();
   try {
     if (overwrite || !(await publishWithoutReplacing(temporary, file))) await fsp.rename(temporary, file);
   } catch (err) {
     throw (err as NodeJS.ErrnoException).code === 'EEXIST' ? exists() : err;
   } finally {
-    await fsp.rm(temporary, { force: true });
+    await removeTemporary(); // after link: the second name; after rename: already gone
   }
 }
 
@@ -47,7 +52,7 @@ async function publishWithoutReplacing(temporary: string, file: string): Promise
     return true;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV') return false;
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'ENOSYS') return false;
     throw err;
   }
 }

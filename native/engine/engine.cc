@@ -232,8 +232,10 @@ struct Engine::Impl {
   // random draw on the device fails: later graph steps report the first failure instead.
   std::string captureFailure;
   int64_t stepsInFlight = 0;     // launched, result not read yet
-  std::string haltedBy;          // the non-finite-loss report while `halted` is set on the device
 #endif
+  // Set by a non-finite loss (fp32/bf16): train steps are refused, on every device alike, until
+  // a checkpoint is imported (importState), so what a failure leaves does not depend on timing.
+  std::string haltedBy;
 
   explicit Impl(const EngineConfig& cfg) : config(cfg) {
     if (config.device == "cuda") {
@@ -848,19 +850,15 @@ struct Engine::Impl {
     if (nonFinite || !haltedBy.empty()) {
       const bool first = haltedBy.empty();
       if (first) haltedBy = nonFiniteLoss(result.loss).what();
-      const std::string message =
-          first ? haltedBy
-                : "this batch was not applied: an earlier batch stopped training (" + haltedBy + ")";
       if (stepsInFlight == 0) {
-        // Nothing else is queued behind it: drop the window and let training go on from here.
+        // Nothing else is queued behind it: drop the window (the device skipped its update).
+        // `halted` stays set on the device until importState clears it.
         torch::NoGradGuard noGrad;
         zeroGradients();
         scalars.skipWindow.zero_();
-        scalars.halted.zero_();
         microStep = 0;
-        haltedBy.clear();
       }
-      throw EngineFailure("ERR_ENGINE_NONFINITE", message);
+      throw first ? EngineFailure("ERR_ENGINE_NONFINITE", haltedBy) : refusedAfterHalt();
     }
     checkLossScale();
     return result;
@@ -868,6 +866,7 @@ struct Engine::Impl {
 #endif
 
   BenchmarkResult benchmarkSteps(const HostBatch& batch, int64_t steps) {
+    if (!haltedBy.empty()) throw refusedAfterHalt();
     BenchmarkResult result;
     result.steps = steps;
     using Clock = std::chrono::steady_clock;
@@ -938,9 +937,16 @@ struct Engine::Impl {
     return finishTrainStep(*pending);
   }
 
+  EngineFailure refusedAfterHalt() const {
+    return EngineFailure("ERR_ENGINE_NONFINITE",
+                         "this batch was not applied: training stopped at an earlier batch (" +
+                             haltedBy + "); import a checkpoint (importState) to train on");
+  }
+
   // On CUDA the step is queued and this returns before the device runs it, so the host can stage
   // the next batch meanwhile; finishTrainStep reads the result. On CPU the step is done here.
   std::unique_ptr<PendingStepImpl> launchTrainStep(const HostBatch& batch) {
+    if (!haltedBy.empty()) throw refusedAfterHalt();
     // Freezing changes only between accumulation windows, so a window is never half frozen.
     if (microStep == 0) setBackboneFrozen(batch.freezeBackbone);
     setTrainingMode();
@@ -978,7 +984,8 @@ struct Engine::Impl {
       // Nothing of this window is applied: the weights stay as they were before it.
       zeroGradients();
       microStep = 0;
-      throw nonFiniteLoss(result.loss);
+      haltedBy = nonFiniteLoss(result.loss).what();
+      throw EngineFailure("ERR_ENGINE_NONFINITE", haltedBy);
     }
     (lossTensor * (lossScale / config.accumulateSteps)).backward();
     if (++microStep == config.accumulateSteps) applyOptimizer(batch, result);
@@ -1171,6 +1178,7 @@ struct Engine::Impl {
     }
     microStep = 0;
     zeroGradients();
+    haltedBy.clear();
 #if ENGINE_DEVICE_STEP
     if (deviceStep) pushScalarsToDevice();
 #endif

@@ -28,8 +28,9 @@ class Engine {
   TrainStepResult trainStep(const HostBatch& batch);  // launch + finish
   // Queues a train step and returns before the device has run it (CUDA; on CPU the step is done on
   // return), so the caller can stage the next batch meanwhile. Each pending step must be finished,
-  // in launch order, before any method other than launchTrainStep is called. A step launched
-  // behind one whose loss was not finite changes nothing, and its finish reports that.
+  // in launch order, before any method other than launchTrainStep is called. After a step whose
+  // loss was not finite (fp32/bf16), every train step is refused, and changes nothing, until a
+  // checkpoint is imported: steps already launched on the device behind it included.
   std::unique_ptr<PendingStep> launchTrainStep(const HostBatch& batch);
   TrainStepResult finishTrainStep(PendingStep& pending);
   BenchmarkResult benchmarkSteps(const HostBatch& batch, int64_t steps);

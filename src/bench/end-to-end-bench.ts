@@ -73,7 +73,7 @@ export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promi
   if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`Expected integer >= 0 for warmup but received ${warmup}`);
   const o = resolveOptions(trainerOptions, { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs });
   if ((warmup + steps) * o.batchSize > records)
-    throw new RangeError(`Expected records >= (warmup + steps) x batchSize = ${(warmup + steps) * o.batchSize} but received ${records}: one pass must cover the run`);
+    throw new RangeError(`Expected records (--records) >= (warmup + steps) x batchSize = ${(warmup + steps) * o.batchSize} but received ${records}: one pass must cover the run`);
 
   const setDir = await ensureJpegRecords({ dir: dir ?? path.join(PACKAGE_ROOT, '.cache', 'e2e-bench'), records, distinct: distinctImages, sourceSize, files: 8 });
   const { samples } = await openDataset(setDir);
@@ -122,7 +122,18 @@ export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promi
       mark = performance.now();
       if (completed === warmup + steps) break;
     }
-    if (inFlight) await inFlight; // the one submitted past the window: not timed
+    if (inFlight) {
+      // The last step submitted: timed when the loader ran out before the window was full.
+      const before = performance.now();
+      await inFlight;
+      const after = performance.now();
+      if (completed < warmup + steps) {
+        completed += 1;
+        if (completed === warmup) started = after;
+        else if (completed > warmup) trainStep += after - before;
+        mark = after;
+      }
+    }
     const timed = completed - warmup;
     const endedAt = mark;
     const seconds = (endedAt - started) / 1000;

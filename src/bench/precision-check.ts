@@ -38,10 +38,11 @@ export interface PrecisionCurve {
   skippedSteps: number;
   finalLossScale: number;
   windowMeans: number[];
-  /** Largest |window mean - fp32 eager window mean| (0 for the reference itself). */
-  maxWindowDeviation: number;
-  /** The deviation allowed for that window. */
-  maxWindowTolerance: number;
+  /**
+   * The window closest to (or furthest past) its tolerance: its index, |window mean - fp32 eager
+   * window mean| (0 for the reference itself) and the deviation it is allowed.
+   */
+  worstWindow: { index: number; deviation: number; tolerance: number };
   withinTolerance: boolean;
 }
 
@@ -118,8 +119,7 @@ export async function runPrecisionCheck(options: PrecisionCheckOptions = {}): Pr
         skippedSteps,
         finalLossScale: lossScale,
         windowMeans: means,
-        maxWindowDeviation: Math.max(...deviations),
-        maxWindowTolerance: tolerances[worst],
+        worstWindow: { index: worst, deviation: deviations[worst], tolerance: tolerances[worst] },
         withinTolerance: deviations.every((d, i) => Number.isFinite(d) && d <= tolerances[i]),
       });
     } finally {

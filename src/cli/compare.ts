@@ -4,6 +4,7 @@
  * same lesions: far more sensitive than comparing two separate confidence intervals.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from '../files';
 import { DelongTestResult, delongTest } from '../metrics/delong';
@@ -69,6 +70,8 @@ export function registerCompareCommand(program: Command): void {
     }, 0.95)
     .option('--json <file>', 'also write the result as JSON (refuses to overwrite)')
     .action(async (fileA: string, fileB: string, opts: { level: number; json?: string }, command: Command) => {
+      // Before any work: a results file that exists is never replaced.
+      if (opts.json && fs.existsSync(opts.json)) command.error(`error: ${opts.json} already exists and was left untouched: choose another --json path or move that file away`);
       let result: PredictionsComparison;
       try {
         result = comparePredictionFiles(fileA, fileB, { level: opts.level });
@@ -81,7 +84,8 @@ export function registerCompareCommand(program: Command): void {
         try {
           await writeFileAtomic(opts.json, Buffer.from(JSON.stringify(result, null, 2) + '\n'));
         } catch (e) {
-          if (/already exists/.test((e as Error).message)) command.error(`error: ${(e as Error).message}`);
+          // Created by someone else since the check above.
+          if ((e as NodeJS.ErrnoException).code === 'EEXIST') command.error(`error: ${opts.json} appeared meanwhile and was left untouched: choose another --json path`);
           throw e;
         }
         process.stdout.write(`wrote ${opts.json}\n`);

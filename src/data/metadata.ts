@@ -77,9 +77,10 @@ export function encodeSample(sample: LesionSample, patientImages: number): Float
  */
 export function metadataEncoder(population: readonly LesionSample[]): (samples: readonly LesionSample[]) => Float32Array {
   const perPatient = new Map<string, number>();
-  for (const s of population) perPatient.set(s.patientId, (perPatient.get(s.patientId) ?? 0) + 1);
+  for (const s of population) if (s.patientId !== '') perPatient.set(s.patientId, (perPatient.get(s.patientId) ?? 0) + 1);
   return (samples) => {
     const out = new Float32Array(samples.length * METADATA_FEATURES.length);
+    // An image without a patient id (a bare folder of JPEGs) is its patient's only image.
     samples.forEach((s, i) => out.set(encodeSample(s, perPatient.get(s.patientId) ?? 1), i * METADATA_FEATURES.length));
     return out;
   };

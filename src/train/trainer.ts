@@ -359,7 +359,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return [...this.history];
   }
 
-  /** Scores samples in order (eval mode), with image_name/patient_id carried along. */
+  /**
+   * Scores samples in order (eval mode), with image_name/patient_id carried along. With
+   * `metadata`, each patient's image count is taken from `samples`: score a whole set at once.
+   */
   async predict(samples: readonly LesionSample[], options: { imageSize?: number } = {}): Promise<Prediction[]> {
     return (await this.evaluate(samples, options)).predictions;
   }
@@ -455,6 +458,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // and memory layout, unless they are given too.
     const deviceDefaults: TrainerOptions =
       overrides.device !== undefined && overrides.device !== saved.device ? { precision: 'auto', channelsLast: undefined, cudaGraph: undefined } : {};
+    // A run trained with CUDA graphs continues (or predicts) without them on an engine that has none.
+    if (saved.cudaGraph && overrides.cudaGraph === undefined && !torchInfo().cudaGraphs) deviceDefaults.cudaGraph = false;
     // pretrained: null, as the checkpoint already holds the fine-tuned weights.
     const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides });
     // The class weight the run trained with, unless a number is given now.

@@ -29,8 +29,14 @@ describe('runEndToEndBenchmark', () => {
     expect(result.decodeSecondsSum).toBeGreaterThan(0);
   });
 
+  test('records for exactly warmup + steps batches: every step asked for is timed', async () => {
+    const result = await runEndToEndBenchmark({ ...tiny, records: 16, steps: 3, warmup: 1 });
+    expect(result.steps).toBe(3);
+    expect(result.imagesPerSecond).toBeCloseTo((3 * 4) / result.seconds, 6);
+  });
+
   test('a run longer than one pass over the records is refused before anything is generated', async () => {
-    await expect(runEndToEndBenchmark({ ...tiny, records: 8, dir: path.join(dir, 'never') })).rejects.toThrow(/records >= \(warmup \+ steps\) x batchSize = 16 but received 8/);
+    await expect(runEndToEndBenchmark({ ...tiny, records: 8, dir: path.join(dir, 'never') })).rejects.toThrow(/records \(--records\) >= \(warmup \+ steps\) x batchSize = 16 but received 8/);
     expect(readdirSync(dir)).not.toContain('never');
   });
 });

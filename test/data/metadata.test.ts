@@ -42,7 +42,10 @@ describe('metadataEncoder', () => {
     expect(out).toHaveLength(2 * width);
     expect(Array.from(out.subarray(0, width))).toEqual(Array.from(encodeSample(population[2], 1)));
     expect(Array.from(out.subarray(width))).toEqual(Array.from(encodeSample(population[0], 2)));
-    // A sample from outside the population is its patient's only image.
+    // A sample from outside the population is its patient's only image, and so is each image
+    // without a patient id (a bare JPEG folder), however many there are.
     expect(encode([sample({ patientId: 'P9' })])[12]).toBe(Math.fround(Math.log1p(1) / 5));
+    const anonymous = [1, 2, 3].map((i) => sample({ imageName: `x${i}`, patientId: '' }));
+    expect(Array.from(metadataEncoder(anonymous)(anonymous)).filter((_, i) => i % width === 12)).toEqual([1, 2, 3].map(() => Math.fround(Math.log1p(1) / 5)));
   });
 });

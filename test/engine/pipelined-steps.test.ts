@@ -28,20 +28,30 @@ describe('pipelined train steps', () => {
     for (const tensor of state.model) expect(tensor.data.equals(referenceTensors.get(tensor.name)!.data)).toBe(true);
   });
 
-  test('a step whose loss is not finite rejects on its own; the steps around it settle', async () => {
+  test('after a non-finite loss every later train step is refused, whenever it was submitted, until a checkpoint is imported', async () => {
     // lr 1e30 throws the weights to ~1e30 in one Adam step; the next forward overflows to NaN.
     const engine = await create();
     const batch = randomBatch(4, 32, 3);
+    const checkpoint = await engine.exportState();
     const outcomes = await Promise.allSettled([
       engine.trainStep({ ...batch, lr: 1e-3 }),
       engine.trainStep({ ...batch, lr: 1e30 }),
       engine.trainStep({ ...batch, lr: 1e-3 }),
+      engine.trainStep({ ...batch, lr: 1e-3 }),
       engine.evaluate(batch),
     ]);
-    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
-    const failure = (outcomes[2] as PromiseRejectedResult).reason as EngineError;
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    const [failure, refused] = [2, 3].map((i) => (outcomes[i] as PromiseRejectedResult).reason as EngineError);
     expect(failure).toBeInstanceOf(EngineError);
     expect(failure.code).toBe('ERR_ENGINE_NONFINITE');
     expect(failure.message).toMatch(/after 2 optimizer steps; this batch was not applied/);
+    expect(refused.code).toBe('ERR_ENGINE_NONFINITE');
+    expect(refused.message).toMatch(/^this batch was not applied: training stopped at an earlier batch \(training loss is .* import a checkpoint \(importState\) to train on$/);
+    await expect(engine.benchmarkSteps({ ...batch, lr: 1e-3 }, 1)).rejects.toThrow(/training stopped at an earlier batch/);
+    expect((await engine.exportState()).step).toBe(2);
+    await engine.importState(checkpoint);
+    const resumed = await engine.trainStep({ ...batch, lr: 1e-3 });
+    expect(Number.isFinite(resumed.loss)).toBe(true);
+    expect(resumed.step).toBe(1);
   });
 });

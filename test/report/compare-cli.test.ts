@@ -52,7 +52,8 @@ test('the CLI prints both AUCs, the difference with its CI and p; --json writes 
   expect(JSON.parse(fs.readFileSync(json, 'utf8')).pValue).toBeLessThan(0.001);
   const again = run(goodCsv, weakCsv, '--json', json);
   expect(again.status).toBe(2);
-  expect(again.stderr).toMatch(/result\.json already exists and was left untouched/);
+  expect(again.stderr).toMatch(/result\.json already exists and was left untouched: choose another --json path/);
+  expect(again.stdout).toBe(''); // refused before any work
 });
 
 test('a model against itself: difference 0, p = 1', () => {

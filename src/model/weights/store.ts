@@ -134,9 +134,12 @@ export function pretrainedOptions(resolved: ResolvedOptions, given: TrainerOptio
   return { ...resolved, ...wanted, pretrained: path.resolve(weights.file) };
 }
 
-/** Engine tensors of the classification head, which fine-tuning starts fresh. */
+/**
+ * Engine tensors of the head (the layers after pooling, the metadata branch among them), which
+ * fine-tuning starts fresh; the engine gives the same tensors the head's learning rate.
+ */
 export function isHeadTensor(name: string): boolean {
-  return name.startsWith('classifier.') || name.startsWith('head_fc.');
+  return name.startsWith('classifier.') || name.startsWith('head_fc.') || name.startsWith('meta_fc');
 }
 
 /** Loads the backbone of imported weights into an engine (strict=false: the head keeps its fresh initialisation). */
