@@ -54,6 +54,41 @@ function siteSlot(site: string | null): number | null {
   return value.includes('torso') ? SITES.indexOf('torso') : null;
 }
 
+/**
+ * How a set spells sex and site: TFRecord integer 'codes', CSV 'text', 'mixed', or 'none' (no
+ * values). A model must be scored on the spelling it learned: code k and the k-th name share a
+ * slot only if the unpublished code table happens to follow SITES.
+ */
+export type MetadataKind = 'codes' | 'text' | 'mixed' | 'none';
+
+export function metadataKind(samples: readonly LesionSample[]): MetadataKind {
+  let codes = false;
+  let text = false;
+  for (const s of samples) {
+    for (const value of [s.sex, s.anatomSite]) {
+      const v = value?.trim();
+      if (!v) continue;
+      if (/^\d+$/.test(v)) codes = true;
+      else text = true;
+    }
+  }
+  return codes && text ? 'mixed' : codes ? 'codes' : text ? 'text' : 'none';
+}
+
+/**
+ * Why samples spelled as `scored` cannot go to a model that learned from `trained` samples, or
+ * null when they can. Only codes against text is refused: missing values are just missing.
+ */
+export function metadataKindMismatch(trained: MetadataKind, scored: MetadataKind): string | null {
+  const spelled = { codes: 'TFRecord integer codes', text: 'CSV text values' } as const;
+  if ((trained === 'codes' && scored === 'text') || (trained === 'text' && scored === 'codes'))
+    return (
+      `this model learned patient metadata (sex, anatomic site) from ${spelled[trained]} but these samples carry ${spelled[scored]}: ` +
+      `the two land in different feature slots. Score the same kind of source it trained on (TFRecords, or TFRecords joined with --csv)`
+    );
+  return null;
+}
+
 /** The features of one sample; `patientImages` counts its patient's images in the set. */
 export function encodeSample(sample: LesionSample, patientImages: number): Float32Array {
   const v = new Float32Array(METADATA_FEATURES.length);

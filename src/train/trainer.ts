@@ -8,7 +8,7 @@ import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
-import { metadataEncoder } from '../data/metadata';
+import { MetadataKind, metadataEncoder, metadataKind, metadataKindMismatch } from '../data/metadata';
 import { Engine, EngineInfo, EngineState, NamedTensor, TrainStepResult, torchInfo } from '../native';
 import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
@@ -128,6 +128,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** posWeight 'auto' was set to 1 because the engine was built before any training set was seen. */
   private posWeightIsPlaceholder = false;
   private epochsDone = 0;
+  /** How the training samples spelled sex and site (with `metadata`): scored samples must match. */
+  private trainedMetadataKind: MetadataKind | null = null;
   private readonly history: EpochRecord[] = [];
   private lastValidation: EvaluationResult | null = null;
   private stopReasonText: string | null = null;
@@ -217,9 +219,17 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     };
   }
 
-  /** The metadata encoder of a sample set (images per patient counted in it), or null without metadata. */
-  private metadataFor(samples: readonly LesionSample[]) {
-    return this.options.metadata ? metadataEncoder(samples) : null;
+  /**
+   * The metadata encoder of a sample set (images per patient counted in it), or null without
+   * metadata. Refuses samples spelled otherwise than the ones the model learned from.
+   */
+  private metadataFor(samples: readonly LesionSample[], { training = false } = {}) {
+    if (!this.options.metadata) return null;
+    const kind = metadataKind(samples);
+    if (training && (this.trainedMetadataKind === null || this.trainedMetadataKind === 'none')) this.trainedMetadataKind = kind;
+    const mismatch = metadataKindMismatch(this.trainedMetadataKind ?? 'none', kind);
+    if (mismatch) throw new RangeError(`Expected samples whose metadata is spelled as in training but received others: ${mismatch}`);
+    return metadataEncoder(samples);
   }
 
   /**
@@ -233,7 +243,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const o = this.options;
     this.stopReasonText = null;
     // One loader per image size (progressive resizing); the epoch order depends on the seed and epoch only.
-    const trainMetadata = this.metadataFor(data.train);
+    const trainMetadata = this.metadataFor(data.train, { training: true });
     const loaders = new Map<number, ReturnType<typeof createLoader>>();
     const loaderFor = (imageSize: number) => {
       const existing = loaders.get(imageSize);
@@ -439,6 +449,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       'melanoma.loss_scale': String(state.lossScale),
       'melanoma.epochs_done': String(this.epochsDone),
       'melanoma.history': JSON.stringify(this.history),
+      ...(this.trainedMetadataKind ? { 'melanoma.metadata_kind': this.trainedMetadataKind } : {}),
     };
     await writeFileAtomic(file, safetensorsParts(tensors, metadata), { overwrite });
     this.emit('checkpoint', { path: file, epoch: this.epochsDone });
@@ -465,6 +476,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // The class weight the run trained with, unless a number is given now.
     trainer.posWeight = typeof trainer.options.posWeight === 'number' && overrides.posWeight !== undefined ? trainer.options.posWeight : Number(metadata['melanoma.pos_weight']);
     trainer.epochsDone = Number(metadata['melanoma.epochs_done']);
+    trainer.trainedMetadataKind = (metadata['melanoma.metadata_kind'] as MetadataKind | undefined) ?? null;
     trainer.history.push(...(JSON.parse(metadata['melanoma.history'] ?? '[]') as EpochRecord[]));
     const engine = await trainer.ensureEngine();
     const state: EngineState = {

@@ -1,5 +1,5 @@
 /** The metadata features: CSV text and TFRecord codes, missing values, images per patient. */
-import { METADATA_FEATURES, SITES, encodeSample, metadataEncoder } from '../../src/data/metadata';
+import { METADATA_FEATURES, SITES, encodeSample, metadataEncoder, metadataKind, metadataKindMismatch } from '../../src/data/metadata';
 import type { LesionSample } from '../../src/data/types';
 
 function sample(overrides: Partial<LesionSample>): LesionSample {
@@ -47,5 +47,20 @@ describe('metadataEncoder', () => {
     expect(encode([sample({ patientId: 'P9' })])[12]).toBe(Math.fround(Math.log1p(1) / 5));
     const anonymous = [1, 2, 3].map((i) => sample({ imageName: `x${i}`, patientId: '' }));
     expect(Array.from(metadataEncoder(anonymous)(anonymous)).filter((_, i) => i % width === 12)).toEqual([1, 2, 3].map(() => Math.fround(Math.log1p(1) / 5)));
+  });
+});
+
+describe('metadataKind', () => {
+  test('codes, text, mixed or none; missing values do not count', () => {
+    expect(metadataKind([sample({ sex: '1', anatomSite: '3' }), sample({})])).toBe('codes');
+    expect(metadataKind([sample({ sex: 'female' }), sample({ anatomSite: 'torso' })])).toBe('text');
+    expect(metadataKind([sample({ sex: '0' }), sample({ anatomSite: 'torso' })])).toBe('mixed');
+    expect(metadataKind([sample({}), sample({ ageApprox: 40 })])).toBe('none');
+  });
+
+  test('only codes against text is a mismatch', () => {
+    expect(metadataKindMismatch('codes', 'text')).toMatch(/learned patient metadata \(sex, anatomic site\) from TFRecord integer codes but these samples carry CSV text values/);
+    expect(metadataKindMismatch('text', 'codes')).toMatch(/from CSV text values but these samples carry TFRecord integer codes/);
+    for (const [a, b] of [['codes', 'codes'], ['text', 'none'], ['none', 'codes'], ['mixed', 'text']] as const) expect(metadataKindMismatch(a, b)).toBeNull();
   });
 });

@@ -33,6 +33,12 @@ test('fit and predict with metadata; the saved checkpoint loads with its metadat
     try {
       expect(loaded.options.metadata).toBe(true);
       expect((await loaded.predict(samples)).map((p) => p.logit)).toEqual(before.map((p) => p.logit));
+      // The demo TFRecords spell sex and site as codes: CSV-style text is refused, by the
+      // trainer and by the checkpoint alike, before anything is scored.
+      const spelledAsText = samples.map((s) => ({ ...s, sex: 'female', anatomSite: 'torso' }));
+      for (const model of [trainer, loaded]) {
+        await expect(model.predict(spelledAsText)).rejects.toThrow(/learned patient metadata \(sex, anatomic site\) from TFRecord integer codes but these samples carry CSV text values/);
+      }
     } finally {
       await loaded.dispose();
     }
