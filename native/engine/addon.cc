@@ -105,6 +105,18 @@ engine::EngineConfig parseConfig(const Napi::Object& js) {
   return config;
 }
 
+// An optional Float32Array field copied into `out`; false when the field is absent or null.
+bool float32Field(const Napi::Object& js, const char* key, std::vector<float>& out) {
+  const auto value = js.Get(key);
+  if (value.IsUndefined() || value.IsNull()) return false;
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(js.Env(), std::string("engine: '") + key + "' must be a Float32Array");
+  }
+  const auto array = value.As<Napi::Float32Array>();
+  out.assign(array.Data(), array.Data() + array.ElementLength());
+  return true;
+}
+
 // The images are copied here, on the JS thread, so the caller may reuse its Buffer at once.
 engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
   const auto env = js.Env();
@@ -122,32 +134,18 @@ engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
                  " bytes but batchSize x height x width x 3 = " + std::to_string(expected));
   }
   batch.images.assign(buffer.Data(), buffer.Data() + buffer.Length());
-  const auto labels = js.Get("labels");
-  if (!labels.IsUndefined() && !labels.IsNull()) {
-    if (!labels.IsTypedArray() ||
-        labels.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      throw Napi::TypeError::New(env, "engine: 'labels' must be a Float32Array");
-    }
-    const auto array = labels.As<Napi::Float32Array>();
-    if (array.ElementLength() != static_cast<size_t>(batch.batchSize)) {
+  if (float32Field(js, "labels", batch.labels)) {
+    if (batch.labels.size() != static_cast<size_t>(batch.batchSize)) {
       throw Napi::RangeError::New(env, "engine: 'labels' has " +
-                                           std::to_string(array.ElementLength()) +
+                                           std::to_string(batch.labels.size()) +
                                            " values for a batch of " +
                                            std::to_string(batch.batchSize));
     }
-    batch.labels.assign(array.Data(), array.Data() + array.ElementLength());
   } else if (withLearningRate) {
     throw Napi::TypeError::New(env, "engine: a train step needs 'labels'");
   }
-  const auto metadata = js.Get("metadata");
-  if (!metadata.IsUndefined() && !metadata.IsNull()) {
-    if (!metadata.IsTypedArray() ||
-        metadata.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      throw Napi::TypeError::New(env, "engine: 'metadata' must be a Float32Array");
-    }
-    const auto array = metadata.As<Napi::Float32Array>();
-    batch.metadata.assign(array.Data(), array.Data() + array.ElementLength());
-  }
+  // Its size depends on the model: the engine checks it (hostMetadata in engine.cc).
+  float32Field(js, "metadata", batch.metadata);
   if (withLearningRate) {
     batch.lr = numberField(js, "lr");
     batch.backboneLr = js.Get("backboneLr").IsNumber() ? numberField(js, "backboneLr") : batch.lr;

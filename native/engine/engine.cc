@@ -448,10 +448,14 @@ struct Engine::Impl {
     return host.defined() ? host.to(device).clone() : host;
   }
 
+  // The batch's labels as a host tensor over its memory (no copy).
+  static torch::Tensor hostLabels(const HostBatch& batch) {
+    return torch::from_blob(const_cast<float*>(batch.labels.data()),
+                            {static_cast<int64_t>(batch.labels.size())}, torch::kFloat);
+  }
+
   torch::Tensor labelTensor(const HostBatch& batch) const {
-    auto labels = torch::from_blob(const_cast<float*>(batch.labels.data()),
-                                   {static_cast<int64_t>(batch.labels.size())}, torch::kFloat);
-    return labels.to(device).clone();
+    return hostLabels(batch).to(device).clone();
   }
 
   torch::Tensor loss(const torch::Tensor& logits, torch::Tensor targets, int64_t reduction) const {
@@ -582,11 +586,6 @@ struct Engine::Impl {
   // memory and an async copy on the current stream.
   static void stageInto(torch::Tensor& target, const torch::Tensor& host) {
     target.copy_(host.pin_memory(), /*non_blocking=*/true);
-  }
-
-  torch::Tensor hostLabels(const HostBatch& batch) const {
-    return torch::from_blob(const_cast<float*>(batch.labels.data()),
-                            {static_cast<int64_t>(batch.labels.size())}, torch::kFloat);
   }
 
   // After a checkpoint import: the device copies follow the host values.

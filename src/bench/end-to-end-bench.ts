@@ -10,8 +10,8 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { openDataset } from '../data/isic';
 import { createLoader } from '../data/loader';
-import { TrainerOptions, engineConfig, resolveOptions } from '../model/config';
-import { Engine, PACKAGE_ROOT, torchInfo } from '../native';
+import { ENGINE_PROBE, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
+import { Engine, PACKAGE_ROOT } from '../native';
 import { ensureJpegRecords } from './jpeg-records';
 import { ModelBenchmarkResult, runModelBenchmark } from './model-bench';
 
@@ -71,7 +71,7 @@ export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promi
   for (const [name, v] of Object.entries({ records, distinctImages, sourceSize, steps }))
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`Expected positive integer for ${name} but received ${v}`);
   if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`Expected integer >= 0 for warmup but received ${warmup}`);
-  const o = resolveOptions(trainerOptions, { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs });
+  const o = resolveOptions(trainerOptions, ENGINE_PROBE);
   if ((warmup + steps) * o.batchSize > records)
     throw new RangeError(`Expected records (--records) >= (warmup + steps) x batchSize = ${(warmup + steps) * o.batchSize} but received ${records}: one pass must cover the run`);
 
@@ -106,33 +106,29 @@ export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promi
     let trainStep = 0;
     let inFlight: Promise<unknown> | null = null;
     let mark = performance.now();
+    // Waits for a step and counts it: the warm-up's last completion starts the timed window.
+    const complete = async (step: Promise<unknown>) => {
+      const before = performance.now();
+      await step;
+      const after = performance.now();
+      completed += 1;
+      if (completed === warmup) started = after;
+      else if (completed > warmup) trainStep += after - before;
+      mark = after;
+    };
     for await (const batch of loader.epoch(0)) {
       if (completed >= warmup) waitForData += performance.now() - mark;
       const next = engine.trainStep({ images: batch.images, labels: batch.labels, batchSize: batch.batchSize, height: batch.height, width: batch.width, lr: o.lr });
       next.catch(() => undefined); // awaited on the next batch
-      if (inFlight) {
-        const before = performance.now();
-        await inFlight;
-        completed += 1;
-        const after = performance.now();
-        if (completed === warmup) started = after;
-        else if (completed > warmup) trainStep += after - before;
-      }
+      if (inFlight) await complete(inFlight);
       inFlight = next;
       mark = performance.now();
       if (completed === warmup + steps) break;
     }
     if (inFlight) {
       // The last step submitted: timed when the loader ran out before the window was full.
-      const before = performance.now();
-      await inFlight;
-      const after = performance.now();
-      if (completed < warmup + steps) {
-        completed += 1;
-        if (completed === warmup) started = after;
-        else if (completed > warmup) trainStep += after - before;
-        mark = after;
-      }
+      if (completed < warmup + steps) await complete(inFlight);
+      else await inFlight;
     }
     const timed = completed - warmup;
     const endedAt = mark;

@@ -7,7 +7,7 @@
 import { mixSeed, mulberry32 } from '../data/random';
 import { Engine, EngineError, StepMode, torchInfo } from '../native';
 import { ModelName } from '../model/architectures';
-import { Precision, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
+import { ENGINE_PROBE, Precision, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 
 export interface ModelBenchmarkOptions extends TrainerOptions {
   /** Timed train steps (after warm-up). */
@@ -65,7 +65,7 @@ export async function runModelBenchmark(options: ModelBenchmarkOptions = {}): Pr
   const { steps = 10, warmup = 2, ...trainerOptions } = options;
   if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`Expected integer >= 1 for steps but received ${steps}`);
   if (!Number.isInteger(warmup) || warmup < 0) throw new RangeError(`Expected integer >= 0 for warmup but received ${warmup}`);
-  const o = resolveOptions(trainerOptions, { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs });
+  const o = resolveOptions(trainerOptions, ENGINE_PROBE);
   const engine = await Engine.create(engineConfig(o, 1));
   try {
     // The batch is staged on the device once and the steps run back to back (data on the

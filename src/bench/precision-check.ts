@@ -10,7 +10,7 @@
  */
 import { renderLesion } from '../data/demo';
 import { mixSeed, mulberry32 } from '../data/random';
-import { Precision, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
+import { ENGINE_PROBE, Precision, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { Engine, torchInfo } from '../native';
 
 export interface PrecisionCheckOptions extends Omit<TrainerOptions, 'precision' | 'cudaGraph'> {
@@ -75,7 +75,7 @@ export async function runPrecisionCheck(options: PrecisionCheckOptions = {}): Pr
   const { precisions, cudaGraphs, steps = 200, batches = 8, window = 20, ...trainerOptions } = options;
   if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`Expected integer >= 1 for steps but received ${steps}`);
   if (!Number.isInteger(window) || window < 1 || window > steps) throw new RangeError(`Expected integer between 1 and steps (${steps}) for window but received ${window}`);
-  const probe = { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs };
+  const probe = ENGINE_PROBE;
   const base = resolveOptions({ ...trainerOptions, precision: 'fp32', cudaGraph: false }, probe);
   const onCuda = base.device === 'cuda';
   const modes = cudaGraphs ?? (onCuda && torchInfo().cudaGraphs ? [false, true] : [false]);

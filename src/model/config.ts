@@ -4,7 +4,7 @@
  * option, what was expected and what arrived (sharp's style).
  */
 import * as os from 'os';
-import type { AugmentSpec, EngineConfig } from '../native';
+import { AugmentSpec, EngineConfig, torchInfo } from '../native';
 import { METADATA_FEATURES, METADATA_HIDDEN } from '../data/metadata';
 import { ArchitectureOptions, MODEL_NAMES, ModelName, buildModelSpec, isModelName } from './architectures';
 import { ImageSizeStage, SCHEDULE_NAMES, ScheduleName } from '../train/schedule';
@@ -297,6 +297,9 @@ export interface DeviceProbe {
   /** Whether the engine has CUDA graphs (torchInfo().cudaGraphs); absent = no. */
   cudaGraphs?(): boolean;
 }
+
+/** The probe of the engine addon itself (it loads the addon only when 'auto' asks). */
+export const ENGINE_PROBE: DeviceProbe = { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs };
 
 /**
  * Validates user options and fills in the defaults. Throws TypeError (wrong type, unknown option)

@@ -10,7 +10,7 @@ import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
 import { MetadataKind, metadataEncoder, metadataKind, metadataKindMismatch } from '../data/metadata';
 import { Engine, EngineInfo, EngineState, NamedTensor, TrainStepResult, torchInfo } from '../native';
-import { ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
+import { ENGINE_PROBE, ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
 import { writeFileAtomic } from '../files';
 import { readSafetensorsFile, safetensorsParts } from './safetensors';
@@ -137,7 +137,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** Validates the options at once: a bad option throws here, before any work. */
   constructor(options: TrainerOptions = {}) {
     super();
-    const resolved = resolveOptions(options, { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs });
+    const resolved = resolveOptions(options, ENGINE_PROBE);
     // Pretrained weights fix the architecture: model, width, padding, BatchNorm eps and momentum.
     this.options = resolved.pretrained ? pretrainedOptions(resolved, options, resolvePretrained(resolved.pretrained)) : resolved;
   }
