@@ -10,6 +10,7 @@ import { runDataBenchmark } from './bench/data-bench';
 import { runEndToEndBenchmark } from './bench/end-to-end-bench';
 import { runPrecisionCheck } from './bench/precision-check';
 import { runModelBenchmark, runModelSweep } from './bench/model-bench';
+import { registerCalibrateCommand } from './cli/calibrate';
 import { registerCompareCommand } from './cli/compare';
 import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
@@ -301,6 +302,7 @@ function buildProgram(): Command {
     .addOption(new Option('--ensemble <mode>', 'combine checkpoints by mean probability or mean normalised rank').choices(['mean', 'rank']).default('mean'))
     .option('--tta <views>', `test-time views averaged per image, 1-8 (${TTA_VIEWS.join(', ')})`, integer('--tta', 1), 1)
     .option('--per-view <file>', 'also write image_name,checkpoint,view,score for every model and view')
+    .option('--calibrator <file>', 'pass the combined probabilities through a calibrator from `melanoma calibrate` (platt or patient-context)')
     .option('--image-size <px>', "input size (default: each checkpoint's last training size)", integer('--image-size', 32))
     .option('--batch-size <n>', 'images per batch', integer('--batch-size', 1))
     .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
@@ -314,6 +316,7 @@ function buildProgram(): Command {
         ensemble: opts.ensemble,
         tta: opts.tta,
         perViewCsv: opts.perView,
+        calibrator: opts.calibrator,
         imageSize: opts.imageSize,
         batchSize: opts.batchSize,
         workers: opts.workers,
@@ -427,6 +430,7 @@ function buildProgram(): Command {
   });
   registerEvaluateCommand(program);
   registerCompareCommand(program);
+  registerCalibrateCommand(program);
   registerInspectCommand(program);
   registerWeightsCommand(program);
   return program;

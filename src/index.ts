@@ -13,6 +13,9 @@ export { learningRateAt, earlyStopReason, imageSizeForEpoch, SCHEDULE_NAMES } fr
 export type { ScheduleName } from './train/schedule';
 export { predict, viewTransform, TTA_VIEWS } from './predict';
 export type { PredictOptions, PredictResult, EnsembleMode, TtaView } from './predict';
+export { fitCalibrator, applyCalibrator, readCalibrator, CalibratorError, CALIBRATOR_KINDS } from './calibrate';
+export type { Calibrator, CalibratorKind, CalibrationReport } from './calibrate';
+export { calibratePredictionsFile } from './cli/calibrate';
 export type { TrainerOptions, Device, Precision } from './model/config';
 export { MODEL_NAMES, SCALING, buildModelSpec, countParameters } from './model/architectures';
 export type { ModelName } from './model/architectures';

@@ -6,11 +6,13 @@
  */
 import { promises as fsp } from 'fs';
 import * as path from 'path';
+import { CalibratorError, applyCalibrator, calibratorFeatures, readCalibrator } from './calibrate';
 import { DataError } from './data/errors';
 import { openDataset } from './data/isic';
 import type { LesionSample } from './data/types';
 import { csvField } from './files';
 import { rocAucOrNull } from './metrics/auc';
+import { logit } from './metrics/calibration';
 import type { Device } from './model/config';
 import { OutputExistsError } from './cli/evaluate';
 import { Trainer, ViewTransform } from './train/trainer';
@@ -38,6 +40,11 @@ export interface PredictOptions {
   tta?: number;
   /** Also write every model's score of every view: image_name,checkpoint,view,score. */
   perViewCsv?: string;
+  /**
+   * A file from `melanoma calibrate`: the combined probabilities pass through it, so the
+   * submission holds calibrated probabilities (platt) or patient-context scores.
+   */
+  calibrator?: string;
   /** Default: the size each checkpoint last trained at. */
   imageSize?: number;
   batchSize?: number;
@@ -57,6 +64,8 @@ export interface PredictResult {
   views: TtaView[];
   /** AUC of the final scores when the test images carry targets (else null). */
   auc: number | null;
+  /** The calibrator file applied, if any. */
+  calibrator: string | null;
   written: string[];
 }
 
@@ -194,9 +203,14 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
     throw new RangeError(`Expected integer between 32 and 2048 for imageSize but received ${String(imageSize)}`);
   const outputs = perViewCsv ? [out, perViewCsv] : [out];
   await refuseExisting(outputs); // before the (long) inference
+  const calibrator = options.calibrator === undefined ? null : await readCalibrator(options.calibrator);
   const checkpoints = await resolveCheckpoints(options.checkpoints);
+  if (calibrator && ensemble === 'rank' && checkpoints.length > 1)
+    throw new CalibratorError(`A calibrator needs probabilities, but --ensemble rank combines ${checkpoints.length} checkpoints into ranks: use --ensemble mean with --calibrator`);
   const samples = await openTestImages(data, csv);
   if (samples.length === 0) throw new DataError('ERR_DATASET_EMPTY', `${data} holds no images to predict`, { file: data });
+  // Before the (long) inference: patient context needs every image's patient.
+  if (calibrator) calibratorFeatures(calibrator.kind, samples.map((s) => ({ logit: 0, patientId: s.patientId })), data);
   const views = TTA_VIEWS.slice(0, tta);
   const transforms = views.map(viewTransform);
   log(`predicting ${samples.length} images with ${checkpoints.length} checkpoint(s) x ${views.length} view(s) (${views.join(', ')})`);
@@ -217,7 +231,12 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
     }
   }
   const combined = ensemble === 'rank' && perModel.length > 1 ? perModel.map(normalisedRanks) : perModel;
-  const rows = samples.map((s, i) => ({ imageName: s.imageName, target: combined.reduce((sum, m) => sum + m[i], 0) / combined.length }));
+  const scores = samples.map((_, i) => combined.reduce((sum, m) => sum + m[i], 0) / combined.length);
+  const final = calibrator
+    ? Array.from(applyCalibrator(calibrator, samples.map((s, i) => ({ logit: logit(scores[i], 1e-12), patientId: s.patientId })), data))
+    : scores;
+  if (calibrator) log(`calibrated with ${options.calibrator} (${calibrator.kind}, fitted on ${calibrator.fittedOn.file})`);
+  const rows = samples.map((s, i) => ({ imageName: s.imageName, target: final[i] }));
   const labelled = samples.every((s) => s.target !== null);
   const auc = labelled ? rocAucOrNull(samples.map((s) => s.target as number), rows.map((r) => r.target)).auc : null;
 
@@ -229,5 +248,5 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
     await fsp.writeFile(perViewCsv, perViewLines.join('\n') + '\n', { flag: 'wx' });
     written.push(perViewCsv);
   }
-  return { rows, checkpoints, views: [...views], auc, written };
+  return { rows, checkpoints, views: [...views], auc, written, calibrator: options.calibrator ?? null };
 }

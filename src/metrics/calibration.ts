@@ -123,7 +123,8 @@ export function expectedCalibrationError(labels: ArrayLike<number>, probabilitie
 }
 
 /** log(1 + e^a) without overflow for large |a|. */
-function softplus(a: number): number {
+/** log(1 + e^a), without overflow. */
+export function softplus(a: number): number {
   return a > 0 ? a + Math.log1p(Math.exp(-a)) : Math.log1p(Math.exp(a));
 }
 

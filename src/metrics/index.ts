@@ -5,6 +5,7 @@ export * from './bootstrap';
 export * from './partial-auc';
 export * from './operating-points';
 export * from './calibration';
+export * from './logistic';
 export * from './cv';
 export { normalCdf, normalQuantile, zForLevel } from './stats';
 export { UndefinedMetricError } from './validate';

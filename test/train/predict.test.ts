@@ -6,7 +6,11 @@ import { spawnSync } from 'child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
+import { CalibratorKind, applyCalibrator, fitCalibrator } from '../../src/calibrate';
 import { openDataset } from '../../src/data/isic';
+import { logit } from '../../src/metrics';
+import { parsePredictionsCsv } from '../../src/report/predictions-csv';
+import { syntheticPredictionsCsv } from '../report/fixtures';
 import { TTA_VIEWS, normalisedRanks, predict, viewTransform } from '../../src/predict';
 import { TrainRunResult, trainRun } from '../../src/train/run';
 import { Trainer } from '../../src/train/trainer';
@@ -101,6 +105,43 @@ describe('predict on a tiny test set', () => {
     const result = await predict({ checkpoints: [run.runDir], data: folder, out, tta: 4 });
     expect(result.rows.map((r) => r.imageName)).toEqual(['ISIC_A', 'ISIC_B']);
     expect(result.auc).toBeNull();
+  });
+
+  test('--calibrator: the submission holds the calibrated combined probabilities; refusals come before any inference', async () => {
+    const oof = parsePredictionsCsv(syntheticPredictionsCsv({ patients: 300 }));
+    const write = (kind: CalibratorKind) => {
+      const file = path.join(root, `${kind}.json`);
+      writeFileSync(file, JSON.stringify(fitCalibrator(oof, { kind }).calibrator));
+      return file;
+    };
+    const samples = (await openDataset(data)).samples;
+    const plain = await predict({ checkpoints: [run.runDir], data, out: path.join(root, 'cal', 'plain.csv') });
+    for (const kind of ['platt', 'patient-context'] as const) {
+      const file = write(kind);
+      const result = await predict({ checkpoints: [run.runDir], data, out: path.join(root, 'cal', `${kind}.csv`), calibrator: file });
+      expect(result.calibrator).toBe(file);
+      const calibrator = fitCalibrator(oof, { kind }).calibrator;
+      const expected = applyCalibrator(calibrator, plain.rows.map((r, i) => ({ logit: logit(r.target, 1e-12), patientId: samples[i].patientId })));
+      result.rows.forEach((r, i) => expect(r.target).toBeCloseTo(expected[i], 12));
+      expect(result.rows.map((r) => r.target)).not.toEqual(plain.rows.map((r) => r.target));
+    }
+    // The demo's patients have two images each: patient context differs from a Platt map there.
+    const platt = readFileSync(path.join(root, 'cal', 'platt.csv'), 'utf8');
+    expect(readFileSync(path.join(root, 'cal', 'patient-context.csv'), 'utf8')).not.toBe(platt);
+
+    const folder = path.join(root, 'bare');
+    mkdirSync(folder);
+    writeFileSync(path.join(folder, 'ISIC_X.jpg'), await sharp({ create: { width: 32, height: 32, channels: 3, background: '#a08070' } }).jpeg().toBuffer());
+    const bareOut = path.join(root, 'cal', 'bare.csv');
+    await expect(predict({ checkpoints: [run.runDir], data: folder, out: bareOut, calibrator: write('patient-context') })).rejects.toThrow(
+      `The patient-context calibrator needs every image's patient_id, but image 1 of ${folder} has none`,
+    );
+    const checkpoints = [path.join(run.runDir, 'best.safetensors'), path.join(run.runDir, 'last.safetensors')];
+    await expect(predict({ checkpoints, data, out: bareOut, ensemble: 'rank', calibrator: write('platt') })).rejects.toThrow(
+      'A calibrator needs probabilities, but --ensemble rank combines 2 checkpoints into ranks: use --ensemble mean with --calibrator',
+    );
+    await expect(predict({ checkpoints: [run.runDir], data, out: bareOut, calibrator: path.join(root, 'none.json') })).rejects.toThrow(/none\.json does not exist: make one with `melanoma calibrate/);
+    expect(existsSync(bareOut)).toBe(false);
   });
 
   test('bad input: one line naming the thing and the fix', async () => {

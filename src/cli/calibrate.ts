@@ -1,0 +1,114 @@
+/**
+ * `calibrate <predictions>`: fit a second-stage calibrator (src/calibrate.ts) on out-of-fold
+ * predictions, print what it does (cross-fitted) and write the file `predict --calibrator` reads.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import * as fs from 'fs';
+import * as path from 'path';
+import { CALIBRATOR_KINDS, CalibrationReport, Calibrator, CalibratorError, CalibratorKind, fitCalibrator } from '../calibrate';
+import { csvField, writeFileAtomic } from '../files';
+import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
+import { CV_FILES } from '../train/cv';
+
+/** A cv folder's pooled out-of-fold file, a run folder's validation file, or the CSV itself. */
+export function resolvePredictionsFile(input: string): string {
+  const st = fs.statSync(input, { throwIfNoEntry: false });
+  if (!st) throw new PredictionsFileError(`${input} does not exist: pass a predictions CSV, a cv folder (its ${CV_FILES.oof}) or a run folder (its valid_predictions.csv)`);
+  if (!st.isDirectory()) return input;
+  for (const name of [CV_FILES.oof, 'valid_predictions.csv']) {
+    const file = path.join(input, name);
+    if (fs.existsSync(file)) return file;
+  }
+  throw new PredictionsFileError(`${input} holds neither ${CV_FILES.oof} nor valid_predictions.csv: pass a cv folder, a run folder or a predictions CSV`);
+}
+
+export interface CalibrateFileOptions {
+  kind?: CalibratorKind;
+  l2?: number;
+  /** Default: calibrator.json (platt) or patient-context.json beside the predictions. */
+  out?: string;
+  /** Also write the cross-fitted scores as a predictions CSV (for `evaluate` and `compare`). */
+  crossFittedOut?: string;
+}
+
+export interface CalibrateFileResult {
+  calibrator: Calibrator;
+  written: string[];
+}
+
+async function publish(file: string, text: string): Promise<void> {
+  try {
+    await writeFileAtomic(file, Buffer.from(text));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new CalibratorError(`${file} appeared meanwhile and was left untouched: choose another path`);
+    throw e;
+  }
+}
+
+export async function calibratePredictionsFile(input: string, options: CalibrateFileOptions = {}): Promise<CalibrateFileResult> {
+  const file = resolvePredictionsFile(input);
+  const kind = options.kind ?? 'platt';
+  const out = options.out ?? path.join(path.dirname(file), kind === 'platt' ? 'calibrator.json' : 'patient-context.json');
+  const outputs = options.crossFittedOut ? [out, options.crossFittedOut] : [out];
+  // Before any work: a file that exists is never replaced.
+  for (const o of outputs) if (fs.existsSync(o)) throw new CalibratorError(`${o} already exists and was left untouched: choose another path (--out / --cross-fitted-out) or move that file away`);
+  const rows = readPredictionsCsv(file);
+  const { calibrator, crossFitted } = fitCalibrator(rows, { kind, l2: options.l2, source: file });
+  await publish(out, JSON.stringify(calibrator, null, 2) + '\n');
+  const written = [out];
+  if (options.crossFittedOut) {
+    const withPatients = rows.every((r) => r.patientId);
+    const lines = [withPatients ? 'image_name,patient_id,target,score' : 'image_name,target,score'];
+    rows.forEach((r, i) => lines.push([r.imageName, ...(withPatients ? [r.patientId as string] : []), String(r.target), String(crossFitted[i])].map(csvField).join(',')));
+    await publish(options.crossFittedOut, lines.join('\n') + '\n');
+    written.push(options.crossFittedOut);
+  }
+  return { calibrator, written };
+}
+
+export function formatCalibration(c: Calibrator): string[] {
+  const r: CalibrationReport = c.report;
+  const f = (v: number, d = 4) => v.toFixed(d);
+  const row = (name: string, q: CalibrationReport['raw']) =>
+    `${name.padEnd(12)}${f(q.auc).padStart(8)}${f(q.nll).padStart(8)}${f(q.brier).padStart(8)}${f(q.ece).padStart(8)}${f(q.meanPredicted).padStart(10)}`;
+  const split = r.crossFitBy === 'fold' ? "the file's fold column" : r.crossFitBy === 'patient' ? 'patient-level folds' : 'image-level folds (no patient_id column)';
+  return [
+    `${c.kind}: ${r.images} images, ${r.melanomas} melanoma${r.patients === null ? '' : `, ${r.patients} patients (${r.imagesWithOtherLesions} images with other lesions of the same patient)`}; cross-fitted over ${r.crossFitFolds} folds (${split})`,
+    `${''.padEnd(12)}${'AUC'.padStart(8)}${'NLL'.padStart(8)}${'Brier'.padStart(8)}${'ECE'.padStart(8)}${'mean p'.padStart(10)}   (observed rate ${f(r.observedRate)})`,
+    row('raw', r.raw),
+    row('calibrated', r.crossFitted),
+    `AUC calibrated - raw: ${r.aucChange.difference >= 0 ? '+' : ''}${f(r.aucChange.difference)} (${Math.round(100 * r.aucChange.level)}% CI ${f(r.aucChange.ci[0])} to ${f(r.aucChange.ci[1])}, paired DeLong p = ${f(r.aucChange.pValue, 3)})`,
+    ...(c.kind === 'platt'
+      ? ['(a Platt map with a positive slope keeps every ranking, so it leaves a test set\'s AUC as it is; the cross-fitted AUC moves only because each fold had its own fit)']
+      : []),
+    `model: sigmoid(${c.features.map((name, j) => `${f(c.weights[j], 3)} * ${name}`).join(' + ')} + ${f(c.intercept, 3)})`,
+    ...c.operatingPoints.map((p) => `sensitivity >= ${p.targetSensitivity}: threshold ${p.threshold.toPrecision(4)} gave sensitivity ${f(p.sensitivity, 3)}, specificity ${f(p.specificity, 3)} (cross-fitted)`),
+    ...r.warnings.map((w) => `warning: ${w}`),
+  ];
+}
+
+/** Add the `calibrate` command to a commander program. */
+export function registerCalibrateCommand(program: Command): void {
+  program
+    .command('calibrate')
+    .description("fit a calibrator on out-of-fold predictions (platt, or patient-context: the patient's other lesions), report it cross-fitted, and write the file predict --calibrator reads")
+    .argument('<predictions>', `a cv folder (its ${CV_FILES.oof}), a run folder (its valid_predictions.csv) or a predictions CSV`)
+    .addOption(new Option('--kind <kind>', "platt: a slope and an intercept on the logit; patient-context: also the logits of the patient's other images").choices(CALIBRATOR_KINDS).default('platt'))
+    .option('--out <file>', 'calibrator file (default: calibrator.json or patient-context.json beside the predictions); never overwritten')
+    .option('--cross-fitted-out <file>', 'also write the cross-fitted calibrated scores as a predictions CSV (for evaluate and compare)')
+    .option('--l2 <x>', 'ridge penalty on the standardised weights', (value: string) => {
+      const v = Number(value);
+      if (value.trim() === '' || !(v >= 0) || !Number.isFinite(v)) throw new InvalidArgumentError(`Expected a finite number >= 0 for --l2 but received "${value}".`);
+      return v;
+    }, 1)
+    .action(async (input: string, opts: { kind: CalibratorKind; out?: string; crossFittedOut?: string; l2: number }, command: Command) => {
+      let result: CalibrateFileResult;
+      try {
+        result = await calibratePredictionsFile(input, { kind: opts.kind, l2: opts.l2, out: opts.out, crossFittedOut: opts.crossFittedOut });
+      } catch (e) {
+        if (e instanceof PredictionsFileError || e instanceof RangeError) command.error(`error: ${e.message}`);
+        throw e;
+      }
+      process.stdout.write([...formatCalibration(result.calibrator), ...result.written.map((w) => `wrote ${w}`)].join('\n') + '\n');
+    });
+}
