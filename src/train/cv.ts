@@ -21,6 +21,7 @@ import {
   TrainRunOptions,
   TrainRunResult,
   checkFolds,
+  cosineResumeNote,
   createRunDir,
   describeModel,
   openRunData,
@@ -108,8 +109,11 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     onFold?.(fold, config.folds);
     const trainer = resumable ? await Trainer.load(last, pick(config.trainerOptions, ['epochs', 'workers', 'prefetch'])) : new Trainer(config.trainerOptions);
     try {
-      if (resumable) log(`fold ${fold}/${config.folds}: resuming after epoch ${trainer.completedEpochs} of ${trainer.options.epochs}`);
-      else {
+      if (resumable) {
+        log(`fold ${fold}/${config.folds}: resuming after epoch ${trainer.completedEpochs} of ${trainer.options.epochs}`);
+        const note = cosineResumeNote(trainer);
+        if (note) log(note);
+      } else {
         const info = await withLog(trainer, log, () => trainer.prepare(train));
         if (!cvDir) {
           // The first engine is built before the CV folder exists: a bad device or model leaves nothing behind.

@@ -13,6 +13,7 @@ import { evaluatePredictionsFile } from '../cli/evaluate';
 import { FoldAssignment, readFoldsCsv, splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
 import type { ResolvedOptions, TrainerOptions } from '../model/config';
 import { BatchProgress, EpochRecord, Prediction, Trainer } from './trainer';
+import { learningRateAt } from './schedule';
 
 export interface TrainRunOptions extends TrainerOptions {
   /** A folder of SIIM-ISIC TFRecords, a JPEG folder with train.csv, a CSV, or 'demo'. */
@@ -250,21 +251,36 @@ export interface ResumeOptions extends RunHooks {
  */
 export async function resumeRun(runDir: string, { epochs, workers, prefetch, ...hooks }: ResumeOptions = {}): Promise<TrainRunResult> {
   const config = await readRunConfig(runDir);
-  const last = path.join(runDir, RUN_FILES.last);
-  if (!(await exists(last)))
+  const lastCheckpoint = path.join(runDir, RUN_FILES.last);
+  if (!(await exists(lastCheckpoint)))
     throw new RangeError(`Cannot resume ${runDir}: it has no ${RUN_FILES.last} (the run stopped before its first checkpoint); start a new run instead`);
   const log = hooks.log ?? (() => undefined);
   const overrides = Object.fromEntries(Object.entries({ epochs, workers, prefetch }).filter(([, v]) => v !== undefined)) as TrainerOptions;
   const assignments = await readFoldsCsv(path.join(runDir, RUN_FILES.folds));
   const dataset = await openDataset(config.data, { csv: config.csv ?? undefined });
   const { train, valid } = splitByFold(dataset.samples, assignments, config.fold);
-  const trainer = await Trainer.load(last, overrides);
+  const trainer = await Trainer.load(lastCheckpoint, overrides);
   try {
     log(`resuming ${runDir} after epoch ${trainer.completedEpochs} of ${trainer.options.epochs}; fold ${config.fold}: ${train.length} train / ${valid.length} validation images`);
+    const note = cosineResumeNote(trainer);
+    if (note) log(note);
     return await trainFold(trainer, runDir, { train, valid, fold: config.fold }, hooks);
   } finally {
     await trainer.dispose();
   }
+}
+
+/**
+ * A cosine schedule spans the run's epochs, so a run extended with --epochs gets a stretched
+ * curve and its rate jumps back up: the line that says so, or null when the rate does not rise.
+ */
+export function cosineResumeNote(trainer: Trainer): string | null {
+  const last = trainer.epochHistory.at(-1);
+  if (trainer.options.schedule !== 'cosine' || !last || trainer.completedEpochs >= trainer.options.epochs) return null;
+  const next = learningRateAt(trainer.options, trainer.completedEpochs, trainer.epochHistory);
+  // After warm-up an unchanged cosine only falls; a rise means the run was extended.
+  if (trainer.completedEpochs < trainer.options.warmupEpochs || !(next > last.lr)) return null;
+  return `the cosine schedule now spans ${trainer.options.epochs} epochs, so the rate goes back up: epoch ${trainer.completedEpochs + 1} starts at lr ${next.toExponential(2)} (epoch ${last.epoch} ended at ${last.lr.toExponential(2)})`;
 }
 
 /** Reads and checks a run folder's config.json. */

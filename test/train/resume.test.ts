@@ -42,6 +42,27 @@ test('with gradient accumulation across epoch ends, 1 epoch + resume equals 2 ep
   expect(losses(resumed)).toEqual(losses(whole));
 });
 
+test('extending a cosine run says that the rate goes back up, and by how much', async () => {
+  const options = { ...TINY_OPTIONS, data, folds: 4, schedule: 'cosine' as const, lr: 2e-3, minLr: 1e-5 };
+  const first = await trainRun({ ...options, epochs: 1, runsDir: path.join(root, 'cosine') });
+  const lines: string[] = [];
+  const resumed = await resumeRun(first.runDir, { epochs: 3, log: (line) => lines.push(line) });
+  // Epoch 2 of 3 starts a third of the way down the stretched curve.
+  const next = 1e-5 + (2e-3 - 1e-5) * 0.5 * (1 + Math.cos(Math.PI / 3));
+  expect(lines).toContain(
+    `the cosine schedule now spans 3 epochs, so the rate goes back up: epoch 2 starts at lr ${next.toExponential(2)} (epoch 1 ended at ${first.history[0].lr.toExponential(2)})`,
+  );
+  expect(resumed.history[1].lr).toBeGreaterThan(first.history[0].lr);
+  // A cosine run stopped after epoch 1 of 3 and resumed as it was: the rate keeps falling, no note.
+  const stop = new AbortController();
+  const stopped = await trainRun({ ...options, epochs: 3, runsDir: path.join(root, 'cosine-stopped'), signal: stop.signal, onEpoch: () => stop.abort() });
+  expect(stopped.history).toHaveLength(1);
+  const quiet: string[] = [];
+  const finished = await resumeRun(stopped.runDir, { log: (line) => quiet.push(line) });
+  expect(finished.history).toHaveLength(3);
+  expect(quiet.filter((l) => l.includes('goes back up'))).toEqual([]);
+});
+
 test('resume refuses a folder that is not a run', async () => {
   await expect(resumeRun(path.join(root, 'nowhere'))).rejects.toThrow(/^Cannot resume .*nowhere: no config.json there; pass a run folder made by `melanoma train`/);
 });
