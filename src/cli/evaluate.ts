@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { evaluatePredictions, Evaluation, EvaluationOptions } from '../report/evaluation';
+import { evaluatePredictions, Evaluation, EvaluationOptions, operatingPointRows } from '../report/evaluation';
 import { renderHtmlReport } from '../report/html';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
 
@@ -60,6 +60,14 @@ function numberIn(name: string, ok: (v: number) => boolean, expectation: string)
   };
 }
 
+function numberList(name: string, ok: (v: number) => boolean, expectation: string): (value: string) => number[] {
+  return (value) => {
+    const items = value.split(',').map((v) => v.trim());
+    if (items.some((v) => v === '' || !ok(Number(v)))) throw new InvalidArgumentError(`Expected comma-separated ${expectation} for ${name} but received "${value}".`);
+    return items.map(Number);
+  };
+}
+
 function summaryLines(e: Evaluation, written: string[]): string[] {
   const f = (v: number | null | undefined, d = 3): string => (v === null || v === undefined ? '—' : v.toFixed(d));
   const p = (v: number | null): string => (v === null ? '—' : `${(100 * v).toFixed(1)}%`);
@@ -70,6 +78,10 @@ function summaryLines(e: Evaluation, written: string[]): string[] {
     `Partial AUC (TPR >= ${e.partialAuc.minTpr}) ${f(e.partialAuc.value)} of ${f(e.partialAuc.max, 1)}`,
     `At sensitivity >= ${p(ts.targetSensitivity)}: specificity ${p(ts.specificity)} (threshold ${ts.threshold}, TP ${ts.tp} FP ${ts.fp} TN ${ts.tn} FN ${ts.fn})`,
   ];
+  for (const r of operatingPointRows(e).slice(1)) {
+    const o = r.point;
+    lines.push(`  ${r.name}: sensitivity ${p(o.sensitivity)}, specificity ${p(o.specificity)} (threshold ${o.threshold}, TP ${o.tp} FP ${o.fp} TN ${o.tn} FN ${o.fn})`);
+  }
   if (e.calibration) lines.push(`ECE ${f(e.calibration.ece)}  Brier ${f(e.calibration.brier, 4)}${e.calibration.temperatureScaling ? `  (T = ${f(e.calibration.temperatureScaling.temperature, 2)} gives ECE ${f(e.calibration.temperatureScaling.eceAfter)})` : ''}`);
   if (e.crossValidation) lines.push(`CV: fold AUC ${f(e.crossValidation.meanAuc)} +- ${f(e.crossValidation.sdAuc)} over ${e.crossValidation.folds.length} folds; pooled ${f(e.crossValidation.pooledAuc)}`);
   for (const w of e.warnings) lines.push(`warning: ${w}`);
@@ -87,6 +99,8 @@ export function registerEvaluateCommand(program: Command): void {
     .option('--force', 'overwrite evaluation.json/report.html in --out', false)
     .option('--threshold <x>', 'threshold for the fixed operating point (default 0.5 for probabilities, 0 for logits)', numberIn('--threshold', Number.isFinite, 'a finite number'))
     .option('--target-sensitivity <x>', 'sensitivity the clinical operating point must reach', numberIn('--target-sensitivity', (v) => v > 0 && v <= 1, 'a number in (0, 1]'), 0.95)
+    .option('--sensitivities <list>', 'operating-point table: the most specific threshold reaching each sensitivity, comma-separated', numberList('--sensitivities', (v) => v > 0 && v <= 1, 'numbers in (0, 1]'), [0.8, 0.9, 0.95])
+    .option('--thresholds <list>', 'operating-point table: fixed thresholds on the score scale, comma-separated', numberList('--thresholds', Number.isFinite, 'finite numbers'), [])
     .addOption(new Option('--patient-aggregation <mode>', 'evaluate per image (none) or per patient (max|mean of its scores)').choices(['none', 'max', 'mean']).default('none'))
     .option('--bootstrap <n>', 'bootstrap replicates for CIs (0 = off)', numberIn('--bootstrap', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer'), 1000)
     .option('--seed <n>', 'bootstrap seed', numberIn('--seed', (v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, 'an integer in [0, 4294967295]'), 0)
@@ -99,6 +113,8 @@ export function registerEvaluateCommand(program: Command): void {
           force: opts.force as boolean,
           threshold: opts.threshold as number | undefined,
           targetSensitivity: opts.targetSensitivity as number,
+          sensitivities: opts.sensitivities as number[],
+          thresholds: opts.thresholds as number[],
           patientAggregation: opts.patientAggregation as EvaluationOptions['patientAggregation'],
           bootstrap: opts.bootstrap as number,
           seed: opts.seed as number,

@@ -21,6 +21,10 @@ export interface EvaluationOptions {
   threshold?: number;
   /** Sensitivity the clinical operating point must reach (default 0.95). */
   targetSensitivity?: number;
+  /** The operating-point table's sensitivities: the most specific threshold reaching each (default 0.8, 0.9, 0.95). */
+  sensitivities?: number[];
+  /** The operating-point table's fixed thresholds, on the score's own scale (default none). */
+  thresholds?: number[];
   /** Evaluate per image ('none', default) or per patient (max or mean of a patient's scores). */
   patientAggregation?: PatientAggregation;
   /** Bootstrap replicates for CIs (default 1000; 0 disables). */
@@ -72,7 +76,15 @@ export interface Evaluation {
   };
   partialAuc: { minTpr: number; max: number; value: number; bootstrapCi: [number, number] | null };
   roc: RocJson;
-  operatingPoints: { atThreshold: OperatingPoint; atTargetSensitivity: OperatingPoint & { targetSensitivity: number }; youden: OperatingPoint };
+  operatingPoints: {
+    atThreshold: OperatingPoint;
+    atTargetSensitivity: OperatingPoint & { targetSensitivity: number };
+    youden: OperatingPoint;
+    /** One row per `sensitivities` entry, ascending. */
+    atSensitivities: (OperatingPoint & { targetSensitivity: number })[];
+    /** One row per `thresholds` entry, ascending. */
+    atThresholds: OperatingPoint[];
+  };
   calibration: (CalibrationSummary & {
     /** Temperature fitted on these same predictions (in-sample; fit on validation data in practice). */
     temperatureScaling: { temperature: number; nllBefore: number; nllAfter: number; eceAfter: number; brierAfter: number; bins: CalibrationSummary['bins'] } | null;
@@ -101,9 +113,47 @@ function checkNumber(value: unknown, name: string, ok: (v: number) => boolean, e
   return value;
 }
 
+/** A list of numbers, each checked, sorted ascending without repeats. */
+function checkNumberList(value: unknown, name: string, ok: (v: number) => boolean, expectation: string): number[] {
+  if (!Array.isArray(value)) throw new RangeError(`Expected an array, each entry ${expectation}, for ${name} but received ${describeValue(value)}`);
+  const checked = value.map((v, i) => checkNumber(v, `${name}[${i}]`, ok, expectation));
+  return [...new Set(checked)].sort((a, b) => a - b);
+}
+
 const KNOWN_OPTIONS = new Set([
-  'threshold', 'targetSensitivity', 'patientAggregation', 'bootstrap', 'seed', 'level', 'minTpr', 'calibrationBins', 'scoreScale', 'source',
+  'threshold', 'targetSensitivity', 'sensitivities', 'thresholds', 'patientAggregation', 'bootstrap', 'seed', 'level', 'minTpr', 'calibrationBins', 'scoreScale', 'source',
 ]);
+
+export interface OperatingPointRow {
+  name: string;
+  point: OperatingPoint;
+  note: string;
+}
+
+function percent(v: number): string {
+  return `${Number((100 * v).toFixed(1))}%`;
+}
+
+/**
+ * The operating-point table as the reports show it: the target sensitivity, the other
+ * sensitivities, Youden's optimum, the fixed threshold and the other thresholds; a sensitivity or
+ * threshold already in the table is not repeated.
+ */
+export function operatingPointRows(e: Pick<Evaluation, 'operatingPoints' | 'options'>): OperatingPointRow[] {
+  const o = e.operatingPoints;
+  const scale = e.options.scoreScale === 'probability' ? 'score' : 'score (logit)';
+  return [
+    { name: `Sensitivity ≥ ${percent(o.atTargetSensitivity.targetSensitivity)}`, point: o.atTargetSensitivity, note: 'highest threshold reaching the target: few missed melanomas' },
+    ...(o.atSensitivities ?? [])
+      .filter((p) => p.targetSensitivity !== o.atTargetSensitivity.targetSensitivity)
+      .map((p) => ({ name: `Sensitivity ≥ ${percent(p.targetSensitivity)}`, point: p, note: 'highest threshold reaching this sensitivity' })),
+    { name: 'Youden optimum', point: o.youden, note: 'maximises sensitivity + specificity − 1' },
+    { name: `Fixed threshold ${o.atThreshold.threshold}`, point: o.atThreshold, note: `${scale} ≥ threshold counts as melanoma` },
+    ...(o.atThresholds ?? [])
+      .filter((p) => p.threshold !== o.atThreshold.threshold)
+      .map((p) => ({ name: `Fixed threshold ${p.threshold}`, point: p, note: `${scale} ≥ threshold counts as melanoma` })),
+  ];
+}
 
 /** Where a score lies on the histogram's log-odds axis. */
 export function histogramPosition(score: number, scale: ScoreScale): number {
@@ -163,6 +213,8 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
     throw new RangeError('Expected scores in [0, 1] with scoreScale "probability" but some scores lie outside');
   }
   const threshold = checkNumber(options.threshold ?? (scoreScale === 'probability' ? 0.5 : 0), 'threshold', Number.isFinite, 'a finite number');
+  const sensitivities = checkNumberList(options.sensitivities ?? [0.8, 0.9, 0.95], 'sensitivities', (v) => v > 0 && v <= 1, 'a number in (0, 1]');
+  const thresholds = checkNumberList(options.thresholds ?? [], 'thresholds', Number.isFinite, 'a finite number');
 
   const y = Uint8Array.from(units, (u) => u.target);
   const s = Float64Array.from(units, (u) => u.score);
@@ -259,7 +311,7 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
     schema: EVALUATION_SCHEMA,
     createdAt: new Date().toISOString(),
     source: options.source ?? null,
-    options: { threshold, targetSensitivity, patientAggregation: aggregation, bootstrap: replicates, seed, level, minTpr, calibrationBins, scoreScale },
+    options: { threshold, targetSensitivity, sensitivities, thresholds, patientAggregation: aggregation, bootstrap: replicates, seed, level, minTpr, calibrationBins, scoreScale },
     unit: aggregation === 'none' ? 'image' : 'patient',
     counts: {
       rows: rows.length,
@@ -284,6 +336,8 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
       atThreshold: operatingPointAtThreshold(y, s, threshold),
       atTargetSensitivity: { ...sensitivityPointFromGroups(g, targetSensitivity), targetSensitivity },
       youden: youdenPointFromGroups(g),
+      atSensitivities: sensitivities.map((target) => ({ ...sensitivityPointFromGroups(g, target), targetSensitivity: target })),
+      atThresholds: thresholds.map((t) => operatingPointAtThreshold(y, s, t)),
     },
     calibration,
     calibrationReason,

@@ -3,7 +3,7 @@
  * external resources, so it opens anywhere (also offline, also attached to an e-mail).
  */
 import type { OperatingPoint } from '../metrics';
-import { Evaluation, histogramPosition, RocJson } from './evaluation';
+import { Evaluation, histogramPosition, operatingPointRows, RocJson } from './evaluation';
 import { axes, escapeHtml, Frame, niceTicks, pathD, r2, sx, sy, thin } from './svg';
 
 const FOLD_COLOURS = ['#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7', '#9c755f', '#bab0ac', '#e15759'];
@@ -319,9 +319,7 @@ export function renderHtmlReport(e: Evaluation): string {
     : '';
 
   const opTable = `<div class="scroll"><table id="operating-points"><thead><tr><th scope="col" style="text-align:left">Operating point</th><th>Threshold</th><th>Sensitivity</th><th>Specificity</th><th>PPV</th><th>NPV</th><th>F1</th><th title="(TP + FP) / TP: number needed to biopsy">Excisions per melanoma</th><th>TP / FP / TN / FN</th></tr></thead><tbody>
-${opRow(`Sensitivity ≥ ${pct(ts.targetSensitivity, 0)}`, ts, 'highest threshold reaching the target: few missed melanomas')}
-${opRow('Youden optimum', e.operatingPoints.youden, 'maximises sensitivity + specificity − 1')}
-${opRow(`Fixed threshold ${thresholdText(e.operatingPoints.atThreshold.threshold)}`, e.operatingPoints.atThreshold, e.options.scoreScale === 'probability' ? 'score ≥ threshold counts as melanoma' : 'score (logit) ≥ threshold counts as melanoma')}
+${operatingPointRows(e).map((r) => opRow(r.name, r.point, r.note)).join('\n')}
 </tbody></table></div>`;
 
   const maxAuc = 1;

@@ -1,6 +1,6 @@
 /** A short Markdown summary of an Evaluation (for PR comments and run notes; plots live in report.html). */
 import type { OperatingPoint } from '../metrics';
-import type { Evaluation } from './evaluation';
+import { Evaluation, operatingPointRows } from './evaluation';
 
 function n(v: number | null | undefined, d = 3): string {
   return v === null || v === undefined ? '—' : v.toFixed(d);
@@ -35,16 +35,13 @@ export function renderMarkdownReport(e: Evaluation): string {
   if (e.crossValidation) {
     lines.push(`| Fold AUC, mean ± sd (${e.crossValidation.folds.length} folds) | ${n(e.crossValidation.meanAuc)} ± ${n(e.crossValidation.sdAuc)} | |`);
   }
-  const o = e.operatingPoints;
   lines.push(
     '',
     '## Operating points',
     '',
     '| Rule | Threshold | Sensitivity | Specificity | PPV | NPV | F1 | TP | FP | TN | FN |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
-    row(`Sensitivity ≥ ${p(o.atTargetSensitivity.targetSensitivity)}`, o.atTargetSensitivity),
-    row('Youden optimum', o.youden),
-    row(`Threshold ${o.atThreshold.threshold}`, o.atThreshold),
+    ...operatingPointRows(e).map((r) => row(r.name, r.point)),
   );
   if (e.crossValidation) {
     lines.push('', '## Folds', '', `| Fold | ${e.unit === 'patient' ? 'Patients' : 'Images'} | Melanoma | AUC |`, '|---|---|---|---|');

@@ -68,11 +68,14 @@ describe('evaluate command', () => {
 
   test('all options reach the evaluation', () => {
     const out = path.join(dir, 'cli1');
-    const r = run(['evaluate', csv, '--out', out, '--threshold', '0.7', '--target-sensitivity', '0.9', '--patient-aggregation', 'mean', '--bootstrap', '30', '--seed', '4', '--min-tpr', '0.5']);
+    const r = run(['evaluate', csv, '--out', out, '--threshold', '0.7', '--target-sensitivity', '0.9', '--patient-aggregation', 'mean', '--bootstrap', '30', '--seed', '4', '--min-tpr', '0.5', '--sensitivities', '0.85,0.99', '--thresholds', '0.2,0.4']);
     expect(r.error).toBeNull();
     expect(r.stdout).toContain(`wrote ${path.join(out, 'report.html')}`);
     const e = JSON.parse(fs.readFileSync(path.join(out, 'evaluation.json'), 'utf8'));
-    expect(e.options).toMatchObject({ threshold: 0.7, targetSensitivity: 0.9, patientAggregation: 'mean', bootstrap: 30, seed: 4, minTpr: 0.5 });
+    expect(e.options).toMatchObject({ threshold: 0.7, targetSensitivity: 0.9, patientAggregation: 'mean', bootstrap: 30, seed: 4, minTpr: 0.5, sensitivities: [0.85, 0.99], thresholds: [0.2, 0.4] });
+    expect(e.operatingPoints.atThresholds.map((p: { threshold: number }) => p.threshold)).toEqual([0.2, 0.4]);
+    expect(r.stdout).toMatch(/\n {2}Sensitivity ≥ 85%: sensitivity \d+\.\d%, specificity \d+\.\d% \(threshold /);
+    expect(r.stdout).toMatch(/\n {2}Fixed threshold 0\.4: sensitivity /);
     expect(e.unit).toBe('patient');
   });
 

@@ -2,7 +2,7 @@ import {
   aggregateByPatient, bootstrapAuc, calibrationSummary, delongCi, operatingPointAtThreshold, operatingPointForSensitivity, partialAuc, rocAuc,
   youdenOperatingPoint,
 } from '../../src/metrics';
-import { evaluatePredictions } from '../../src/report/evaluation';
+import { evaluatePredictions, operatingPointRows } from '../../src/report/evaluation';
 import { renderMarkdownReport } from '../../src/report/markdown';
 import { parsePredictionsCsv, PredictionRow } from '../../src/report/predictions-csv';
 import { syntheticPredictionsCsv } from './fixtures';
@@ -86,11 +86,35 @@ describe('evaluatePredictions', () => {
       new RangeError(`Cannot evaluate: AUC and operating points need both classes but the predictions have 0 melanomas and ${benign.length} benign images`),
     );
     expect(() => evaluatePredictions(rows, { bootstraps: 5 } as never)).toThrow(
-      new TypeError('Unknown evaluation option "bootstraps"; expected one of threshold, targetSensitivity, patientAggregation, bootstrap, seed, level, minTpr, calibrationBins, scoreScale, source'),
+      new TypeError('Unknown evaluation option "bootstraps"; expected one of threshold, targetSensitivity, sensitivities, thresholds, patientAggregation, bootstrap, seed, level, minTpr, calibrationBins, scoreScale, source'),
     );
     expect(() => evaluatePredictions(rows, { bootstrap: -1 })).toThrow(new RangeError('Expected a non-negative integer for bootstrap but received -1'));
     expect(() => evaluatePredictions(rows, { targetSensitivity: 0 })).toThrow(new RangeError('Expected a number in (0, 1] for targetSensitivity but received 0'));
     expect(() => evaluatePredictions([])).toThrow('Expected at least one prediction row but received 0');
+  });
+});
+
+describe('the operating-point table', () => {
+  test('each chosen sensitivity and threshold gets its row, sorted, without repeats', () => {
+    const e = evaluatePredictions(rows, { bootstrap: 0, sensitivities: [0.9, 0.5, 0.9], thresholds: [0.7, 0.3, 0.5] });
+    const y = rows.map((r) => r.target);
+    const scores = rows.map((r) => r.score);
+    expect(e.options.sensitivities).toEqual([0.5, 0.9]);
+    expect(e.operatingPoints.atSensitivities).toEqual([0.5, 0.9].map((t) => ({ ...operatingPointForSensitivity(y, scores, t), targetSensitivity: t })));
+    expect(e.operatingPoints.atThresholds).toEqual([0.3, 0.5, 0.7].map((t) => operatingPointAtThreshold(y, scores, t)));
+    // The fixed threshold 0.5 and the target sensitivity 95% are in the table once each.
+    expect(operatingPointRows(e).map((r) => r.name)).toEqual([
+      'Sensitivity ≥ 95%', 'Sensitivity ≥ 50%', 'Sensitivity ≥ 90%', 'Youden optimum', 'Fixed threshold 0.5', 'Fixed threshold 0.3', 'Fixed threshold 0.7',
+    ]);
+    const md = renderMarkdownReport(e);
+    const t = e.operatingPoints.atThresholds[0];
+    expect(md).toContain(`| Fixed threshold 0.3 | 0.3 | ${(100 * t.sensitivity!).toFixed(1)}% | ${(100 * t.specificity!).toFixed(1)}% |`);
+  });
+
+  test('bad entries are named', () => {
+    expect(() => evaluatePredictions(rows, { bootstrap: 0, sensitivities: [0.9, 1.5] })).toThrow('Expected a number in (0, 1] for sensitivities[1] but received 1.5');
+    expect(() => evaluatePredictions(rows, { bootstrap: 0, thresholds: [NaN] })).toThrow('Expected a finite number for thresholds[0] but received NaN');
+    expect(() => evaluatePredictions(rows, { bootstrap: 0, thresholds: 0.5 as unknown as number[] })).toThrow('Expected an array, each entry a finite number, for thresholds but received 0.5');
   });
 });
 
@@ -100,7 +124,7 @@ describe('renderMarkdownReport', () => {
     const md = renderMarkdownReport(e);
     expect(md).toContain(`| ROC AUC | ${e.auc.value.toFixed(3)} | ${e.auc.delong!.ci[0].toFixed(3)}–${e.auc.delong!.ci[1].toFixed(3)} (DeLong, 95%) |`);
     const t = e.operatingPoints.atTargetSensitivity;
-    expect(md).toContain(`| Sensitivity ≥ 95.0% | ${t.threshold} | ${(100 * t.sensitivity!).toFixed(1)}% |`);
+    expect(md).toContain(`| Sensitivity ≥ 95% | ${t.threshold} | ${(100 * t.sensitivity!).toFixed(1)}% |`);
     expect(md.split('\n').filter((l) => /^\| \d+ \|/.test(l))).toHaveLength(5);
   });
 });
