@@ -124,6 +124,11 @@ function addTrainingOptions(command: Command): Command {
     })
     // output
     .option('--runs-dir <dir>', 'where run folders are created', 'runs')
+    .option('--checkpoint-minutes <m>', 'inside an epoch, also save last.safetensors every m minutes, so a killed run loses at most that (default 30; 0 = at epoch ends only)', (v: string) => {
+      const parsed = Number(v);
+      if (v.trim() === '' || !(parsed >= 0) || !Number.isFinite(parsed)) throw new InvalidArgumentError(`expected a number >= 0 for --checkpoint-minutes but received '${v}'`);
+      return parsed;
+    })
     .option('--log-every <n>', 'print a progress line every n batches (default: a live bar on a terminal, none otherwise)', integer('--log-every', 1));
   return addModelOptions(command);
 }
@@ -163,14 +168,14 @@ function trainerOptionsFrom(opts: Record<string, unknown>): TrainerOptions {
   };
 }
 
-/** With --resume, options other than --epochs/--workers/--log-every come from the run: say so. */
+/** With --resume, options other than --epochs/--workers/--log-every/--checkpoint-minutes come from the run: say so. */
 function rejectWithResume(command: Command, name: string): void {
-  const allowed = new Set(['resume', 'epochs', 'workers', 'logEvery', 'fold']);
+  const allowed = new Set(['resume', 'epochs', 'workers', 'logEvery', 'checkpointMinutes', 'fold']);
   const given = command.options
     .filter((o) => command.getOptionValueSource(o.attributeName()) === 'cli' && !allowed.has(o.attributeName()))
     .map((o) => o.long);
   if (given.length)
-    throw new RangeError(`${given.join(', ')} cannot be combined with --resume: a resumed run keeps its own options (only --epochs and --workers may change); start a new \`melanoma ${name}\` to change them`);
+    throw new RangeError(`${given.join(', ')} cannot be combined with --resume: a resumed run keeps its own options (only --epochs, --workers and --checkpoint-minutes may change); start a new \`melanoma ${name}\` to change them`);
 }
 
 /** Runs `body` with Ctrl-C turned into an AbortSignal (a second Ctrl-C quits at once). */
@@ -184,7 +189,7 @@ async function withSigint(body: (signal: AbortSignal) => Promise<number>): Promi
       process.kill(process.pid, 'SIGINT');
       return;
     }
-    process.stderr.write('\nstopping after this batch and saving a checkpoint (Ctrl-C again to quit at once)...\n');
+    process.stderr.write('\nstopping after this batch (or accumulation window) and saving a checkpoint there (Ctrl-C again to quit at once)...\n');
     controller.abort();
   };
   process.on('SIGINT', onSigint);
@@ -235,6 +240,7 @@ async function runCv(opts: Record<string, unknown>, command: Command): Promise<v
       log: printer.log,
       onBatch: printer.onBatch,
       onEpoch: printer.onEpoch,
+      checkpointMinutes: opts.checkpointMinutes as number | undefined,
     });
     if (result.stopped) {
       console.log(`stopped: ${result.folds.length} fold(s) begun; resume with: melanoma cv --resume ${result.cvDir}`);
@@ -266,7 +272,7 @@ function buildProgram(): Command {
     if (opts.resume) rejectWithResume(command, 'train');
     await withSigint(async (signal) => {
       const printer = new RowPrinter(opts.logEvery);
-      const hooks = { signal, log: printer.log, onBatch: printer.onBatch, onEpoch: printer.onEpoch };
+      const hooks = { signal, log: printer.log, onBatch: printer.onBatch, onEpoch: printer.onEpoch, checkpointMinutes: opts.checkpointMinutes as number | undefined };
       const result = opts.resume
         ? await resumeRun(opts.resume, { epochs: opts.epochs, workers: opts.workers, ...hooks })
         : await trainRun({ data: opts.data, csv: opts.csv, folds: opts.folds, fold: opts.fold, runsDir: opts.runsDir, ...trainerOptionsFrom(opts), ...hooks });

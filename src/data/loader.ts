@@ -15,7 +15,12 @@ export interface Loader {
   readonly samplesPerEpoch: number;
   /** The sample indices of an epoch, in order: the same seed and epoch give the same order. */
   epochOrder(epochIndex: number): number[];
-  epoch(epochIndex: number): AsyncIterable<Batch>;
+  /**
+   * The epoch's batches in its seeded order. `fromBatch` starts at that batch (0-based) without
+   * reading the ones before it, as a run resumed within an epoch needs; it requires
+   * onBadImage 'error', so that batch k always starts at image k x batchSize.
+   */
+  epoch(epochIndex: number, options?: { fromBatch?: number }): AsyncIterable<Batch>;
   /**
    * Figures of the epoch running or last run: `decodeSeconds` sums each image's read + decode
    * time (more than wall time when decodes overlap), `waitSeconds` is time the consumer spent
@@ -102,8 +107,13 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
     return o.shuffle ? shuffleInPlace(order, random) : order;
   }
 
-  async function* epoch(epochIndex: number): AsyncGenerator<Batch> {
+  async function* epoch(epochIndex: number, { fromBatch = 0 }: { fromBatch?: number } = {}): AsyncGenerator<Batch> {
     const order = epochOrder(epochIndex);
+    if (!Number.isInteger(fromBatch) || fromBatch < 0 || fromBatch > batchesPerEpoch)
+      throw new RangeError(`Expected integer between 0 and ${batchesPerEpoch} for fromBatch but received ${String(fromBatch)}`);
+    // Skipped images would shift every later batch: only a loader that never skips can start mid-epoch.
+    if (fromBatch > 0 && o.onBadImage !== 'error') throw new RangeError("Expected onBadImage 'error' to start an epoch at a later batch (skipped images would shift the batches)");
+    const firstPosition = fromBatch * o.batchSize;
     const stats = emptyStats();
     current = stats;
     const started = now();
@@ -112,7 +122,7 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
     type Slot = { done: boolean; data?: Buffer; error?: unknown };
     const slots: (Slot | undefined)[] = new Array(order.length);
     const inFlight = new Set<Promise<void>>();
-    let launched = 0;
+    let launched = firstPosition;
     let limit = 0; // positions below this may be decoded now
     let stopped = false;
     let wake: (() => void) | null = null;
@@ -159,8 +169,8 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
     };
 
     try {
-      let batchStart = 0;
-      for (let pos = 0; pos < order.length; pos++) {
+      let batchStart = firstPosition;
+      for (let pos = firstPosition; pos < order.length; pos++) {
         // The batch being built plus `prefetchBatches` more may decode ahead.
         limit = Math.max(pos + 1, batchStart + (o.prefetchBatches + 1) * o.batchSize);
         pump();

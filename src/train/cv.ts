@@ -23,6 +23,7 @@ import {
   checkFolds,
   cosineResumeNote,
   createRunDir,
+  resumePoint,
   describeModel,
   openRunData,
   trainFold,
@@ -66,8 +67,8 @@ interface CvConfig {
  * summary and the report. With `resume`, continues a CV folder after a crash or Ctrl-C.
  */
 export async function crossValidate(options: CrossValidateOptions = {}): Promise<CrossValidateResult> {
-  const { resume, onFold, signal, log = () => undefined, onBatch, onEpoch } = options;
-  const hooks: RunHooks = { signal, log, onBatch, onEpoch };
+  const { resume, onFold, signal, log = () => undefined, onBatch, onEpoch, checkpointMinutes } = options;
+  const hooks: RunHooks = { signal, log, onBatch, onEpoch, checkpointMinutes };
   let cvDir: string;
   let config: CvConfig;
   if (resume) {
@@ -80,7 +81,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     Object.assign(config.trainerOptions, Object.fromEntries(Object.entries({ epochs, workers, prefetch }).filter(([, v]) => v !== undefined)));
   } else {
     const { data = DEMO_DATA, csv, folds = 5 } = options;
-    const trainerOptions = omit(options, ['data', 'csv', 'folds', 'runsDir', 'signal', 'log', 'onBatch', 'onEpoch', 'resume', 'onFold']);
+    const trainerOptions = omit(options, ['data', 'csv', 'folds', 'runsDir', 'signal', 'log', 'onBatch', 'onEpoch', 'checkpointMinutes', 'resume', 'onFold']);
     checkFolds(folds);
     config = { kind: 'cv', data, csv: csv ?? null, folds, trainerOptions: withPreset(data === DEMO_DATA, trainerOptions) };
     cvDir = ''; // created once the first fold's engine is built
@@ -110,7 +111,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     const trainer = resumable ? await Trainer.load(last, pick(config.trainerOptions, ['epochs', 'workers', 'prefetch'])) : new Trainer(config.trainerOptions);
     try {
       if (resumable) {
-        log(`fold ${fold}/${config.folds}: resuming after epoch ${trainer.completedEpochs} of ${trainer.options.epochs}`);
+        log(`fold ${fold}/${config.folds}: resuming ${resumePoint(trainer)}`);
         const note = cosineResumeNote(trainer);
         if (note) log(note);
       } else {

@@ -15,7 +15,7 @@ import type { ResolvedOptions, TrainerOptions } from '../model/config';
 import { BatchProgress, EpochRecord, Prediction, Trainer } from './trainer';
 import { learningRateAt } from './schedule';
 
-export interface TrainRunOptions extends TrainerOptions {
+export interface TrainRunOptions extends TrainerOptions, RunHooks {
   /** A folder of SIIM-ISIC TFRecords, a JPEG folder with train.csv, a CSV, or 'demo'. */
   data?: string;
   /** CSV joined on image_name (TFRecords) or read (JPEG layout). */
@@ -25,10 +25,6 @@ export interface TrainRunOptions extends TrainerOptions {
   fold?: number;
   /** Folder that receives run folders (default ./runs). */
   runsDir?: string;
-  signal?: AbortSignal;
-  log?: (line: string) => void;
-  onBatch?: (progress: BatchProgress) => void;
-  onEpoch?: (record: EpochRecord) => void;
 }
 
 export interface TrainRunResult {
@@ -98,7 +94,6 @@ export const RUN_FILES = {
   historyJsonl: 'history.jsonl',
   last: 'last.safetensors',
   best: 'best.safetensors',
-  interrupted: 'interrupted.safetensors',
   predictions: 'valid_predictions.csv',
 } as const;
 
@@ -135,7 +130,13 @@ async function exists(file: string): Promise<boolean> {
 
 /** Callbacks and the stop signal of a run (shared by train, cv and resume). */
 export interface RunHooks {
+  /** Stops after the current batch (or accumulation window) and saves last.safetensors there. */
   signal?: AbortSignal;
+  /**
+   * Inside an epoch, last.safetensors is also written when this many minutes have passed since
+   * the last checkpoint (default 30; 0 = at epoch ends only), so a killed run loses at most that.
+   */
+  checkpointMinutes?: number;
   log?: (line: string) => void;
   onBatch?: (progress: BatchProgress) => void;
   onEpoch?: (record: EpochRecord) => void;
@@ -153,8 +154,10 @@ export async function trainFold(
   trainer: Trainer,
   runDir: string,
   split: { train: LesionSample[]; valid: LesionSample[]; fold: number },
-  { signal, log = () => undefined, onBatch, onEpoch }: RunHooks,
+  { signal, log = () => undefined, onBatch, onEpoch, checkpointMinutes = DEFAULT_CHECKPOINT_MINUTES }: RunHooks,
 ): Promise<TrainRunResult> {
+  if (typeof checkpointMinutes !== 'number' || !(checkpointMinutes >= 0) || !Number.isFinite(checkpointMinutes))
+    throw new RangeError(`Expected a number >= 0 for checkpointMinutes but received ${String(checkpointMinutes)}`);
   const file = (name: keyof typeof RUN_FILES) => path.join(runDir, RUN_FILES[name]);
   // The folder is this run's own: its checkpoints and history are replaced as training goes on.
   // A resumed run rewrites the history from its checkpoint, dropping rows of epochs it redoes.
@@ -163,7 +166,8 @@ export async function trainFold(
   await writeTextAtomic(file('historyJsonl'), restored.map((r) => JSON.stringify(r) + '\n').join(''));
   let best: EpochRecord | null = null;
   for (const r of restored) if (r.validAuc !== null && (best === null || r.validAuc > (best.validAuc ?? -1))) best = r;
-  if (trainer.completedEpochs === 0) await trainer.save(file('last'), { overwrite: true });
+  if (trainer.completedEpochs === 0 && !trainer.epochInProgress) await trainer.save(file('last'), { overwrite: true });
+  let lastCheckpointAt = performance.now();
 
   if (onBatch) trainer.on('batch', onBatch);
   if (onEpoch) trainer.on('epoch', onEpoch);
@@ -171,6 +175,15 @@ export async function trainFold(
   try {
     const history = await trainer.fit(split, {
       signal,
+      withinEpoch: {
+        due: () => checkpointMinutes > 0 && performance.now() - lastCheckpointAt >= checkpointMinutes * 60_000,
+        save: async (t) => {
+          await t.save(file('last'), { overwrite: true });
+          lastCheckpointAt = performance.now();
+          const at = t.epochInProgress!;
+          log(`checkpoint: epoch ${at.epoch}, ${at.batches} batches in, saved ${file('last')}`);
+        },
+      },
       afterEpoch: async (record) => {
         await fsp.appendFile(file('historyCsv'), historyCsvRow(record) + '\n');
         await fsp.appendFile(file('historyJsonl'), JSON.stringify(record) + '\n');
@@ -186,16 +199,18 @@ export async function trainFold(
         // last.safetensors is written last: it is what resume starts from, so once it holds this
         // epoch, the best checkpoint and the predictions of this epoch are already on disk.
         await trainer.save(file('last'), { overwrite: true });
+        lastCheckpointAt = performance.now();
       },
     });
     const reason = trainer.stopReason;
     const stopped = reason !== null && reason.startsWith('aborted');
     if (stopped) {
-      // The state at the interruption, for inspection or prediction; resume continues from
-      // last.safetensors (the end of the last full epoch) and redoes the interrupted epoch.
-      if (reason !== 'aborted') {
-        await trainer.save(file('interrupted'), { overwrite: true });
-        log(`${reason}: saved ${file('interrupted')}; resume redoes epoch ${trainer.completedEpochs + 1} from its start (from ${RUN_FILES.last})`);
+      // Stopped inside an epoch: the state there, with how far the epoch got, so resume continues
+      // from the next batch. (Stopped between epochs, last.safetensors already holds the state.)
+      const at = trainer.epochInProgress;
+      if (at) {
+        await trainer.save(file('last'), { overwrite: true });
+        log(`${reason}: saved ${file('last')}; resume continues epoch ${at.epoch} from batch ${at.batches + 1}`);
       }
     } else if (best === null) {
       log(`no evaluation report: the validation AUC of ${split.valid.length} image(s) is undefined (${trainer.epochHistory.at(-1)?.validAucNote ?? 'no epoch'})`);
@@ -213,7 +228,7 @@ export async function trainFold(
 
 /** Validates options and reads the data, then trains `fold` into a new run folder. */
 export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunResult> {
-  const { data = DEMO_DATA, csv, folds = 5, fold = 0, runsDir = 'runs', signal, log = () => undefined, onBatch, onEpoch, ...trainerOptions } = options;
+  const { data = DEMO_DATA, csv, folds = 5, fold = 0, runsDir = 'runs', signal, log = () => undefined, onBatch, onEpoch, checkpointMinutes, ...trainerOptions } = options;
   checkFolds(folds, fold);
   const isDemo = data === DEMO_DATA;
   // Validate the options before touching data or disk.
@@ -231,11 +246,13 @@ export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunR
     const runDir = await createRunDir(runsDir, trainer.options.model);
     log(`run folder: ${runDir}`);
     await writeRunFiles(runDir, trainer, { data: dataPath, csv: csv ?? null, folds, fold, parameterCount: info.parameterCount }, assignments);
-    return await trainFold(trainer, runDir, { train, valid, fold }, { signal, log, onBatch, onEpoch });
+    return await trainFold(trainer, runDir, { train, valid, fold }, { signal, log, onBatch, onEpoch, checkpointMinutes });
   } finally {
     await trainer.dispose();
   }
 }
+
+export const DEFAULT_CHECKPOINT_MINUTES = 30;
 
 /** Options that may change when a run is resumed (the rest come from its checkpoint). */
 export interface ResumeOptions extends RunHooks {
@@ -261,13 +278,21 @@ export async function resumeRun(runDir: string, { epochs, workers, prefetch, ...
   const { train, valid } = splitByFold(dataset.samples, assignments, config.fold);
   const trainer = await Trainer.load(lastCheckpoint, overrides);
   try {
-    log(`resuming ${runDir} after epoch ${trainer.completedEpochs} of ${trainer.options.epochs}; fold ${config.fold}: ${train.length} train / ${valid.length} validation images`);
+    log(`resuming ${runDir} ${resumePoint(trainer)}; fold ${config.fold}: ${train.length} train / ${valid.length} validation images`);
     const note = cosineResumeNote(trainer);
     if (note) log(note);
     return await trainFold(trainer, runDir, { train, valid, fold: config.fold }, hooks);
   } finally {
     await trainer.dispose();
   }
+}
+
+/** Where a loaded run continues: "after epoch 2 of 5", or "in epoch 3 of 5, after 120 batches". */
+export function resumePoint(trainer: Trainer): string {
+  const at = trainer.epochInProgress;
+  return at
+    ? `in epoch ${at.epoch} of ${trainer.options.epochs}, after ${at.batches} batches`
+    : `after epoch ${trainer.completedEpochs} of ${trainer.options.epochs}`;
 }
 
 /**

@@ -23,10 +23,36 @@ export interface FitData {
 }
 
 export interface FitOptions {
-  /** Stops cleanly after the current batch; fit() resolves with the epochs finished so far. */
+  /**
+   * Stops cleanly after the current batch (with gradient accumulation, after the current
+   * window); fit() resolves with the epochs finished so far, and `epochInProgress` says where the
+   * stopped epoch is, so that a checkpoint saved then continues from the next batch.
+   */
   signal?: AbortSignal;
   /** Awaited after each epoch (and its 'epoch' event), e.g. to write checkpoints. */
   afterEpoch?: (record: EpochRecord, trainer: Trainer) => Promise<void>;
+  /**
+   * Checkpoints inside long epochs: at each accumulation-window boundary `due()` is asked, and
+   * when it says yes the step in flight is finished and `save` is awaited. A checkpoint saved
+   * then continues the epoch from the next batch.
+   */
+  withinEpoch?: { due: () => boolean; save: (trainer: Trainer) => Promise<void> };
+}
+
+/** How far an unfinished epoch got: saved in checkpoints, so a resumed run continues it exactly. */
+export interface EpochInProgress {
+  /** 1-based: the epoch after the completed ones. */
+  epoch: number;
+  /** Batches of it already trained. */
+  batches: number;
+  /** Sums over those batches, for the epoch's mean loss and throughput. */
+  lossSum: number;
+  images: number;
+  trainSeconds: number;
+  dataWaitSeconds: number;
+  /** The learning rate and optimizer step after the last of them. */
+  lr: number;
+  step: number;
 }
 
 /** One row of the training history: what an epoch did. */
@@ -128,6 +154,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** posWeight 'auto' was set to 1 because the engine was built before any training set was seen. */
   private posWeightIsPlaceholder = false;
   private epochsDone = 0;
+  /** The unfinished epoch fit() stopped in (or a checkpoint was saved in), if any. */
+  private inProgress: EpochInProgress | null = null;
   /** How the training samples spelled sex and site (with `metadata`): scored samples must match. */
   private trainedMetadataKind: MetadataKind | null = null;
   private readonly history: EpochRecord[] = [];
@@ -145,6 +173,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** Epochs completed (also after Trainer.load). */
   get completedEpochs(): number {
     return this.epochsDone;
+  }
+
+  /** Where the unfinished epoch stands after an abort or a checkpoint inside it, else null. */
+  get epochInProgress(): Readonly<EpochInProgress> | null {
+    return this.inProgress;
   }
 
   /** The epochs trained so far, restored by Trainer.load. */
@@ -236,7 +269,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * Trains for `options.epochs` epochs in all (a loaded checkpoint continues where it stopped),
    * validating after each. Resolves with the whole history.
    */
-  async fit(data: FitData, { signal, afterEpoch }: FitOptions = {}): Promise<EpochRecord[]> {
+  async fit(data: FitData, { signal, afterEpoch, withinEpoch }: FitOptions = {}): Promise<EpochRecord[]> {
     if (!data || !Array.isArray(data.train)) throw new TypeError(`Expected fit({ train: LesionSample[] }) but received ${typeof data?.train}`);
     if (data.train.length === 0) throw new RangeError('Expected a non-empty training set but received 0 samples');
     const engine = await this.ensureEngine(data.train);
@@ -275,13 +308,27 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const epoch = this.epochsDone + 1;
       const imageSize = this.imageSizeAt(epoch);
       const loader = loaderFor(imageSize);
-      let lr = o.lr;
+      // A checkpoint saved inside this epoch: carry on from its next batch with its sums.
+      const resumed = this.inProgress?.epoch === epoch ? this.inProgress : null;
+      let lr = resumed?.lr ?? o.lr;
       const started = performance.now();
-      let lossSum = 0;
-      let images = 0;
-      let batchIndex = 0;
-      let step = 0;
+      let lossSum = resumed?.lossSum ?? 0;
+      let images = resumed?.images ?? 0;
+      let batchIndex = resumed?.batches ?? 0;
+      let step = resumed?.step ?? 0;
       let aborted = false;
+      const imagesBefore = images;
+      const firstBatch = batchIndex;
+      const progress = (): EpochInProgress => ({
+        epoch,
+        batches: batchIndex,
+        lossSum,
+        images,
+        trainSeconds: (resumed?.trainSeconds ?? 0) + (performance.now() - started) / 1000,
+        dataWaitSeconds: (resumed?.dataWaitSeconds ?? 0) + loader.stats().waitSeconds,
+        lr,
+        step,
+      });
       const account = (result: TrainStepResult, batchSize: number) => {
         lossSum += result.loss * batchSize;
         images += batchSize;
@@ -292,7 +339,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           batches: loader.batchesPerEpoch,
           loss: result.loss,
           step,
-          imagesPerSecond: images / ((performance.now() - started) / 1000),
+          imagesPerSecond: (images - imagesBefore) / ((performance.now() - started) / 1000),
           imagesPerBatch: batchSize,
         });
       };
@@ -301,9 +348,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       // waits for the host between steps. (On CPU a step completes when it is queued: same
       // results either way.) A step is never left running when fit returns or throws.
       let inFlight: { result: Promise<TrainStepResult>; batchSize: number } | null = null;
-      let submitted = 0;
+      let submitted = batchIndex;
+      // Accumulation windows restart every epoch, so a boundary is a multiple of `accumulate`.
+      const atWindowBoundary = () => submitted % o.accumulate === 0;
       try {
-        for await (const batch of loader.epoch(this.epochsDone)) {
+        for await (const batch of loader.epoch(this.epochsDone, { fromBatch: firstBatch })) {
+          if (withinEpoch && submitted > firstBatch && atWindowBoundary() && withinEpoch.due()) {
+            // Nothing in flight and no pending gradients: the engine state is exactly `progress()`.
+            const previous = inFlight;
+            inFlight = null;
+            if (previous) account(await previous.result, previous.batchSize);
+            this.inProgress = progress();
+            await withinEpoch.save(this);
+          }
           lr = learningRateForBatch(o, this.epochsDone, submitted++, loader.batchesPerEpoch, this.history);
           const next = {
             result: engine.trainStep({
@@ -320,7 +377,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           const previous = inFlight;
           inFlight = next;
           if (previous) account(await previous.result, previous.batchSize);
-          if (signal?.aborted) {
+          // With accumulation, stop at the end of the window so no gradients are left pending; with
+          // no batch left, finish the epoch instead (it then stops before the next one).
+          if (signal?.aborted && atWindowBoundary() && submitted < loader.batchesPerEpoch) {
             aborted = true;
             break;
           }
@@ -338,11 +397,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         step = (await engine.flushAccumulation({ lr, backboneLr: lr * o.backboneLrFactor })).step;
       }
       if (aborted) {
+        this.inProgress = progress();
         this.stopReasonText = `aborted during epoch ${epoch} after ${batchIndex} of ${loader.batchesPerEpoch} batches`;
-        this.emit('log', `stopped during epoch ${epoch} after ${batchIndex} batches; that epoch is not counted`);
+        this.emit('log', `stopped during epoch ${epoch} after ${batchIndex} of ${loader.batchesPerEpoch} batches; a checkpoint saved now continues from batch ${batchIndex + 1}`);
         break;
       }
-      const trainSeconds = (performance.now() - started) / 1000;
+      const { trainSeconds, dataWaitSeconds } = progress();
+      this.inProgress = null;
       const trainStats: LoaderStats = loader.stats();
       const validation = data.valid && data.valid.length > 0 ? await this.evaluate(data.valid, { imageSize }) : null;
       const record: EpochRecord = {
@@ -355,9 +416,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         lr,
         imageSize,
         step,
-        seconds: (performance.now() - started) / 1000,
+        seconds: (resumed?.trainSeconds ?? 0) + (performance.now() - started) / 1000,
         trainImagesPerSecond: images / trainSeconds,
-        dataWaitSeconds: trainStats.waitSeconds,
+        dataWaitSeconds,
         skippedImages: trainStats.skipped.length,
       };
       this.epochsDone = epoch;
@@ -449,6 +510,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       'melanoma.loss_scale': String(state.lossScale),
       'melanoma.epochs_done': String(this.epochsDone),
       'melanoma.history': JSON.stringify(this.history),
+      ...(this.inProgress ? { 'melanoma.epoch_in_progress': JSON.stringify(this.inProgress) } : {}),
       ...(this.trainedMetadataKind ? { 'melanoma.metadata_kind': this.trainedMetadataKind } : {}),
     };
     await writeFileAtomic(file, safetensorsParts(tensors, metadata), { overwrite });
@@ -476,6 +538,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // The class weight the run trained with, unless a number is given now.
     trainer.posWeight = typeof trainer.options.posWeight === 'number' && overrides.posWeight !== undefined ? trainer.options.posWeight : Number(metadata['melanoma.pos_weight']);
     trainer.epochsDone = Number(metadata['melanoma.epochs_done']);
+    const inProgress = metadata['melanoma.epoch_in_progress'];
+    if (inProgress) {
+      const parsed = JSON.parse(inProgress) as EpochInProgress;
+      // Only the epoch right after the completed ones can be in progress.
+      if (parsed.epoch !== trainer.epochsDone + 1) throw new RangeError(`${file} is inconsistent: it has ${trainer.epochsDone} epochs done but an unfinished epoch ${parsed.epoch}`);
+      trainer.inProgress = parsed;
+    }
     trainer.trainedMetadataKind = (metadata['melanoma.metadata_kind'] as MetadataKind | undefined) ?? null;
     trainer.history.push(...(JSON.parse(metadata['melanoma.history'] ?? '[]') as EpochRecord[]));
     const engine = await trainer.ensureEngine();

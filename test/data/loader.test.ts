@@ -81,6 +81,21 @@ describe('createLoader', () => {
     expect(keep.stats().images).toBe(43);
   });
 
+  it('fromBatch: the same later batches, pixels included, without reading the earlier images', async () => {
+    const loader = createLoader(samples, base);
+    const whole = await all(loader.epoch(2));
+    const tail = await all(loader.epoch(2, { fromBatch: 4 }));
+    expect(tail.map((b) => names([b]))).toEqual(whole.slice(4).map((b) => names([b])));
+    tail.forEach((b, i) => expect(b.images.equals(whole[4 + i].images)).toBe(true));
+    expect(loader.stats().images).toBe(43 - 4 * 8); // only the tail was decoded
+    expect(await all(loader.epoch(2, { fromBatch: 6 }))).toEqual([]);
+    await expect(loader.epoch(2, { fromBatch: 7 })[Symbol.asyncIterator]().next()).rejects.toThrow('Expected integer between 0 and 6 for fromBatch but received 7');
+    const skipping = createLoader(samples, { ...base, onBadImage: 'skip' });
+    await expect(skipping.epoch(0, { fromBatch: 1 })[Symbol.asyncIterator]().next()).rejects.toThrow(
+      "Expected onBadImage 'error' to start an epoch at a later batch (skipped images would shift the batches)",
+    );
+  });
+
   describe('undecodable images', () => {
     const withBad = () => {
       const bad = (name: string): LesionSample => ({ ...samples[1], imageName: name, image: { kind: 'memory', bytes: Buffer.from('not a jpeg') } });

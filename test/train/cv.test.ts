@@ -3,6 +3,7 @@
  * folders, the pooled predictions (every image once, with its fold), the summary and report;
  * a CV stopped part-way and resumed gives the same figures as one left alone.
  */
+import { readSafetensorsFile } from '../../src/train/safetensors';
 import { spawnSync } from 'child_process';
 import { existsSync, mkdirSync, promises as fsp, readFileSync, readdirSync } from 'fs';
 import * as path from 'path';
@@ -117,7 +118,8 @@ describe('crossValidate', () => {
     expect(stopped.stopped).toBe(true);
     expect(stopped.summary).toBeNull();
     expect(existsSync(path.join(stopped.cvDir, 'oof_predictions.csv'))).toBe(false);
-    expect(existsSync(path.join(stopped.cvDir, 'fold-1', 'interrupted.safetensors'))).toBe(true);
+    const last = await readSafetensorsFile(path.join(stopped.cvDir, 'fold-1', 'last.safetensors'));
+    expect(JSON.parse(last.metadata['melanoma.epoch_in_progress'])).toMatchObject({ epoch: 2 }); // resumes inside the epoch
     expect(existsSync(path.join(stopped.cvDir, 'fold-2'))).toBe(false);
 
     const resumed = await crossValidate({ resume: stopped.cvDir });

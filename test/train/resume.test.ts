@@ -1,8 +1,7 @@
 /**
- * Resume: a run continued from its run folder equals an uninterrupted one on CPU (epoch
- * granularity), through the API and through the CLI after a SIGINT in the middle of an epoch.
- * Ctrl-C writes interrupted.safetensors (the state when stopped); resume continues from
- * last.safetensors, the end of the last whole epoch, and redoes the interrupted epoch.
+ * Resume: a run continued from its run folder equals an uninterrupted one on CPU, through the API
+ * and through the CLI after a SIGINT in the middle of an epoch. Ctrl-C saves last.safetensors
+ * with how far the epoch got, and resume continues that epoch from the next batch.
  */
 import { spawn, spawnSync } from 'child_process';
 import { existsSync, readFileSync } from 'fs';
@@ -71,7 +70,8 @@ describe('the CLI after SIGINT in the middle of an epoch', () => {
   const haveDist = existsSync(CLI);
   (haveDist ? test : test.skip)(`Ctrl-C saves a checkpoint and exits 130; train --resume finishes with the uninterrupted history${haveDist ? '' : ' [SKIPPED: run npm run build:ts]'}`, async () => {
     const runsDir = path.join(root, 'cli');
-    const args = [CLI, 'train', '--data', data, '--folds', '4', '--epochs', '3', '--runs-dir', runsDir, '--log-every', '1', ...TINY_CLI_FLAGS];
+    // Batches of 2: 12 an epoch, so the signal lands well inside epoch 2.
+    const args = [CLI, 'train', '--data', data, '--folds', '4', '--epochs', '3', '--runs-dir', runsDir, '--log-every', '1', ...TINY_CLI_FLAGS, '--batch-size', '2'];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let sent = false;
@@ -89,26 +89,28 @@ describe('the CLI after SIGINT in the middle of an epoch', () => {
     expect(code).toBe(130);
     const runDir = /run folder: (\S+)/.exec(out)![1];
     expect(out).toContain(`resume with: melanoma train --resume ${runDir}`);
-    expect(out).toMatch(/aborted during epoch 2 after \d of 3 batches/);
-    const interrupted = await readSafetensorsFile(path.join(runDir, 'interrupted.safetensors'));
+    expect(out).toMatch(/aborted during epoch 2 after \d+ of 12 batches/);
     const last = await readSafetensorsFile(path.join(runDir, 'last.safetensors'));
     expect(Number(last.metadata['melanoma.epochs_done'])).toBe(1);
-    expect(Number(interrupted.metadata['melanoma.step'])).toBeGreaterThan(Number(last.metadata['melanoma.step']));
+    const inProgress = JSON.parse(last.metadata['melanoma.epoch_in_progress']);
+    expect(inProgress.epoch).toBe(2);
+    expect(Number(last.metadata['melanoma.step'])).toBe(12 + inProgress.batches); // epoch 1's 12 steps and those of epoch 2
+    expect(out).toContain(`saved ${path.join(runDir, 'last.safetensors')}; resume continues epoch 2 from batch ${inProgress.batches + 1}`);
 
     const resumed = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir], { encoding: 'utf8' });
     expect(resumed.stderr).toBe('');
     expect(resumed.status).toBe(0);
-    expect(resumed.stdout).toContain(`resuming ${runDir} after epoch 1 of 3`);
+    expect(resumed.stdout).toContain(`resuming ${runDir} in epoch 2 of 3, after ${inProgress.batches} batches`);
     const history = readFileSync(path.join(runDir, 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     // The CLI flags are TINY_OPTIONS with the full depth (no --stage-limit flag).
-    const whole = await trainRun({ ...TINY_OPTIONS, stageLimit: 7, data, folds: 4, epochs: 3, runsDir: path.join(root, 'whole-cli') });
+    const whole = await trainRun({ ...TINY_OPTIONS, stageLimit: 7, batchSize: 2, data, folds: 4, epochs: 3, runsDir: path.join(root, 'whole-cli') });
     expect(losses({ history })).toEqual(losses(whole));
     expect(existsSync(path.join(runDir, 'evaluation.json'))).toBe(true);
 
     const changed = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir, '--lr', '0.1'], { encoding: 'utf8' });
     expect(changed.status).toBe(2);
     expect(changed.stderr.trim()).toBe(
-      'error: --lr cannot be combined with --resume: a resumed run keeps its own options (only --epochs and --workers may change); start a new `melanoma train` to change them',
+      'error: --lr cannot be combined with --resume: a resumed run keeps its own options (only --epochs, --workers and --checkpoint-minutes may change); start a new `melanoma train` to change them',
     );
   });
 });
