@@ -313,7 +313,10 @@ function buildProgram(): Command {
     .option('--batch-size <n>', 'images per batch', integer('--batch-size', 1))
     .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
     .addOption(new Option('--device <device>', 'where the engine runs (default: as trained)').choices(['auto', 'cpu', 'cuda']))
+    .option('--log-every <n>', 'print a progress line every n batches (default: a live line on a terminal, none otherwise)', integer('--log-every', 1))
     .action(async (checkpoints: string[], opts) => {
+      const live = Boolean(process.stdout.isTTY) && !opts.logEvery;
+      let batches = 0;
       const result = await predict({
         checkpoints,
         data: opts.data,
@@ -327,8 +330,19 @@ function buildProgram(): Command {
         batchSize: opts.batchSize,
         workers: opts.workers,
         device: opts.device,
-        log: (line) => console.log(line),
+        log: (line) => {
+          if (live) process.stdout.write('\r\x1b[2K');
+          console.log(line);
+        },
+        onProgress: (p) => {
+          const line = `checkpoint ${p.checkpoint}/${p.checkpoints}: ${p.scored}/${p.images} images, ${p.imagesPerSecond.toFixed(1)} img/s, eta ${p.etaSeconds.toFixed(0)}s`;
+          batches++;
+          if (opts.logEvery) {
+            if (batches % opts.logEvery === 0 || p.scored === p.images) console.log(line);
+          } else if (live) process.stdout.write(`\r${line}  `);
+        },
       });
+      if (live) process.stdout.write('\r\x1b[2K');
       if (result.auc !== null) console.log(`AUC of the combined scores (the test set has targets): ${result.auc.toFixed(4)}`);
       for (const file of result.written) console.log(`wrote ${file} (${result.rows.length} images)`);
     });

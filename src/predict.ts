@@ -51,6 +51,21 @@ export interface PredictOptions {
   workers?: number;
   device?: Device | 'auto';
   log?: (line: string) => void;
+  /** After every batch: how far scoring has got, over all checkpoints. */
+  onProgress?: (progress: PredictProgress) => void;
+}
+
+export interface PredictProgress {
+  /** 1-based checkpoint being scored, of `checkpoints`. */
+  checkpoint: number;
+  checkpoints: number;
+  /** Images this checkpoint has scored (each with every view), of `images`. */
+  scored: number;
+  images: number;
+  /** Images (all views) per second over the whole prediction so far. */
+  imagesPerSecond: number;
+  /** Seconds left at that rate, for every checkpoint. */
+  etaSeconds: number;
 }
 
 export interface SubmissionRow {
@@ -196,7 +211,7 @@ async function refuseExisting(files: readonly string[]): Promise<void> {
  * probability; checkpoints: `ensemble`), and writes the submission (and the per-view CSV).
  */
 export async function predict(options: PredictOptions): Promise<PredictResult> {
-  const { data, csv, out = 'submission.csv', ensemble = 'mean', tta = 1, perViewCsv, imageSize, batchSize, workers, device, log = () => undefined } = options;
+  const { data, csv, out = 'submission.csv', ensemble = 'mean', tta = 1, perViewCsv, imageSize, batchSize, workers, device, log = () => undefined, onProgress } = options;
   if (ensemble !== 'mean' && ensemble !== 'rank') throw new RangeError(`Expected 'mean' or 'rank' for ensemble but received '${String(ensemble)}'`);
   if (!Number.isInteger(tta) || tta < 1 || tta > 8) throw new RangeError(`Expected integer between 1 and 8 for tta but received ${String(tta)}`);
   if (imageSize !== undefined && (!Number.isInteger(imageSize) || imageSize < 32 || imageSize > 2048))
@@ -218,10 +233,16 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   const overrides = Object.fromEntries(Object.entries({ batchSize, workers, device }).filter(([, v]) => v !== undefined));
   const perModel: number[][] = [];
   const perViewLines: string[] = ['image_name,checkpoint,view,score'];
-  for (const file of checkpoints) {
+  const started = performance.now();
+  for (const [index, file] of checkpoints.entries()) {
     const trainer = await Trainer.load(file, overrides);
     try {
-      const results = await trainer.evaluateViews(samples, transforms, { imageSize });
+      const onBatch = (scored: number, images: number) => {
+        const done = index * images + scored;
+        const imagesPerSecond = done / Math.max((performance.now() - started) / 1000, 1e-9);
+        onProgress?.({ checkpoint: index + 1, checkpoints: checkpoints.length, scored, images, imagesPerSecond, etaSeconds: (checkpoints.length * images - done) / imagesPerSecond });
+      };
+      const results = await trainer.evaluateViews(samples, transforms, { imageSize, onBatch });
       const probabilities = samples.map((_, i) => results.reduce((sum, r) => sum + r.predictions[i].probability, 0) / results.length);
       perModel.push(probabilities);
       results.forEach((r, v) => r.predictions.forEach((p) => perViewLines.push([p.imageName, file, views[v], String(p.probability)].map(csvField).join(','))));

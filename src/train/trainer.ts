@@ -450,7 +450,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * One evaluation per view (test-time augmentation), decoding each batch once: view null is the
    * image as it is, a ViewTransform rearranges the batch's pixels before the engine sees them.
    */
-  async evaluateViews(samples: readonly LesionSample[], views: readonly (ViewTransform | null)[], { imageSize }: { imageSize?: number } = {}): Promise<EvaluationResult[]> {
+  async evaluateViews(
+    samples: readonly LesionSample[],
+    views: readonly (ViewTransform | null)[],
+    { imageSize, onBatch }: { imageSize?: number; onBatch?: (scored: number, total: number) => void } = {},
+  ): Promise<EvaluationResult[]> {
     const engine = await this.ensureEngine();
     const o = this.options;
     const loader = createLoader([...samples], {
@@ -465,6 +469,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const labelled = samples.every((s) => s.target !== null);
     const metadata = this.metadataFor(samples);
     const perView = views.map(() => ({ predictions: [] as Prediction[], lossSum: 0 }));
+    let scored = 0;
     for await (const batch of loader.epoch(0)) {
       for (let v = 0; v < views.length; v++) {
         const view = views[v];
@@ -476,6 +481,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
           perView[v].predictions.push({ imageName: sample.imageName, patientId: sample.patientId, target: sample.target, logit, probability: sigmoid(logit) });
         });
       }
+      scored += batch.batchSize;
+      onBatch?.(scored, samples.length);
     }
     return perView.map(({ predictions, lossSum }) => {
       if (!labelled || predictions.length === 0) return { loss: null, auc: null, aucNote: 'samples without targets', predictions };

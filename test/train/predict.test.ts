@@ -96,6 +96,16 @@ describe('predict on a tiny test set', () => {
     expect(Math.max(...ranked.rows.map((r) => r.target))).toBe(1);
   });
 
+  test('progress: every batch of every checkpoint, ending with all images scored', async () => {
+    const progress: { checkpoint: number; scored: number; etaSeconds: number }[] = [];
+    const checkpoints = [path.join(run.runDir, 'best.safetensors'), path.join(run.runDir, 'last.safetensors')];
+    await predict({ checkpoints, data, out: path.join(root, 'progress.csv'), batchSize: 8, onProgress: (p) => progress.push(p) });
+    // 24 images in batches of 8, twice.
+    expect(progress.map((p) => [p.checkpoint, p.scored])).toEqual([[1, 8], [1, 16], [1, 24], [2, 8], [2, 16], [2, 24]]);
+    expect(progress.at(-1)!.etaSeconds).toBe(0);
+    expect(progress[0].etaSeconds).toBeGreaterThan(0);
+  });
+
   test('a bare folder of JPEGs, named by file', async () => {
     const folder = path.join(root, 'jpegs');
     mkdirSync(folder);
@@ -154,9 +164,11 @@ describe('predict on a tiny test set', () => {
 
   (existsSync(CLI) ? test : test.skip)('the predict command writes the submission and refuses to overwrite it (exit 2)', () => {
     const out = path.join(root, 'cli-submission.csv');
-    const args = [CLI, 'predict', run.runDir, '--data', data, '--out', out, '--tta', '2', '--workers', '2'];
+    const args = [CLI, 'predict', run.runDir, '--data', data, '--out', out, '--tta', '2', '--workers', '2', '--log-every', '2'];
     const first = spawnSync(process.execPath, args, { encoding: 'utf8' });
     expect(first.status).toBe(0);
+    // Batches of 8 (the checkpoint's): a line after batch 2 and after the last one.
+    expect(first.stdout).toMatch(/\ncheckpoint 1\/1: 16\/24 images, [\d.]+ img\/s, eta \d+s\ncheckpoint 1\/1: 24\/24 images, [\d.]+ img\/s, eta 0s\n/);
     expect(first.stdout).toContain(`wrote ${out} (24 images)`);
     const again = spawnSync(process.execPath, args, { encoding: 'utf8' });
     expect(again.status).toBe(2);
