@@ -12,6 +12,7 @@ import { runPrecisionCheck } from './bench/precision-check';
 import { runModelBenchmark, runModelSweep } from './bench/model-bench';
 import { registerCalibrateCommand } from './cli/calibrate';
 import { registerCompareCommand } from './cli/compare';
+import { registerConvertCommand } from './cli/convert';
 import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
 import { registerWeightsCommand } from './cli/weights';
@@ -451,6 +452,7 @@ function buildProgram(): Command {
   registerEvaluateCommand(program);
   registerCompareCommand(program);
   registerCalibrateCommand(program);
+  registerConvertCommand(program);
   registerInspectCommand(program);
   registerWeightsCommand(program);
   return program;

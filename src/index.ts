@@ -24,6 +24,8 @@ export type { IsicDataset, OpenDatasetOptions } from './data/isic';
 export { createLoader } from './data/loader';
 export { ensureDemoDataset, demoCacheDir } from './data/demo';
 export { DataError } from './data/errors';
+export { convertDataset } from './data/convert';
+export type { ConvertOptions, ConvertResult } from './data/convert';
 export type { LesionSample, Batch, LoaderOptions } from './data/types';
 export { stratifiedGroupKFold, assignFileFolds, splitByFold, writeFoldsCsv, readFoldsCsv } from './folds';
 export * from './metrics';

@@ -5,7 +5,7 @@
  * by the IDCT itself before the final resize, which is most of the speed at small sizes.
  */
 import { promises as fsp } from 'fs';
-import sharp from 'sharp';
+import sharp, { Sharp } from 'sharp';
 import { DataError } from './errors';
 import { readSpan } from './tfrecord';
 import { ImageSource, LesionSample } from './types';
@@ -63,11 +63,11 @@ export interface DecodeOptions {
 }
 
 /**
- * Decodes a JPEG to size x size x 3 uint8 RGB: EXIF orientation applied, grayscale/CMYK turned
- * to sRGB, alpha dropped. Non-JPEG bytes give ERR_IMAGE_FORMAT, undecodable ones ERR_IMAGE_DECODE,
- * both naming the image and its source.
+ * Runs `output` on a sharp pipeline that turns JPEG bytes into size x size sRGB without alpha,
+ * EXIF orientation applied. Non-JPEG bytes give ERR_IMAGE_FORMAT, undecodable ones
+ * ERR_IMAGE_DECODE, both naming the image and its source.
  */
-export async function decodeImage(bytes: Buffer, options: DecodeOptions): Promise<Buffer> {
+async function resized<T>(bytes: Buffer, options: DecodeOptions, output: (pipeline: Sharp) => Promise<T>): Promise<T> {
   const { size, fit = 'fill', imageName = 'image', source } = options;
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`Expected positive integer for size but received ${size}`);
   const where = source ? describeSource(source) : 'an in-memory buffer';
@@ -82,16 +82,13 @@ export async function decodeImage(bytes: Buffer, options: DecodeOptions): Promis
     );
   }
   try {
-    const { data, info } = await sharp(bytes, { failOn: 'truncated' })
-      .rotate() // EXIF orientation
-      .resize(size, size, { fit, position: 'centre' })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width !== size || info.height !== size)
-      throw new Error(`decoded to ${info.width}x${info.height}x${info.channels} instead of ${size}x${size}x3`);
-    return data;
+    return await output(
+      sharp(bytes, { failOn: 'truncated' })
+        .rotate() // EXIF orientation
+        .resize(size, size, { fit, position: 'centre' })
+        .toColourspace('srgb')
+        .removeAlpha(),
+    );
   } catch (err) {
     throw new DataError(
       'ERR_IMAGE_DECODE',
@@ -99,6 +96,25 @@ export async function decodeImage(bytes: Buffer, options: DecodeOptions): Promis
       { ...context, cause: err },
     );
   }
+}
+
+/** Decodes a JPEG to size x size x 3 uint8 RGB (HWC), as training and prediction see it. */
+export async function decodeImage(bytes: Buffer, options: DecodeOptions): Promise<Buffer> {
+  const { size } = options;
+  return resized(bytes, options, async (pipeline) => {
+    const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== size || info.height !== size)
+      throw new Error(`decoded to ${info.width}x${info.height}x${info.channels} instead of ${size}x${size}x3`);
+    return data;
+  });
+}
+
+/**
+ * The same size x size image as decodeImage gives, encoded as a JPEG of `quality` (1-100): what
+ * `melanoma convert` stores, so a set converted at the training size trains like the original.
+ */
+export async function resizeToJpeg(bytes: Buffer, options: DecodeOptions & { quality: number }): Promise<Buffer> {
+  return resized(bytes, options, (pipeline) => pipeline.jpeg({ quality: options.quality }).toBuffer());
 }
 
 /**

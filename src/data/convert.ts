@@ -1,0 +1,153 @@
+/**
+ * `melanoma convert`: any dataset this package reads (ISIC 2020's JPEG folder with train.csv,
+ * TFRecords, a bare JPEG folder) into SIIM-ISIC TFRecords of square JPEGs at one size.
+ *
+ * The ISIC 2020 JPEGs are up to 6000 x 4000 px: decoding them is most of an epoch's CPU time.
+ * Converted once at (or above) the training size, every later epoch decodes small JPEGs instead.
+ * Images are resized exactly as the loader resizes them (src/data/images.ts), so training from
+ * a set converted at the training size sees the same pixels, up to the JPEG re-encoding.
+ *
+ * Files are patient-grouped and stratified (every patient in one file, melanomas spread evenly),
+ * as the community's resized SIIM-ISIC sets are, and named `trainNN-COUNT.tfrec` (`testNN-...`
+ * for a set without targets). The folder is built under a temporary name and renamed at the end,
+ * so an interrupted conversion never looks finished, and an existing folder is never touched.
+ */
+import { promises as fsp } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { stratifiedGroupKFold } from '../folds';
+import { DataError } from './errors';
+import { ImageBytesReader, ResizeFit, describeSource, resizeToJpeg } from './images';
+import { openDataset } from './isic';
+import { FeatureInput, encodeExample, floatList, writeTfRecordFile } from './tfrecord';
+import type { LesionSample } from './types';
+
+export interface ConvertOptions {
+  /** Source: a folder of TFRecords, a JPEG folder with train.csv, or a CSV. */
+  data: string;
+  csv?: string;
+  /** New folder for the TFRecords; refused if it exists. */
+  out: string;
+  /** Square size in pixels. */
+  size: number;
+  fit?: ResizeFit;
+  /** TFRecord files (default 15, or fewer when there are fewer patients). */
+  files?: number;
+  /** JPEG quality, 1-100 (default 95). */
+  quality?: number;
+  /** Seed of the patient-to-file assignment (default 42). */
+  seed?: number;
+  /** Images resized at once (default: CPU cores). */
+  workers?: number;
+  /** Leave out images that cannot be read or decoded, listing them in manifest.json (default: stop at the first). */
+  skipBadImages?: boolean;
+  log?: (line: string) => void;
+  onProgress?: (progress: { done: number; total: number; imagesPerSecond: number; etaSeconds: number }) => void;
+}
+
+export interface ConvertedFile {
+  file: string;
+  images: number;
+  melanomas: number;
+  patients: number;
+}
+
+export interface ConvertResult {
+  out: string;
+  files: ConvertedFile[];
+  images: number;
+  skipped: { imageName: string; source: string; reason: string }[];
+}
+
+export const CONVERT_MANIFEST = 'manifest.json';
+
+function checkInteger(value: number, name: string, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`Expected integer between ${min} and ${max} for ${name} but received ${String(value)}`);
+  return value;
+}
+
+/** An integer code stays an int64 (as in the SIIM-ISIC TFRecords); text stays text. */
+function codeOrText(value: string): FeatureInput {
+  return /^-?\d+$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : value;
+}
+
+/** The SIIM-ISIC features of one sample around its new JPEG; unknown values are left out. */
+function exampleOf(sample: LesionSample, jpeg: Buffer): Buffer {
+  const features: Record<string, FeatureInput> = { image: jpeg, image_name: sample.imageName, patient_id: codeOrText(sample.patientId) };
+  if (sample.sex !== null) features.sex = codeOrText(sample.sex);
+  if (sample.ageApprox !== null) features.age_approx = Number.isInteger(sample.ageApprox) ? sample.ageApprox : floatList(sample.ageApprox);
+  if (sample.anatomSite !== null) features.anatom_site_general_challenge = codeOrText(sample.anatomSite);
+  if (sample.diagnosis !== null) features.diagnosis = codeOrText(sample.diagnosis);
+  if (sample.target !== null) features.target = sample.target;
+  return encodeExample(features);
+}
+
+export async function convertDataset(options: ConvertOptions): Promise<ConvertResult> {
+  const { data, csv, out, fit = 'fill', skipBadImages = false, log = () => undefined, onProgress } = options;
+  const size = checkInteger(options.size, 'size', 32, 4096);
+  const quality = checkInteger(options.quality ?? 95, 'quality', 1, 100);
+  const seed = checkInteger(options.seed ?? 42, 'seed', 0, 0xffffffff);
+  const workers = checkInteger(options.workers ?? os.availableParallelism(), 'workers', 1, 1024);
+  if (fit !== 'fill' && fit !== 'cover') throw new RangeError(`Expected 'fill' or 'cover' for fit but received '${String(fit)}'`);
+  if (await fsp.stat(out).catch(() => null)) throw new RangeError(`${out} already exists and was left untouched: convert into a new folder`);
+
+  const { samples, format } = await openDataset(data, { csv });
+  if (samples.length === 0) throw new DataError('ERR_DATASET_EMPTY', `${data} holds no images to convert`, { file: data });
+  const patients = new Set(samples.map((s) => s.patientId)).size;
+  const fileCount = checkInteger(Math.min(options.files ?? 15, patients), 'files', 1, 10000);
+  const prefix = samples.some((s) => s.target !== null) ? 'train' : 'test';
+  // k = 1 is one file with everything; otherwise patient-grouped, stratified files.
+  const fileOf = fileCount === 1 ? samples.map(() => 0) : stratifiedGroupKFold(samples, fileCount, seed).map((a) => a.fold);
+  log(`converting ${samples.length} images (${format}, ${patients} patients) from ${data} to ${fileCount} TFRecord file(s) of ${size}x${size} JPEGs (quality ${quality}, fit ${fit}) in ${out}`);
+
+  const staging = `${out}.${process.pid}.partial`;
+  await fsp.rm(staging, { recursive: true, force: true });
+  await fsp.mkdir(staging, { recursive: true });
+  const reader = new ImageBytesReader();
+  const skipped: ConvertResult['skipped'] = [];
+  const files: ConvertedFile[] = [];
+  const started = performance.now();
+  let done = 0;
+  try {
+    for (let f = 0; f < fileCount; f++) {
+      const members = samples.filter((_, i) => fileOf[i] === f);
+      const records: (Buffer | null)[] = new Array(members.length).fill(null);
+      // `workers` resizes in flight; records keep the samples' order.
+      let next = 0;
+      const work = async () => {
+        while (next < members.length) {
+          const i = next++;
+          const sample = members[i];
+          try {
+            const bytes = await reader.read(sample.image, sample.imageName);
+            records[i] = exampleOf(sample, await resizeToJpeg(bytes, { size, fit, quality, imageName: sample.imageName, source: sample.image }));
+          } catch (err) {
+            if (!skipBadImages || !(err instanceof DataError)) throw err;
+            skipped.push({ imageName: sample.imageName, source: describeSource(sample.image), reason: err.message });
+          }
+          done++;
+          const imagesPerSecond = done / Math.max((performance.now() - started) / 1000, 1e-9);
+          onProgress?.({ done, total: samples.length, imagesPerSecond, etaSeconds: (samples.length - done) / imagesPerSecond });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(workers, members.length) }, work));
+      const kept = members.filter((_, i) => records[i] !== null);
+      const name = `${prefix}${String(f).padStart(2, '0')}-${kept.length}.tfrec`;
+      await writeTfRecordFile(path.join(staging, name), records.filter((r): r is Buffer => r !== null));
+      files.push({ file: name, images: kept.length, melanomas: kept.filter((s) => s.target === 1).length, patients: new Set(kept.map((s) => s.patientId)).size });
+      log(`${name}: ${kept.length} images, ${files.at(-1)!.melanomas} melanoma, ${files.at(-1)!.patients} patients`);
+    }
+    const images = files.reduce((sum, f) => sum + f.images, 0);
+    const manifest = { source: data, csv: csv ?? null, sourceFormat: format, size, fit, quality, seed, images, files, skipped, convertedAt: new Date().toISOString() };
+    await fsp.writeFile(path.join(staging, CONVERT_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+    await fsp.mkdir(path.dirname(path.resolve(out)), { recursive: true });
+    // rename(2) onto an existing non-empty folder fails, so a folder created meanwhile survives.
+    await fsp.rename(staging, out);
+    return { out, files, images, skipped };
+  } catch (err) {
+    await fsp.rm(staging, { recursive: true, force: true });
+    throw err;
+  } finally {
+    await reader.close();
+  }
+}
