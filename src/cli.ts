@@ -13,6 +13,7 @@ import { runModelBenchmark, runModelSweep } from './bench/model-bench';
 import { registerCalibrateCommand } from './cli/calibrate';
 import { registerCompareCommand } from './cli/compare';
 import { registerConvertCommand } from './cli/convert';
+import { registerEnsembleCommand } from './cli/ensemble';
 import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
 import { registerWeightsCommand } from './cli/weights';
@@ -451,6 +452,7 @@ function buildProgram(): Command {
   });
   registerEvaluateCommand(program);
   registerCompareCommand(program);
+  registerEnsembleCommand(program);
   registerCalibrateCommand(program);
   registerConvertCommand(program);
   registerInspectCommand(program);

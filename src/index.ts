@@ -16,6 +16,8 @@ export type { PredictOptions, PredictResult, EnsembleMode, TtaView } from './pre
 export { fitCalibrator, applyCalibrator, readCalibrator, CalibratorError, CALIBRATOR_KINDS } from './calibrate';
 export type { Calibrator, CalibratorKind, CalibrationReport } from './calibrate';
 export { calibratePredictionsFile } from './cli/calibrate';
+export { ensemblePredictionFiles } from './cli/ensemble';
+export { comparePredictionFiles, joinPredictionFiles } from './cli/compare';
 export type { TrainerOptions, Device, Precision } from './model/config';
 export { MODEL_NAMES, SCALING, buildModelSpec, countParameters } from './model/architectures';
 export type { ModelName } from './model/architectures';

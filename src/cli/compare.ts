@@ -17,31 +17,46 @@ export interface PredictionsComparison extends DelongTestResult {
 }
 
 /**
+ * Rows of several predictions files joined on image_name: they must hold the same images with the
+ * same targets. `rows` are the first file's (with its patient_id and fold), `scores[k][i]` is
+ * file k's score of rows[i].
+ */
+export function joinPredictionFiles(files: readonly string[]): { rows: PredictionRow[]; scores: number[][] } {
+  const [first, ...others] = files;
+  const rows = readPredictionsCsv(first);
+  const scores = [rows.map((r) => r.score)];
+  for (const file of others) {
+    const byName = new Map<string, PredictionRow>(readPredictionsCsv(file).map((row) => [row.imageName, row]));
+    const onlyInFirst = rows.filter((row) => !byName.has(row.imageName));
+    if (onlyInFirst.length > 0 || rows.length !== byName.size) {
+      const inFirst = new Set(rows.map((row) => row.imageName));
+      const onlyInOther = [...byName.keys()].filter((name) => !inFirst.has(name));
+      const example = onlyInFirst[0]?.imageName ?? onlyInOther[0];
+      throw new PredictionsFileError(
+        `${first} and ${file} must score the same images: ${onlyInFirst.length} are only in the first and ${onlyInOther.length} only in the second (e.g. ${example})`,
+      );
+    }
+    const mismatch = rows.find((row) => byName.get(row.imageName)!.target !== row.target);
+    if (mismatch)
+      throw new PredictionsFileError(`${mismatch.imageName} has target ${mismatch.target} in ${first} but ${byName.get(mismatch.imageName)!.target} in ${file}: use predictions of the same labelled set`);
+    scores.push(rows.map((row) => byName.get(row.imageName)!.score));
+  }
+  return { rows, scores };
+}
+
+/**
  * Joins the two files on image_name (they must hold the same images with the same targets) and
  * runs the paired test. Scores are compared by rank, so probabilities and logits may be mixed.
  */
 export function comparePredictionFiles(fileA: string, fileB: string, { level = 0.95 } = {}): PredictionsComparison {
-  const a = readPredictionsCsv(fileA);
-  const b = new Map<string, PredictionRow>(readPredictionsCsv(fileB).map((row) => [row.imageName, row]));
-  const onlyInA = a.filter((row) => !b.has(row.imageName));
-  if (onlyInA.length > 0 || a.length !== b.size) {
-    const inA = new Set(a.map((row) => row.imageName));
-    const onlyInB = [...b.keys()].filter((name) => !inA.has(name));
-    const example = onlyInA[0]?.imageName ?? onlyInB[0];
-    throw new PredictionsFileError(
-      `${fileA} and ${fileB} must score the same images: ${onlyInA.length} are only in the first and ${onlyInB.length} only in the second (e.g. ${example})`,
-    );
-  }
-  const mismatch = a.find((row) => b.get(row.imageName)!.target !== row.target);
-  if (mismatch)
-    throw new PredictionsFileError(`${mismatch.imageName} has target ${mismatch.target} in ${fileA} but ${b.get(mismatch.imageName)!.target} in ${fileB}: compare predictions of the same labelled set`);
+  const { rows, scores } = joinPredictionFiles([fileA, fileB]);
   const test = delongTest(
-    a.map((row) => row.target),
-    a.map((row) => row.score),
-    a.map((row) => b.get(row.imageName)!.score),
+    rows.map((row) => row.target),
+    scores[0],
+    scores[1],
     level,
   );
-  return { ...test, fileA, fileB, images: a.length };
+  return { ...test, fileA, fileB, images: rows.length };
 }
 
 export function formatComparison(c: PredictionsComparison): string[] {
