@@ -287,11 +287,11 @@ export async function resumeRun(runDir: string, { epochs, workers, prefetch, ...
   }
 }
 
-/** Where a loaded run continues: "after epoch 2 of 5", or "in epoch 3 of 5, after 120 batches". */
+/** Where a loaded run continues: "after epoch 2 of 5", or "in epoch 3 of 5, after 120 of 400 batches". */
 export function resumePoint(trainer: Trainer): string {
   const at = trainer.epochInProgress;
   return at
-    ? `in epoch ${at.epoch} of ${trainer.options.epochs}, after ${at.batches} batches`
+    ? `in epoch ${at.epoch} of ${trainer.options.epochs}, after ${at.batches} of ${at.batchesInEpoch} batches`
     : `after epoch ${trainer.completedEpochs} of ${trainer.options.epochs}`;
 }
 
@@ -300,12 +300,17 @@ export function resumePoint(trainer: Trainer): string {
  * curve and its rate jumps back up: the line that says so, or null when the rate does not rise.
  */
 export function cosineResumeNote(trainer: Trainer): string | null {
+  const o = trainer.options;
   const last = trainer.epochHistory.at(-1);
-  if (trainer.options.schedule !== 'cosine' || !last || trainer.completedEpochs >= trainer.options.epochs) return null;
-  const next = learningRateAt(trainer.options, trainer.completedEpochs, trainer.epochHistory);
+  const inProgress = trainer.epochInProgress;
+  if (o.schedule !== 'cosine' || !last || trainer.completedEpochs >= o.epochs) return null;
+  // Where training continues, and the rate it last used.
+  const at = trainer.completedEpochs + (inProgress ? inProgress.batches / inProgress.batchesInEpoch : 0);
+  const previous = inProgress ? { lr: inProgress.lr, where: `the checkpoint, ${inProgress.batches} batches into epoch ${inProgress.epoch}, was at` } : { lr: last.lr, where: `epoch ${last.epoch} ended at` };
+  const next = learningRateAt(o, at, trainer.epochHistory);
   // After warm-up an unchanged cosine only falls; a rise means the run was extended.
-  if (trainer.completedEpochs < trainer.options.warmupEpochs || !(next > last.lr)) return null;
-  return `the cosine schedule now spans ${trainer.options.epochs} epochs, so the rate goes back up: epoch ${trainer.completedEpochs + 1} starts at lr ${next.toExponential(2)} (epoch ${last.epoch} ended at ${last.lr.toExponential(2)})`;
+  if (at < o.warmupEpochs || !(next > previous.lr)) return null;
+  return `the cosine schedule now spans ${o.epochs} epochs, so the rate goes back up: training continues at lr ${next.toExponential(2)} (${previous.where} ${previous.lr.toExponential(2)})`;
 }
 
 /** Reads and checks a run folder's config.json. */

@@ -43,8 +43,9 @@ export interface FitOptions {
 export interface EpochInProgress {
   /** 1-based: the epoch after the completed ones. */
   epoch: number;
-  /** Batches of it already trained. */
+  /** Batches of it already trained, of `batchesInEpoch`. */
   batches: number;
+  batchesInEpoch: number;
   /** Sums over those batches, for the epoch's mean loss and throughput. */
   lossSum: number;
   images: number;
@@ -322,6 +323,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const progress = (): EpochInProgress => ({
         epoch,
         batches: batchIndex,
+        batchesInEpoch: loader.batchesPerEpoch,
         lossSum,
         images,
         trainSeconds: (resumed?.trainSeconds ?? 0) + (performance.now() - started) / 1000,

@@ -49,7 +49,7 @@ test('extending a cosine run says that the rate goes back up, and by how much', 
   // Epoch 2 of 3 starts a third of the way down the stretched curve.
   const next = 1e-5 + (2e-3 - 1e-5) * 0.5 * (1 + Math.cos(Math.PI / 3));
   expect(lines).toContain(
-    `the cosine schedule now spans 3 epochs, so the rate goes back up: epoch 2 starts at lr ${next.toExponential(2)} (epoch 1 ended at ${first.history[0].lr.toExponential(2)})`,
+    `the cosine schedule now spans 3 epochs, so the rate goes back up: training continues at lr ${next.toExponential(2)} (epoch 1 ended at ${first.history[0].lr.toExponential(2)})`,
   );
   expect(resumed.history[1].lr).toBeGreaterThan(first.history[0].lr);
   // A cosine run stopped after epoch 1 of 3 and resumed as it was: the rate keeps falling, no note.
@@ -60,6 +60,18 @@ test('extending a cosine run says that the rate goes back up, and by how much', 
   const finished = await resumeRun(stopped.runDir, { log: (line) => quiet.push(line) });
   expect(finished.history).toHaveLength(3);
   expect(quiet.filter((l) => l.includes('goes back up'))).toEqual([]);
+
+  // Stopped inside epoch 2 of 3: resumed as it was, no note; extended to 6 epochs, the note
+  // compares with the rate at the checkpoint.
+  for (const [epochs, expectNote] of [[undefined, false], [6, true]] as const) {
+    const inside = new AbortController();
+    const partly = await trainRun({ ...options, epochs: 3, runsDir: path.join(root, `cosine-inside-${epochs}`), signal: inside.signal, onBatch: (b) => b.epoch === 2 && inside.abort() });
+    const notes: string[] = [];
+    await resumeRun(partly.runDir, { epochs, log: (line) => notes.push(line) });
+    const note = notes.filter((l) => l.includes('goes back up'));
+    if (expectNote) expect(note[0]).toMatch(/so the rate goes back up: training continues at lr \S+ \(the checkpoint, 2 batches into epoch 2, was at \S+\)$/);
+    else expect(note).toEqual([]);
+  }
 });
 
 test('resume refuses a folder that is not a run', async () => {
@@ -100,7 +112,7 @@ describe('the CLI after SIGINT in the middle of an epoch', () => {
     const resumed = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir], { encoding: 'utf8' });
     expect(resumed.stderr).toBe('');
     expect(resumed.status).toBe(0);
-    expect(resumed.stdout).toContain(`resuming ${runDir} in epoch 2 of 3, after ${inProgress.batches} batches`);
+    expect(resumed.stdout).toContain(`resuming ${runDir} in epoch 2 of 3, after ${inProgress.batches} of 12 batches`);
     const history = readFileSync(path.join(runDir, 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     // The CLI flags are TINY_OPTIONS with the full depth (no --stage-limit flag).
     const whole = await trainRun({ ...TINY_OPTIONS, stageLimit: 7, batchSize: 2, data, folds: 4, epochs: 3, runsDir: path.join(root, 'whole-cli') });

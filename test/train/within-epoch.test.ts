@@ -154,7 +154,7 @@ test('a run folder: checkpointMinutes writes last.safetensors inside epochs; res
 
   const resumedLines: string[] = [];
   const resumed = await resumeRun(stopped.runDir, { log: (line) => resumedLines.push(line), checkpointMinutes: 0 });
-  expect(resumedLines[0]).toMatch(/^resuming .* in epoch 2 of 3, after 3 batches; fold 0/);
+  expect(resumedLines[0]).toMatch(/^resuming .* in epoch 2 of 3, after 3 of 6 batches; fold 0/);
   const whole = await trainRun({ ...runOptions, runsDir: path.join(root, 'runs-whole') });
   expect(resumed.history.map(comparable)).toEqual(whole.history.map(comparable));
   await expect(trainRun({ ...runOptions, checkpointMinutes: -1 })).rejects.toThrow('Expected a number >= 0 for checkpointMinutes but received -1');
