@@ -21,6 +21,7 @@ import { MODEL_NAMES, ModelName } from './model/architectures';
 import { OutputExistsError } from './cli/evaluate';
 import { EngineError, NativeLoadError } from './native';
 import { TTA_VIEWS, predict } from './predict';
+import { embedDataset } from './embed';
 import { SafetensorsError } from './train/safetensors';
 import type { Precision, TrainerOptions } from './model/config';
 import { crossValidate, formatCvSummary } from './train/cv';
@@ -347,6 +348,37 @@ function buildProgram(): Command {
       if (live) process.stdout.write('\r\x1b[2K');
       if (result.auc !== null) console.log(`AUC of the combined scores (the test set has targets): ${result.auc.toFixed(4)}`);
       for (const file of result.written) console.log(`wrote ${file} (${result.rows.length} images)`);
+    });
+
+  program
+    .command('embed')
+    .description("write every image's embedding under one model (embeddings.npy, float32 images x features) and images.csv with scores and each lesion's ugly-duckling distance from the patient's other lesions")
+    .argument('<checkpoint>', 'one checkpoint file or run folder (its best.safetensors)')
+    .requiredOption('--data <path>', 'images: folder of *.tfrec files, JPEG folder (with or without a CSV), or a CSV')
+    .option('--csv <file>', 'CSV with ISIC columns, joined on image_name for TFRecord sets')
+    .requiredOption('--out <dir>', 'a new folder for embeddings.npy and images.csv (an existing one is refused)')
+    .option('--image-size <px>', "input size (default: the checkpoint's last training size)", integer('--image-size', 32))
+    .option('--batch-size <n>', 'images per batch', integer('--batch-size', 1))
+    .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
+    .addOption(new Option('--device <device>', 'where the engine runs (default: as trained)').choices(['auto', 'cpu', 'cuda']))
+    .action(async (checkpoint: string, opts) => {
+      const live = Boolean(process.stdout.isTTY);
+      const result = await embedDataset({
+        checkpoint,
+        data: opts.data,
+        csv: opts.csv,
+        out: opts.out,
+        imageSize: opts.imageSize,
+        batchSize: opts.batchSize,
+        workers: opts.workers,
+        device: opts.device,
+        log: (line) => console.log(line),
+        onProgress: (scored, total) => {
+          if (live) process.stdout.write(`\r${scored}/${total} images  `);
+        },
+      });
+      if (live) process.stdout.write('\r\x1b[2K');
+      console.log(`wrote ${result.written.join(' and ')} (${result.images} images x ${result.embeddingSize} features)`);
     });
 
   addModelOptions(

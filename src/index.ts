@@ -13,6 +13,8 @@ export { learningRateAt, earlyStopReason, imageSizeForEpoch, SCHEDULE_NAMES } fr
 export type { ScheduleName } from './train/schedule';
 export { predict, viewTransform, TTA_VIEWS } from './predict';
 export type { PredictOptions, PredictResult, EnsembleMode, TtaView } from './predict';
+export { embedDataset, uglyDucklingScores, npyFloat32 } from './embed';
+export type { EmbedOptions, EmbedResult } from './embed';
 export { fitCalibrator, applyCalibrator, readCalibrator, CalibratorError, CALIBRATOR_KINDS } from './calibrate';
 export type { Calibrator, CalibratorKind, CalibrationReport } from './calibrate';
 export { calibratePredictionsFile } from './cli/calibrate';

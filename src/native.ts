@@ -207,11 +207,16 @@ export interface BenchmarkStepsResult {
 export interface EvaluateRequest extends ImageBatch {
   /** When given, the (class-weighted) loss summed over the batch is returned too. */
   labels?: Float32Array;
+  /** Also return each image's embedding: the pooled features the classifier reads. */
+  embeddings?: boolean;
 }
 
 export interface EvaluateResult {
   logits: Float32Array;
   lossSum: number | null;
+  /** With `embeddings`: batchSize x embeddingSize floats, row-major; else null. */
+  embeddings: Float32Array | null;
+  embeddingSize?: number;
 }
 
 export type TensorDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'U8' | 'BOOL';

@@ -146,6 +146,7 @@ engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
   }
   // Its size depends on the model: the engine checks it (hostMetadata in engine.cc).
   float32Field(js, "metadata", batch.metadata);
+  batch.wantEmbeddings = js.Get("embeddings").ToBoolean().Value();
   if (withLearningRate) {
     batch.lr = numberField(js, "lr");
     batch.backboneLr = js.Get("backboneLr").IsNumber() ? numberField(js, "backboneLr") : batch.lr;
@@ -497,6 +498,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           js.Set("logits", logits);
           js.Set("lossSum", result.hasLoss ? Napi::Value(Napi::Number::New(env, result.lossSum))
                                            : env.Null());
+          if (result.embeddingSize > 0) {
+            auto embeddings = Napi::Float32Array::New(env, result.embeddings.size());
+            std::memcpy(embeddings.Data(), result.embeddings.data(), result.embeddings.size() * sizeof(float));
+            js.Set("embeddings", embeddings);
+            js.Set("embeddingSize", Napi::Number::New(env, static_cast<double>(result.embeddingSize)));
+          } else {
+            js.Set("embeddings", env.Null());
+          }
           return js;
         });
   }

@@ -78,6 +78,7 @@ struct HostBatch {
   double lr = 0;              // of the head (classifier, head_fc)
   double backboneLr = 0;
   bool freezeBackbone = false;
+  bool wantEmbeddings = false;  // evaluate: also return each image's pooled features
 };
 
 struct TrainStepResult {
@@ -101,6 +102,10 @@ struct EvaluateResult {
   std::vector<float> logits;
   bool hasLoss = false;
   double lossSum = 0;
+  // With wantEmbeddings: batchSize x embeddingSize, row-major (the pooled image features the
+  // classifier reads, before any metadata is fused).
+  std::vector<float> embeddings;
+  int64_t embeddingSize = 0;
 };
 
 // A tensor as little-endian contiguous bytes; dtype uses safetensors' names (F32, I64 ...).

@@ -169,8 +169,13 @@ torch::Tensor EfficientNetImpl::forwardFeatures(torch::Tensor x) {
   return torch::silu(bn2->forward(conv_head->forward(x)));
 }
 
+torch::Tensor EfficientNetImpl::embed(torch::Tensor x) { return forwardFeatures(std::move(x)).mean({2, 3}); }
+
 torch::Tensor EfficientNetImpl::forward(torch::Tensor x, const torch::Tensor& metadata) {
-  x = forwardFeatures(std::move(x)).mean({2, 3});
+  return classify(embed(std::move(x)), metadata);
+}
+
+torch::Tensor EfficientNetImpl::classify(torch::Tensor x, const torch::Tensor& metadata) {
   if (!meta_fc1.is_empty()) {
     auto m = torch::silu(meta_fc2->forward(torch::silu(meta_fc1->forward(metadata.to(x.scalar_type())))));
     x = torch::cat({x, m}, 1);

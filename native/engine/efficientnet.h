@@ -50,8 +50,12 @@ TORCH_MODULE(MBConv);
 struct EfficientNetImpl : torch::nn::Module {
   EfficientNetImpl(const ModelSpec& spec, at::Generator generator);
   torch::Tensor forwardFeatures(torch::Tensor x);
-  // Logits of shape [N] (one output: melanoma vs not). `metadata` is [N, metadataFeatures] when
-  // the model has a metadata branch, undefined otherwise.
+  // The image embedding: forwardFeatures pooled over space, [N, C].
+  torch::Tensor embed(torch::Tensor x);
+  // Logits of shape [N] from embeddings (one output: melanoma vs not). `metadata` is
+  // [N, metadataFeatures] when the model has a metadata branch, undefined otherwise.
+  torch::Tensor classify(torch::Tensor embeddings, const torch::Tensor& metadata = {});
+  // classify(embed(x), metadata).
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& metadata = {});
 
   at::Generator generator;

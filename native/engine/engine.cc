@@ -1048,13 +1048,19 @@ struct Engine::Impl {
     model->eval();
     const auto x = inputTensor(batch, /*augmented=*/false);
     const auto metadata = metadataTensor(batch);
-    torch::Tensor logits;
+    torch::Tensor logits, embeddings;
     {
       AutocastScope scope(autocast, autocastDtype);
-      logits = model->forward(x, metadata);
+      embeddings = model->embed(x);
+      logits = model->classify(embeddings, metadata);
     }
     logits = logits.to(torch::kFloat);
     EvaluateResult result;
+    if (batch.wantEmbeddings) {
+      const auto host = embeddings.to(torch::kFloat).to(torch::kCPU).contiguous();
+      result.embeddingSize = host.size(1);
+      result.embeddings.assign(host.data_ptr<float>(), host.data_ptr<float>() + host.numel());
+    }
     if (!batch.labels.empty()) {
       result.hasLoss = true;
       result.lossSum = loss(logits, labelTensor(batch), at::Reduction::Sum).item<double>();

@@ -101,6 +101,8 @@ export interface Prediction {
   logit: number;
   /** sigmoid(logit): a score; class weighting inflates it, calibrate before reading it as a risk. */
   probability: number;
+  /** With `embeddings`: the pooled image features the classifier reads (before metadata). */
+  embedding?: Float32Array;
 }
 
 /**
@@ -440,6 +442,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return (await this.evaluate(samples, options)).predictions;
   }
 
+  /** Predictions with each image's embedding (`embedding`), in order. */
+  async embed(samples: readonly LesionSample[], options: { imageSize?: number; onBatch?: (scored: number, total: number) => void } = {}): Promise<Prediction[]> {
+    return (await this.evaluateViews(samples, [null], { ...options, embeddings: true }))[0].predictions;
+  }
+
   /**
    * Predictions plus the (class-weighted) loss and the AUC when the samples have targets. The
    * image size defaults to the one of the last epoch trained.
@@ -455,7 +462,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   async evaluateViews(
     samples: readonly LesionSample[],
     views: readonly (ViewTransform | null)[],
-    { imageSize, onBatch }: { imageSize?: number; onBatch?: (scored: number, total: number) => void } = {},
+    { imageSize, onBatch, embeddings = false }: { imageSize?: number; onBatch?: (scored: number, total: number) => void; embeddings?: boolean } = {},
   ): Promise<EvaluationResult[]> {
     const engine = await this.ensureEngine();
     const o = this.options;
@@ -476,11 +483,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       for (let v = 0; v < views.length; v++) {
         const view = views[v];
         const images = view ? view(batch.images, batch.batchSize, batch.height, batch.width) : batch.images;
-        const result = await engine.evaluate({ ...this.batchRequest(batch, metadata), images, labels: labelled ? batch.labels : undefined });
+        const result = await engine.evaluate({ ...this.batchRequest(batch, metadata), images, labels: labelled ? batch.labels : undefined, embeddings });
         perView[v].lossSum += result.lossSum ?? 0;
+        const size = result.embeddingSize ?? 0;
         batch.samples.forEach((sample, i) => {
           const logit = result.logits[i];
-          perView[v].predictions.push({ imageName: sample.imageName, patientId: sample.patientId, target: sample.target, logit, probability: sigmoid(logit) });
+          const prediction: Prediction = { imageName: sample.imageName, patientId: sample.patientId, target: sample.target, logit, probability: sigmoid(logit) };
+          if (result.embeddings) prediction.embedding = result.embeddings.slice(i * size, (i + 1) * size);
+          perView[v].predictions.push(prediction);
         });
       }
       scored += batch.batchSize;
