@@ -92,6 +92,12 @@ export interface Evaluation {
   }) | null;
   calibrationReason: string | null;
   histogram: Histogram;
+  /**
+   * The cases to look at first: the melanomas missed at the target-sensitivity threshold (lowest
+   * scores first) and the benign lesions scored highest (the most confident false alarms), at
+   * most HARDEST_CASES of each.
+   */
+  hardestCases: { threshold: number; missedMelanomas: HardCase[]; falseAlarms: HardCase[] };
   crossValidation: {
     folds: { fold: string; n: number; positives: number; negatives: number; auc: number | null; reason: string | null; roc: RocJson | null }[];
     meanAuc: number | null;
@@ -101,6 +107,23 @@ export interface Evaluation {
     patientsInSeveralFolds: string[];
   } | null;
   warnings: string[];
+}
+
+/** An image (or a patient, with patient aggregation) in the hardest-cases lists. */
+export interface HardCase {
+  /** Image name, or patient id when scores were aggregated per patient. */
+  id: string;
+  score: number;
+  fold: string | null;
+}
+
+export const HARDEST_CASES = 10;
+
+function hardestCases(units: readonly AggregatedRow[], threshold: number): Evaluation['hardestCases'] {
+  const hardCase = (u: AggregatedRow): HardCase => ({ id: u.id, score: u.score, fold: u.fold });
+  const missed = units.filter((u) => u.target === 1 && u.score < threshold).sort((a, b) => a.score - b.score);
+  const alarms = units.filter((u) => u.target === 0).sort((a, b) => b.score - a.score);
+  return { threshold, missedMelanomas: missed.slice(0, HARDEST_CASES).map(hardCase), falseAlarms: alarms.slice(0, HARDEST_CASES).map(hardCase) };
 }
 
 function rocJson(g: RankedGroups): RocJson {
@@ -307,6 +330,7 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
     }
   }
 
+  const atTargetSensitivity = { ...sensitivityPointFromGroups(g, targetSensitivity), targetSensitivity };
   return {
     schema: EVALUATION_SCHEMA,
     createdAt: new Date().toISOString(),
@@ -334,7 +358,7 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
     roc: rocJson(g),
     operatingPoints: {
       atThreshold: operatingPointAtThreshold(y, s, threshold),
-      atTargetSensitivity: { ...sensitivityPointFromGroups(g, targetSensitivity), targetSensitivity },
+      atTargetSensitivity,
       youden: youdenPointFromGroups(g),
       atSensitivities: sensitivities.map((target) => ({ ...sensitivityPointFromGroups(g, target), targetSensitivity: target })),
       atThresholds: thresholds.map((t) => operatingPointAtThreshold(y, s, t)),
@@ -342,6 +366,7 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
     calibration,
     calibrationReason,
     histogram: hist,
+    hardestCases: hardestCases(units, atTargetSensitivity.threshold),
     crossValidation,
     warnings,
   };

@@ -3,7 +3,7 @@
  * external resources, so it opens anywhere (also offline, also attached to an e-mail).
  */
 import type { OperatingPoint } from '../metrics';
-import { Evaluation, histogramPosition, operatingPointRows, RocJson } from './evaluation';
+import { Evaluation, HARDEST_CASES, histogramPosition, operatingPointRows, RocJson } from './evaluation';
 import { axes, escapeHtml, Frame, niceTicks, pathD, r2, sx, sy, thin } from './svg';
 
 const FOLD_COLOURS = ['#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7', '#9c755f', '#bab0ac', '#e15759'];
@@ -235,6 +235,22 @@ function opRow(name: string, p: OperatingPoint, note: string): string {
   return `<tr><th scope="row">${escapeHtml(name)}<div class="note">${escapeHtml(note)}</div></th><td class="mono">${thresholdText(p.threshold)}</td><td>${pct(p.sensitivity)}</td><td>${pct(p.specificity)}</td><td>${pct(p.precision)}</td><td>${pct(p.npv)}</td><td>${num(p.f1)}</td><td>${num(nnb, 1)}</td><td class="mono">${p.tp} / ${p.fp} / ${p.tn} / ${p.fn}</td></tr>`;
 }
 
+function hardestCasesSection(e: Evaluation): string {
+  const h = e.hardestCases;
+  const what = e.unit === 'patient' ? 'Patient' : 'Image';
+  const table = (id: string, title: string, cases: Evaluation['hardestCases']['missedMelanomas'], empty: string) =>
+    `<div><h3>${escapeHtml(title)}</h3>${
+      cases.length
+        ? `<table id="${id}"><thead><tr><th scope="col" style="text-align:left">${what}</th><th>Score</th>${e.crossValidation ? '<th>Fold</th>' : ''}</tr></thead><tbody>${cases
+            .map((c) => `<tr><th scope="row" class="mono">${escapeHtml(c.id)}</th><td class="mono">${thresholdText(c.score)}</td>${e.crossValidation ? `<td>${escapeHtml(c.fold ?? '—')}</td>` : ''}</tr>`)
+            .join('')}</tbody></table>`
+        : `<p class="note">${escapeHtml(empty)}</p>`
+    }</div>`;
+  return `<div class="grid2">${table('missed-melanomas', `Melanomas missed at sensitivity ≥ ${pct(e.operatingPoints.atTargetSensitivity.targetSensitivity, 0)} (threshold ${thresholdText(h.threshold)})`, h.missedMelanomas, 'None: every melanoma scored at or above the threshold.')}
+${table('false-alarms', 'Benign lesions scored highest', h.falseAlarms, 'No benign cases.')}</div>
+<p class="explain">Lowest-scored melanomas first, then the most confident false alarms (at most ${HARDEST_CASES} each): the ${e.unit === 'patient' ? 'patients' : 'images'} to look at before trusting the numbers above. Open them from your data by name.</p>`;
+}
+
 function card(id: string, title: string, value: string, lines: string[]): string {
   return `<section class="card" id="${id}"><h3>${escapeHtml(title)}</h3><div class="value">${value}</div>${lines.map((l) => `<div class="sub">${l}</div>`).join('')}</section>`;
 }
@@ -363,6 +379,8 @@ ${opTable}
 <table id="calibration-table"><thead><tr><th>Bin</th><th>${e.unit === 'patient' ? 'Patients' : 'Images'}</th><th>Predicted</th><th>Observed</th></tr></thead><tbody>${(e.calibration?.bins ?? [])
     .map((b, i) => `<tr><td>${i + 1}</td><td>${b.count.toLocaleString('en-US')}</td><td>${num(b.meanPredicted)}</td><td>${num(b.observedFrequency)}</td></tr>`)
     .join('')}</tbody></table></div>
+<h2>Hardest cases</h2>
+${hardestCasesSection(e)}
 ${foldTable}
 <footer>AUC as in scikit-learn (ties count ½). DeLong CI by the fast midrank algorithm (Sun &amp; Xu 2014)${boot ? `; bootstrap: ${boot.replicates} replicates resampling ${boot.unit}s, seed ${boot.seed}, percentile interval` : ''}. Partial AUC: area under the ROC curve above ${e.partialAuc.minTpr} TPR (range 0–${num(e.partialAuc.max, 1)}). ECE over ${e.options.calibrationBins} equal-count bins. Machine-readable results: evaluation.json (schema ${escapeHtml(e.schema)}).</footer>
 </main></body></html>

@@ -35,6 +35,7 @@ export function renderMarkdownReport(e: Evaluation): string {
   if (e.crossValidation) {
     lines.push(`| Fold AUC, mean ± sd (${e.crossValidation.folds.length} folds) | ${n(e.crossValidation.meanAuc)} ± ${n(e.crossValidation.sdAuc)} | |`);
   }
+  const o = e.operatingPoints;
   lines.push(
     '',
     '## Operating points',
@@ -47,6 +48,15 @@ export function renderMarkdownReport(e: Evaluation): string {
     lines.push('', '## Folds', '', `| Fold | ${e.unit === 'patient' ? 'Patients' : 'Images'} | Melanoma | AUC |`, '|---|---|---|---|');
     for (const f of e.crossValidation.folds) lines.push(`| ${f.fold} | ${f.n} | ${f.positives} | ${f.auc === null ? `— (${f.reason})` : n(f.auc)} |`);
   }
+  const h = e.hardestCases;
+  lines.push(
+    '',
+    '## Hardest cases',
+    '',
+    `Melanomas missed at sensitivity ≥ ${p(o.atTargetSensitivity.targetSensitivity)} (threshold ${h.threshold}): ${h.missedMelanomas.map((c) => `${c.id} (${n(c.score)})`).join(', ') || 'none'}.`,
+    '',
+    `Benign lesions scored highest: ${h.falseAlarms.map((c) => `${c.id} (${n(c.score)})`).join(', ') || 'none'}.`,
+  );
   if (e.warnings.length) lines.push('', '## Warnings', '', ...e.warnings.map((w) => `- ${w}`));
   return lines.join('\n') + '\n';
 }

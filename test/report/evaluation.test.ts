@@ -118,6 +118,24 @@ describe('the operating-point table', () => {
   });
 });
 
+describe('hardest cases', () => {
+  test('the melanomas below the target-sensitivity threshold, lowest first, and the top-scored benign lesions', () => {
+    const e = evaluatePredictions(rows, { bootstrap: 0, targetSensitivity: 0.8 });
+    const threshold = e.operatingPoints.atTargetSensitivity.threshold;
+    const missed = rows.filter((r) => r.target === 1 && r.score < threshold).sort((a, b) => a.score - b.score);
+    expect(missed.length).toBeGreaterThan(0);
+    expect(e.hardestCases.threshold).toBe(threshold);
+    expect(e.hardestCases.missedMelanomas.map((c) => c.id)).toEqual(missed.slice(0, 10).map((r) => r.imageName));
+    const alarms = rows.filter((r) => r.target === 0).sort((a, b) => b.score - a.score);
+    expect(e.hardestCases.falseAlarms).toEqual(alarms.slice(0, 10).map((r) => ({ id: r.imageName, score: r.score, fold: r.fold ?? null })));
+    // Per patient, the cases are patients.
+    const perPatient = evaluatePredictions(rows, { bootstrap: 0, patientAggregation: 'max' });
+    expect(perPatient.hardestCases.falseAlarms.every((c) => c.id.startsWith('IP_'))).toBe(true);
+    const md = renderMarkdownReport(e);
+    expect(md).toContain(`Melanomas missed at sensitivity ≥ 80.0% (threshold ${threshold}): ${missed[0].imageName} (`);
+  });
+});
+
 describe('renderMarkdownReport', () => {
   test('tables carry the evaluation numbers', () => {
     const e = evaluatePredictions(rows, { bootstrap: 0 });

@@ -65,6 +65,8 @@ function measure() {
     histVisible: hist.filter(function (r) { return r.getBoundingClientRect().height > 0.5; }).length,
     opRows: document.querySelectorAll('#operating-points tbody tr').length,
     foldRows: document.querySelectorAll('#fold-table tbody tr').length,
+    missedRows: document.querySelectorAll('#missed-melanomas tbody tr').length,
+    alarmRows: document.querySelectorAll('#false-alarms tbody tr').length,
     cards: document.querySelectorAll('#summary .card').length
   };
 }
@@ -119,6 +121,8 @@ describeBrowser(`report.html in headless Chromium (${hasChromium ? CHROMIUM : `s
     // Target sensitivity 95%, the table's 80% and 90%, Youden, the fixed threshold.
     expect(r.opRows).toBe(5);
     expect(r.foldRows).toBe(folds + 2);
+    expect(r.missedRows).toBe(evaluation.hardestCases.missedMelanomas.length);
+    expect(r.alarmRows).toBe(10);
     expect(r.cards).toBe(6);
   });
 
