@@ -22,6 +22,7 @@ import { OutputExistsError } from './cli/evaluate';
 import { EngineError, NativeLoadError } from './native';
 import { TTA_VIEWS, predict } from './predict';
 import { embedDataset } from './embed';
+import { explainImages } from './explain';
 import { SafetensorsError } from './train/safetensors';
 import type { Precision, TrainerOptions } from './model/config';
 import { crossValidate, formatCvSummary } from './train/cv';
@@ -379,6 +380,33 @@ function buildProgram(): Command {
       });
       if (live) process.stdout.write('\r\x1b[2K');
       console.log(`wrote ${result.written.join(' and ')} (${result.images} images x ${result.embeddingSize} features)`);
+    });
+
+  program
+    .command('explain')
+    .description('Grad-CAM: for chosen images (or the hardest cases of an evaluation.json), a PNG of each image beside the map of where its melanoma logit came from, and an index.html gallery')
+    .argument('<checkpoint>', 'one checkpoint file or run folder (its best.safetensors)')
+    .requiredOption('--data <path>', 'images: folder of *.tfrec files, JPEG folder (with or without a CSV), or a CSV')
+    .option('--csv <file>', 'CSV with ISIC columns, joined on image_name for TFRecord sets')
+    .option('--images <names>', 'image names, comma-separated', (v: string) => v.split(',').map((n) => n.trim()).filter(Boolean))
+    .option('--hardest <evaluation.json>', 'explain the hardest cases of this evaluation (missed melanomas, false alarms)')
+    .requiredOption('--out <dir>', 'a new folder for the PNGs and index.html (an existing one is refused)')
+    .option('--image-size <px>', "input size (default: the checkpoint's last training size)", integer('--image-size', 32))
+    .addOption(new Option('--device <device>', 'where the engine runs (default: as trained)').choices(['auto', 'cpu', 'cuda']))
+    .action(async (checkpoint: string, opts, command: Command) => {
+      if (Boolean(opts.images) === Boolean(opts.hardest)) command.error('error: pass exactly one of --images NAME,... and --hardest evaluation.json');
+      const result = await explainImages({
+        checkpoint,
+        data: opts.data,
+        csv: opts.csv,
+        images: opts.images,
+        fromEvaluation: opts.hardest,
+        out: opts.out,
+        imageSize: opts.imageSize,
+        device: opts.device,
+        log: (line) => console.log(line),
+      });
+      console.log(`wrote ${result.images.length} PNGs and ${result.index}`);
     });
 
   addModelOptions(

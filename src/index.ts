@@ -14,6 +14,8 @@ export type { ScheduleName } from './train/schedule';
 export { predict, viewTransform, TTA_VIEWS } from './predict';
 export type { PredictOptions, PredictResult, EnsembleMode, TtaView } from './predict';
 export { embedDataset, uglyDucklingScores, npyFloat32 } from './embed';
+export { explainImages, gradCamPng } from './explain';
+export type { ExplainOptions, ExplainResult } from './explain';
 export type { EmbedOptions, EmbedResult } from './embed';
 export { fitCalibrator, applyCalibrator, readCalibrator, CalibratorError, CALIBRATOR_KINDS } from './calibrate';
 export type { Calibrator, CalibratorKind, CalibrationReport } from './calibrate';

@@ -219,6 +219,19 @@ export interface EvaluateResult {
   embeddingSize?: number;
 }
 
+/**
+ * Grad-CAM of each image's melanoma logit at the last feature map, raw: sum over channels of
+ * (spatial mean of d logit / d A_c) x A_c. For a head that is pooling + Linear, a map sums to
+ * logit - bias. Positive values push towards melanoma.
+ */
+export interface GradCamResult {
+  /** batchSize x height x width, row-major. */
+  maps: Float32Array;
+  height: number;
+  width: number;
+  logits: Float32Array;
+}
+
 export type TensorDType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'U8' | 'BOOL';
 
 /** A named tensor as plain bytes (little-endian, contiguous): the unit of checkpoints. */
@@ -285,6 +298,7 @@ interface NativeEngine {
   flushAccumulation(rates: { lr: number; backboneLr?: number }): Promise<TrainStepResult>;
   evaluate(request: EvaluateRequest): Promise<EvaluateResult>;
   previewAugment(request: ImageBatch): Promise<Buffer>;
+  gradCam(request: ImageBatch): Promise<GradCamResult>;
   exportState(): Promise<EngineState>;
   memoryStats(resetPeak: boolean): Promise<MemoryStats | null>;
   importState(state: Partial<EngineState> & { model: NamedTensor[] }, strict: boolean): Promise<void>;
@@ -399,6 +413,11 @@ export class Engine {
    */
   previewAugment(request: ImageBatch): Promise<Buffer> {
     return this.call(() => this.native.previewAugment(request));
+  }
+
+  /** Grad-CAM maps of the batch (eval mode, fp32); training state is untouched. */
+  gradCam(request: ImageBatch): Promise<GradCamResult> {
+    return this.call(() => this.native.gradCam(request));
   }
 
   exportState(): Promise<EngineState> {

@@ -358,6 +358,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::FlushAccumulation>("flushAccumulation"),
                         InstanceMethod<&EngineWrap::Evaluate>("evaluate"),
                         InstanceMethod<&EngineWrap::PreviewAugment>("previewAugment"),
+                        InstanceMethod<&EngineWrap::GradCam>("gradCam"),
                         InstanceMethod<&EngineWrap::ExportState>("exportState"),
                         InstanceMethod<&EngineWrap::MemoryStats>("memoryStats"),
                         InstanceMethod<&EngineWrap::ImportState>("importState"),
@@ -517,6 +518,25 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         [batch = std::move(batch)](EngineSlot& slot) { return slot.get().previewAugment(batch); },
         [](Napi::Env env, const std::vector<uint8_t>& images) -> Napi::Value {
           return Napi::Buffer<uint8_t>::Copy(env, images.data(), images.size());
+        });
+  }
+
+  Napi::Value GradCam(const Napi::CallbackInfo& info) {
+    auto batch = parseBatch(info[0].As<Napi::Object>(), /*withLearningRate=*/false);
+    return schedule(
+        info.Env(),
+        [batch = std::move(batch)](EngineSlot& slot) { return slot.get().gradCam(batch); },
+        [](Napi::Env env, const engine::GradCamResult& result) -> Napi::Value {
+          auto js = Napi::Object::New(env);
+          auto maps = Napi::Float32Array::New(env, result.maps.size());
+          std::memcpy(maps.Data(), result.maps.data(), result.maps.size() * sizeof(float));
+          auto logits = Napi::Float32Array::New(env, result.logits.size());
+          std::memcpy(logits.Data(), result.logits.data(), result.logits.size() * sizeof(float));
+          js.Set("maps", maps);
+          js.Set("height", Napi::Number::New(env, static_cast<double>(result.height)));
+          js.Set("width", Napi::Number::New(env, static_cast<double>(result.width)));
+          js.Set("logits", logits);
+          return js;
         });
   }
 

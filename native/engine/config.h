@@ -108,6 +108,15 @@ struct EvaluateResult {
   int64_t embeddingSize = 0;
 };
 
+// Grad-CAM of the melanoma logit at the last feature map: for each image, sum over channels c
+// of alpha_c * A_c(i, j), where alpha_c is the spatial mean of d logit / d A_c. Raw (no ReLU, no
+// scaling): for a head that is pooling + Linear, a map sums to logit - bias.
+struct GradCamResult {
+  std::vector<float> maps;  // batchSize x height x width, row-major
+  int64_t height = 0, width = 0;
+  std::vector<float> logits;
+};
+
 // A tensor as little-endian contiguous bytes; dtype uses safetensors' names (F32, I64 ...).
 struct HostTensor {
   std::string name;

@@ -1070,6 +1070,26 @@ struct Engine::Impl {
     return result;
   }
 
+  // In fp32 and eval mode; the parameters' gradients are not touched (autograd::grad returns the
+  // feature map's gradient only).
+  GradCamResult gradCam(const HostBatch& batch) {
+    torch::AutoGradMode enableGrad(true);
+    model->eval();
+    const auto x = inputTensor(batch, /*augmented=*/false).to(torch::kFloat);
+    const auto metadata = metadataTensor(batch);
+    const auto features = model->forwardFeatures(x);
+    const auto logits = model->classify(features.mean({2, 3}), metadata);
+    const auto gradient = torch::autograd::grad({logits.sum()}, {features})[0];
+    const auto maps = (gradient.mean({2, 3}, /*keepdim=*/true) * features).sum(1).detach().to(torch::kCPU).contiguous();
+    const auto hostLogits = logits.detach().to(torch::kCPU).contiguous();
+    GradCamResult result;
+    result.height = maps.size(1);
+    result.width = maps.size(2);
+    result.maps.assign(maps.data_ptr<float>(), maps.data_ptr<float>() + maps.numel());
+    result.logits.assign(hostLogits.data_ptr<float>(), hostLogits.data_ptr<float>() + hostLogits.numel());
+    return result;
+  }
+
   std::map<std::string, torch::Tensor> modelTensors() const {
     std::map<std::string, torch::Tensor> tensors;
     for (const auto& item : model->named_parameters()) tensors[item.key()] = item.value();
@@ -1227,6 +1247,7 @@ TrainStepResult Engine::flushAccumulation(const HostBatch& rates) {
 std::vector<uint8_t> Engine::previewAugment(const HostBatch& batch) {
   return impl_->previewAugment(batch);
 }
+GradCamResult Engine::gradCam(const HostBatch& batch) { return impl_->gradCam(batch); }
 EngineState Engine::exportState() { return impl_->exportState(); }
 MemoryStats Engine::memoryStats(bool resetPeak) { return impl_->memoryStats(resetPeak); }
 void Engine::importState(const EngineState& state, bool strict) {

@@ -39,6 +39,8 @@ class Engine {
   EvaluateResult evaluate(const HostBatch& batch);
   // The batch after train-time augmentation, as uint8 NHWC (draws from the engine's generator).
   std::vector<uint8_t> previewAugment(const HostBatch& batch);
+  // Grad-CAM maps of the batch's melanoma logits (see GradCamResult), eval mode, fp32.
+  GradCamResult gradCam(const HostBatch& batch);
   EngineState exportState();
   void importState(const EngineState& state, bool strict);
   EngineInfo info() const;

@@ -105,6 +105,17 @@ export interface Prediction {
   embedding?: Float32Array;
 }
 
+/** A prediction with its Grad-CAM map and the image as the model saw it. */
+export interface GradCamPrediction extends Prediction {
+  /** mapHeight x mapWidth, raw (positive pushes towards melanoma). */
+  map: Float32Array;
+  mapHeight: number;
+  mapWidth: number;
+  /** uint8 RGB HWC, imageSize x imageSize. */
+  image: Buffer;
+  imageSize: number;
+}
+
 /**
  * A test-time view: returns the transformed uint8 HWC images of a batch (same size and layout),
  * e.g. a flip; see src/predict.ts.
@@ -440,6 +451,40 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    */
   async predict(samples: readonly LesionSample[], options: { imageSize?: number } = {}): Promise<Prediction[]> {
     return (await this.evaluate(samples, options)).predictions;
+  }
+
+  /**
+   * Grad-CAM of each sample's melanoma logit (see GradCamResult in src/native.ts), with the
+   * image as the model saw it (uint8 HWC at `imageSize`), in order. Training state is untouched.
+   */
+  async gradCam(samples: readonly LesionSample[], { imageSize }: { imageSize?: number } = {}): Promise<GradCamPrediction[]> {
+    const engine = await this.ensureEngine();
+    const o = this.options;
+    const size = imageSize ?? this.imageSizeAt(this.epochsDone);
+    const loader = createLoader([...samples], { batchSize: o.batchSize, imageSize: size, shuffle: false, seed: o.seed, dropLast: false, prefetchBatches: o.prefetch, decodeConcurrency: o.workers });
+    const metadata = this.metadataFor(samples);
+    const out: GradCamPrediction[] = [];
+    for await (const batch of loader.epoch(0)) {
+      const result = await engine.gradCam(this.batchRequest(batch, metadata));
+      const cells = result.height * result.width;
+      const pixels = size * size * 3;
+      batch.samples.forEach((sample, i) => {
+        const logit = result.logits[i];
+        out.push({
+          imageName: sample.imageName,
+          patientId: sample.patientId,
+          target: sample.target,
+          logit,
+          probability: sigmoid(logit),
+          map: result.maps.slice(i * cells, (i + 1) * cells),
+          mapHeight: result.height,
+          mapWidth: result.width,
+          image: Buffer.from(batch.images.subarray(i * pixels, (i + 1) * pixels)),
+          imageSize: size,
+        });
+      });
+    }
+    return out;
   }
 
   /** Predictions with each image's embedding (`embedding`), in order. */
