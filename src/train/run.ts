@@ -168,6 +168,7 @@ export async function trainFold(
   for (const r of restored) if (r.validAuc !== null && (best === null || r.validAuc > (best.validAuc ?? -1))) best = r;
   if (trainer.completedEpochs === 0 && !trainer.epochInProgress) await trainer.save(file('last'), { overwrite: true });
   let lastCheckpointAt = performance.now();
+  let hintedDataBound = false;
 
   if (onBatch) trainer.on('batch', onBatch);
   if (onEpoch) trainer.on('epoch', onEpoch);
@@ -185,6 +186,11 @@ export async function trainFold(
         },
       },
       afterEpoch: async (record) => {
+        const hint = hintedDataBound ? null : dataBoundHint(record);
+        if (hint) {
+          log(hint);
+          hintedDataBound = true;
+        }
         await fsp.appendFile(file('historyCsv'), historyCsvRow(record) + '\n');
         await fsp.appendFile(file('historyJsonl'), JSON.stringify(record) + '\n');
         const better = record.validAuc !== null && (best === null || record.validAuc > (best.validAuc ?? -1));
@@ -253,6 +259,19 @@ export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunR
 }
 
 export const DEFAULT_CHECKPOINT_MINUTES = 30;
+
+/**
+ * Advice when an epoch spent more than half its time waiting for decoded images: the engine is
+ * starved, and the usual cause is decoding large JPEGs (ISIC 2020's are up to 6000 x 4000 px).
+ */
+export function dataBoundHint(record: Pick<EpochRecord, 'epoch' | 'seconds' | 'dataWaitSeconds' | 'imageSize'>): string | null {
+  if (!(record.seconds > 0) || record.dataWaitSeconds <= 0.5 * record.seconds) return null;
+  const share = Math.round((100 * record.dataWaitSeconds) / record.seconds);
+  return (
+    `epoch ${record.epoch} waited ${record.dataWaitSeconds.toFixed(1)} s of ${record.seconds.toFixed(1)} s (${share}%) for decoded images: training is data-bound. ` +
+    `Convert the images once to TFRecords at the training size (melanoma convert --data YOUR_DATA --size ${record.imageSize} --out NEW_FOLDER) and train from that folder, or give more --workers`
+  );
+}
 
 /** Options that may change when a run is resumed (the rest come from its checkpoint). */
 export interface ResumeOptions extends RunHooks {

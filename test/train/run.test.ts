@@ -5,7 +5,7 @@
 import { existsSync, promises as fsp, readFileSync } from 'fs';
 import * as path from 'path';
 import { decodeSafetensors } from '../../src/train/safetensors';
-import { HISTORY_COLUMNS, TrainRunResult, createRunDir, trainRun } from '../../src/train/run';
+import { HISTORY_COLUMNS, TrainRunResult, createRunDir, dataBoundHint, trainRun } from '../../src/train/run';
 import { TINY_TRAINER, tempDir, tinyDemo } from './helpers';
 
 const root = tempDir('melanoma-run-');
@@ -81,6 +81,17 @@ test('the run folder holds config.json, folds.csv, history.csv (2 rows), last an
   expect(last.tensors.some((t) => t.name === 'conv_stem.weight')).toBe(true);
   const best = decodeSafetensors(readFileSync(path.join(first.runDir, 'best.safetensors')));
   expect(best.metadata['melanoma.epochs_done']).toBe(String(first.best!.epoch));
+});
+
+test('an epoch that waited more than half its time for images gets the advice to convert them', () => {
+  expect(dataBoundHint({ epoch: 1, seconds: 100, dataWaitSeconds: 40, imageSize: 256 })).toBeNull();
+  expect(dataBoundHint({ epoch: 1, seconds: 0, dataWaitSeconds: 0, imageSize: 256 })).toBeNull();
+  expect(dataBoundHint({ epoch: 2, seconds: 100, dataWaitSeconds: 62.5, imageSize: 384 })).toBe(
+    'epoch 2 waited 62.5 s of 100.0 s (63%) for decoded images: training is data-bound. ' +
+      'Convert the images once to TFRecords at the training size (melanoma convert --data YOUR_DATA --size 384 --out NEW_FOLDER) and train from that folder, or give more --workers',
+  );
+  // The tiny run here is not data-bound: no advice in its log.
+  expect(logLines.some((l) => l.includes('data-bound'))).toBe(first.history.some((r) => r.dataWaitSeconds > 0.5 * r.seconds));
 });
 
 test('a second run never reuses the first folder', async () => {
