@@ -5,7 +5,7 @@
 #   device: carry [".device", "dist", "build"]  (build/ holds the io addon: N-API, portable)
 #           command: . .device/prelude.sh && BUDGET_S=500 bash bench/gpu-run.sh
 # Everything lands in $OUT (at most 8 files come back): gpu-run.log, build.log, precision.jsonl,
-# native.jsonl, python.jsonl, compare.md, end-to-end.jsonl.
+# native.jsonl, python.jsonl, compare.md, end-to-end.jsonl, product.log.
 # A phase that fails is logged and the next one runs; a phase that would start after the budget is
 # skipped (and logged), so the files that come back always say how far it got.
 set -uo pipefail
@@ -31,12 +31,12 @@ phase() {
 # SMOKE=1 runs every phase on CPU with tiny sizes, to check this script itself on any machine.
 if [ "${SMOKE:-0}" = 1 ]; then
   DEVICE=cpu SIZE=64 STEPS=2 WARMUP=1 BATCHES=2,4 E2E="--batch-size 4 --image-size 64 --records 64 --steps 4 --warmup 1 --width-factor 0.25"
-  PRECISIONS_FIRST=fp32 PRECISIONS_REST=fp32 GRAPHS=off NATIVE_EXTRA="--width-factor 0.25" CHECK="--steps 20 --image-size 32 --batch-size 8 --width-factor 0.25"
+  PRECISIONS_FIRST=fp32 PRECISIONS_REST=fp32 GRAPHS=off NATIVE_EXTRA="--width-factor 0.25" CHECK="--steps 20 --image-size 32 --batch-size 8 --width-factor 0.25" PRODUCT_EPOCHS=1
 else
   DEVICE=cuda SIZE=256 STEPS=20 WARMUP=5 BATCHES=8,32,128,256 E2E="--batch-size 128 --image-size 256 --records 6400 --steps 40 --warmup 5"
-  PRECISIONS_FIRST=bf16 PRECISIONS_REST=fp16,fp32 GRAPHS=on,off NATIVE_EXTRA="" CHECK="--steps 200 --image-size 128 --batch-size 32"
+  PRECISIONS_FIRST=bf16 PRECISIONS_REST=fp16,fp32 GRAPHS=on,off NATIVE_EXTRA="" CHECK="--steps 200 --image-size 128 --batch-size 32" PRODUCT_EPOCHS=2
 fi
-export OUT DEVICE SIZE STEPS WARMUP NATIVE_EXTRA PYTHON="${PYTHON:-python3}"
+export OUT DEVICE SIZE STEPS WARMUP NATIVE_EXTRA PRODUCT_EPOCHS PYTHON="${PYTHON:-python3}"
 native() { node dist/cli.js bench --device "$DEVICE" --image-size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" $NATIVE_EXTRA "$@" >> "$OUT/native.jsonl"; }
 python_eager() { "${PYTHON:-python3}" bench/python_baseline.py --device "$DEVICE" --image-size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" --out "$OUT/python.jsonl" "$@" > /dev/null; }
 export -f native python_eager
@@ -56,7 +56,23 @@ phase python-b0-first 60 python_eager --models efficientnet-b0 --precisions $PRE
 phase compare 5 bash -c "node dist/bench/compare.js '$OUT/native.jsonl' '$OUT/python.jsonl' --markdown '$OUT/compare.md' | tee -a '$OUT/gpu-run.log'"
 # 3. End to end at batch 128 from 1024 px JPEG TFRecords, decodes sized to the cores.
 phase end-to-end 90 bash -c "node dist/cli.js bench --end-to-end --device $DEVICE $E2E >> '$OUT/end-to-end.jsonl'"
-# 4. The rest of the matrix, as time allows.
+# 4. The product itself on the device: the demo run (train:native's defaults: graphs, bf16), a
+#    prediction with TTA and a calibrator, embeddings and Grad-CAM maps.
+product() {
+  local runs="$OUT/product-runs" log="$OUT/product.log" demo
+  set -e
+  demo="$(node -p "require('./dist/data/demo').demoCacheDir()")"
+  node dist/cli.js train --device "$DEVICE" --epochs "$PRODUCT_EPOCHS" --runs-dir "$runs" --log-every 10 >> "$log" 2>&1
+  local run; run="$(ls -d "$runs"/*/ | head -1)"
+  node dist/cli.js calibrate "$run" --out "$runs/calibrator.json" >> "$log" 2>&1
+  node dist/cli.js predict "$run" --data "$demo" --tta 2 --calibrator "$runs/calibrator.json" --out "$runs/submission.csv" >> "$log" 2>&1
+  node dist/cli.js embed "$run" --data "$demo" --out "$runs/embeddings" >> "$log" 2>&1
+  node dist/cli.js explain "$run" --data "$demo" --hardest "$run/evaluation.json" --out "$runs/explained" >> "$log" 2>&1
+  rm -rf "$runs"  # only the log comes back (at most 8 files)
+}
+export -f product
+phase product 90 product
+# 5. The rest of the matrix, as time allows.
 phase native-b0-rest 60 native --models efficientnet-b0 --precisions $PRECISIONS_REST --batch-sizes $BATCHES --graph-modes $GRAPHS
 phase python-b0-rest 60 python_eager --models efficientnet-b0 --precisions $PRECISIONS_REST --batch-sizes $BATCHES
 phase native-b3 60 native --models efficientnet-b3 --precisions $PRECISIONS_FIRST,$PRECISIONS_REST --batch-sizes $BATCHES --graph-modes $GRAPHS
