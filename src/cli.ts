@@ -392,6 +392,7 @@ function buildProgram(): Command {
     .option('--hardest <evaluation.json>', 'explain the hardest cases of this evaluation (missed melanomas, false alarms)')
     .requiredOption('--out <dir>', 'a new folder for the PNGs and index.html (an existing one is refused)')
     .option('--image-size <px>', "input size (default: the checkpoint's last training size)", integer('--image-size', 32))
+    .option('--batch-size <n>', 'images per batch (fp32, with the head differentiated)', integer('--batch-size', 1))
     .addOption(new Option('--device <device>', 'where the engine runs (default: as trained)').choices(['auto', 'cpu', 'cuda']))
     .action(async (checkpoint: string, opts, command: Command) => {
       if (Boolean(opts.images) === Boolean(opts.hardest)) command.error('error: pass exactly one of --images NAME,... and --hardest evaluation.json');
@@ -403,6 +404,7 @@ function buildProgram(): Command {
         fromEvaluation: opts.hardest,
         out: opts.out,
         imageSize: opts.imageSize,
+        batchSize: opts.batchSize,
         device: opts.device,
         log: (line) => console.log(line),
       });

@@ -82,15 +82,18 @@ export async function gradCamPng(p: GradCamPrediction): Promise<Buffer> {
 
 async function namesFromEvaluation(file: string): Promise<string[]> {
   const text = await fsp.readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
-    throw new RangeError(e.code === 'ENOENT' ? `${file} does not exist: pass the evaluation.json of a run, a cv folder or \`melanoma evaluate --out\`` : `Cannot read ${file}: ${e.message}`);
+    throw new RangeError(e.code === 'ENOENT' ? `${file} does not exist: pass the evaluation.json of a run folder (or of one cv fold), or one written by \`melanoma evaluate --out\`` : `Cannot read ${file}: ${e.message}`);
   });
-  let evaluation: { unit?: string; hardestCases?: { missedMelanomas: { id: string }[]; falseAlarms: { id: string }[] } };
+  let evaluation: { unit?: string; counts?: { folds: number | null }; hardestCases?: { missedMelanomas: { id: string }[]; falseAlarms: { id: string }[] } };
   try {
     evaluation = JSON.parse(text);
   } catch (e) {
     throw new RangeError(`${file} is not valid JSON (${(e as Error).message}): pass an evaluation.json`);
   }
   if (!evaluation.hardestCases) throw new RangeError(`${file} has no hardestCases: it was written by an older version; run \`melanoma evaluate\` on its predictions again`);
+  // A pooled cv evaluation lists cases of every fold, and one fold's model trained on most of them.
+  if ((evaluation.counts?.folds ?? 1) > 1)
+    throw new RangeError(`${file} pools ${evaluation.counts!.folds} folds: explain one fold's cases with that fold's model (--hardest runs/CV/fold-K/evaluation.json with runs/CV/fold-K)`);
   if (evaluation.unit === 'patient') throw new RangeError(`${file} evaluates patients, not images: evaluate the predictions per image (--patient-aggregation none) to explain images`);
   return [...evaluation.hardestCases.missedMelanomas, ...evaluation.hardestCases.falseAlarms].map((c) => c.id);
 }
@@ -114,7 +117,7 @@ export async function explainImages(options: ExplainOptions): Promise<ExplainRes
   let explained: GradCamPrediction[];
   try {
     log(`explaining ${samples.length} images with ${checkpoints[0]} (${trainer.options.model}, ${imageSize ?? trainer.imageSizeAt(trainer.completedEpochs)}px)`);
-    explained = await trainer.gradCam(samples, { imageSize });
+    explained = await trainer.gradCam(samples, { imageSize, population: all });
   } finally {
     await trainer.dispose();
   }

@@ -1070,14 +1070,20 @@ struct Engine::Impl {
     return result;
   }
 
-  // In fp32 and eval mode; the parameters' gradients are not touched (autograd::grad returns the
-  // feature map's gradient only).
+  // In fp32 and eval mode. The backbone runs without autograd (no activations kept, and it works
+  // with a frozen backbone); only the head is differentiated, from the feature map, which gives
+  // the same gradient. The parameters' gradients are not touched.
   GradCamResult gradCam(const HostBatch& batch) {
-    torch::AutoGradMode enableGrad(true);
     model->eval();
     const auto x = inputTensor(batch, /*augmented=*/false).to(torch::kFloat);
     const auto metadata = metadataTensor(batch);
-    const auto features = model->forwardFeatures(x);
+    torch::Tensor features;
+    {
+      torch::NoGradGuard noGrad;
+      features = model->forwardFeatures(x);
+    }
+    features.requires_grad_(true);
+    torch::AutoGradMode enableGrad(true);
     const auto logits = model->classify(features.mean({2, 3}), metadata);
     const auto gradient = torch::autograd::grad({logits.sum()}, {features})[0];
     const auto maps = (gradient.mean({2, 3}, /*keepdim=*/true) * features).sum(1).detach().to(torch::kCPU).contiguous();

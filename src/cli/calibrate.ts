@@ -3,6 +3,7 @@
  * predictions, print what it does (cross-fitted) and write the file `predict --calibrator` reads.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { refuse } from './usage';
 import * as fs from 'fs';
 import * as path from 'path';
 import { CALIBRATOR_KINDS, CalibrationReport, Calibrator, CalibratorError, CalibratorKind, fitCalibrator } from '../calibrate';
@@ -106,7 +107,7 @@ export function registerCalibrateCommand(program: Command): void {
       try {
         result = await calibratePredictionsFile(input, { kind: opts.kind, l2: opts.l2, out: opts.out, crossFittedOut: opts.crossFittedOut });
       } catch (e) {
-        if (e instanceof PredictionsFileError || e instanceof RangeError) command.error(`error: ${e.message}`);
+        if (e instanceof PredictionsFileError || e instanceof RangeError) refuse(command, `${e.message}`);
         throw e;
       }
       process.stdout.write([...formatCalibration(result.calibrator), ...result.written.map((w) => `wrote ${w}`)].join('\n') + '\n');

@@ -4,6 +4,7 @@
  * same lesions: far more sensitive than comparing two separate confidence intervals.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { refuse } from './usage';
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from '../files';
@@ -86,12 +87,12 @@ export function registerCompareCommand(program: Command): void {
     .option('--json <file>', 'also write the result as JSON (refuses to overwrite)')
     .action(async (fileA: string, fileB: string, opts: { level: number; json?: string }, command: Command) => {
       // Before any work: a results file that exists is never replaced.
-      if (opts.json && fs.existsSync(opts.json)) command.error(`error: ${opts.json} already exists and was left untouched: choose another --json path or move that file away`);
+      if (opts.json && fs.existsSync(opts.json)) refuse(command, `${opts.json} already exists and was left untouched: choose another --json path or move that file away`);
       let result: PredictionsComparison;
       try {
         result = comparePredictionFiles(fileA, fileB, { level: opts.level });
       } catch (e) {
-        if (e instanceof PredictionsFileError || e instanceof RangeError) command.error(`error: ${e.message}`);
+        if (e instanceof PredictionsFileError || e instanceof RangeError) refuse(command, `${e.message}`);
         throw e;
       }
       process.stdout.write(formatComparison(result).join('\n') + '\n');
@@ -100,7 +101,7 @@ export function registerCompareCommand(program: Command): void {
           await writeFileAtomic(opts.json, Buffer.from(JSON.stringify(result, null, 2) + '\n'));
         } catch (e) {
           // Created by someone else since the check above.
-          if ((e as NodeJS.ErrnoException).code === 'EEXIST') command.error(`error: ${opts.json} appeared meanwhile and was left untouched: choose another --json path`);
+          if ((e as NodeJS.ErrnoException).code === 'EEXIST') refuse(command, `${opts.json} appeared meanwhile and was left untouched: choose another --json path`);
           throw e;
         }
         process.stdout.write(`wrote ${opts.json}\n`);

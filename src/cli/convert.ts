@@ -1,5 +1,6 @@
 /** `convert`: a dataset into SIIM-ISIC TFRecords of square JPEGs at one size (src/data/convert.ts). */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { refuse } from './usage';
 import { ConvertResult, convertDataset } from '../data/convert';
 import { DataError } from '../data/errors';
 
@@ -50,7 +51,7 @@ export function registerConvertCommand(program: Command): void {
         });
       } catch (e) {
         // A bad source or option is the user's to fix: one line, exit 2.
-        if (e instanceof DataError || e instanceof RangeError) command.error(`error: ${e.message}`);
+        if (e instanceof DataError || e instanceof RangeError) refuse(command, `${e.message}`);
         throw e;
       }
       if (live) process.stdout.write('\r\x1b[2K');

@@ -5,6 +5,7 @@
  * `compare ensemble.csv b3.csv`, on the same images, before anything is trained again.
  */
 import { Command, Option } from 'commander';
+import { refuse } from './usage';
 import * as fs from 'fs';
 import { resolvePredictionsFile } from './calibrate';
 import { joinPredictionFiles } from './compare';
@@ -67,18 +68,18 @@ export function registerEnsembleCommand(program: Command): void {
     .requiredOption('--out <file>', 'the ensemble\'s predictions CSV (never overwritten): evaluate, compare or calibrate it')
     .addOption(new Option('--mode <mode>', 'mean probability, or mean normalised rank (as predict --ensemble)').choices(['mean', 'rank']).default('mean'))
     .action(async (inputs: string[], opts: { out: string; mode: EnsembleMode }, command: Command) => {
-      if (fs.existsSync(opts.out)) command.error(`error: ${opts.out} already exists and was left untouched: choose another --out or move that file away`);
+      if (fs.existsSync(opts.out)) refuse(command, `${opts.out} already exists and was left untouched: choose another --out or move that file away`);
       let result: EnsembleResult;
       try {
         result = ensemblePredictionFiles(inputs, opts.mode);
       } catch (e) {
-        if (e instanceof PredictionsFileError || e instanceof RangeError) command.error(`error: ${e.message}`);
+        if (e instanceof PredictionsFileError || e instanceof RangeError) refuse(command, `${e.message}`);
         throw e;
       }
       try {
         await writeFileAtomic(opts.out, Buffer.from(result.csv));
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') command.error(`error: ${opts.out} appeared meanwhile and was left untouched: choose another --out`);
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') refuse(command, `${opts.out} appeared meanwhile and was left untouched: choose another --out`);
         throw e;
       }
       const f = (v: number) => v.toFixed(4);

@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { refuse } from './usage';
 import { evaluatePredictions, Evaluation, EvaluationOptions, operatingPointRows } from '../report/evaluation';
 import { renderHtmlReport } from '../report/html';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
@@ -125,7 +126,7 @@ export function registerEvaluateCommand(program: Command): void {
       } catch (e) {
         // Problems with the input or options get a one-line message; anything else is a bug: keep the stack.
         const expected = e instanceof PredictionsFileError || e instanceof OutputExistsError || e instanceof RangeError || (e as NodeJS.ErrnoException).code === 'EEXIST';
-        if (expected) command.error(`error: ${(e as Error).message}`);
+        if (expected) refuse(command, `${(e as Error).message}`);
         throw e;
       }
     });

@@ -67,8 +67,10 @@ function checkInteger(value: number, name: string, min: number, max: number): nu
 }
 
 /** An integer code stays an int64 (as in the SIIM-ISIC TFRecords); text stays text. */
-function codeOrText(value: string): FeatureInput {
-  return /^-?\d+$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : value;
+/** @internal */
+export function codeOrText(value: string): FeatureInput {
+  // "0012" stays text: as a number it would read back as "12".
+  return /^(0|-?[1-9]\d*)$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : value;
 }
 
 /** The SIIM-ISIC features of one sample around its new JPEG; unknown values are left out. */
@@ -114,15 +116,21 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
       const records: (Buffer | null)[] = new Array(members.length).fill(null);
       // `workers` resizes in flight; records keep the samples' order.
       let next = 0;
+      // After one failure the other workers stop taking images, and all have stopped before the
+      // staging folder is removed and the file handles are closed.
+      let failed = false;
       const work = async () => {
-        while (next < members.length) {
+        while (next < members.length && !failed) {
           const i = next++;
           const sample = members[i];
           try {
             const bytes = await reader.read(sample.image, sample.imageName);
             records[i] = exampleOf(sample, await resizeToJpeg(bytes, { size, fit, quality, imageName: sample.imageName, source: sample.image }));
           } catch (err) {
-            if (!skipBadImages || !(err instanceof DataError)) throw err;
+            if (!skipBadImages || !(err instanceof DataError)) {
+              failed = true;
+              throw err;
+            }
             skipped.push({ imageName: sample.imageName, source: describeSource(sample.image), reason: err.message });
           }
           done++;
@@ -130,7 +138,9 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
           onProgress?.({ done, total: samples.length, imagesPerSecond, etaSeconds: (samples.length - done) / imagesPerSecond });
         }
       };
-      await Promise.all(Array.from({ length: Math.min(workers, members.length) }, work));
+      const settled = await Promise.allSettled(Array.from({ length: Math.min(workers, members.length) }, work));
+      const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure) throw failure.reason;
       const kept = members.filter((_, i) => records[i] !== null);
       const name = `${prefix}${String(f).padStart(2, '0')}-${kept.length}.tfrec`;
       await writeTfRecordFile(path.join(staging, name), records.filter((r): r is Buffer => r !== null));

@@ -455,14 +455,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /**
    * Grad-CAM of each sample's melanoma logit (see GradCamResult in src/native.ts), with the
-   * image as the model saw it (uint8 HWC at `imageSize`), in order. Training state is untouched.
+   * image as the model saw it (uint8 HWC at `imageSize`), in order. Training state is untouched;
+   * it works with a frozen backbone.
    */
-  async gradCam(samples: readonly LesionSample[], { imageSize }: { imageSize?: number } = {}): Promise<GradCamPrediction[]> {
+  async gradCam(
+    samples: readonly LesionSample[],
+    { imageSize, population }: { imageSize?: number; /** With metadata: the set whose images per patient are counted (default `samples`). */ population?: readonly LesionSample[] } = {},
+  ): Promise<GradCamPrediction[]> {
     const engine = await this.ensureEngine();
     const o = this.options;
     const size = imageSize ?? this.imageSizeAt(this.epochsDone);
     const loader = createLoader([...samples], { batchSize: o.batchSize, imageSize: size, shuffle: false, seed: o.seed, dropLast: false, prefetchBatches: o.prefetch, decodeConcurrency: o.workers });
-    const metadata = this.metadataFor(samples);
+    // A few chosen images of a larger set must see the patient counts of that set, as scoring did.
+    const metadata = this.metadataFor(population ?? samples);
     const out: GradCamPrediction[] = [];
     for await (const batch of loader.epoch(0)) {
       const result = await engine.gradCam(this.batchRequest(batch, metadata));

@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { CONVERT_MANIFEST, convertDataset } from '../../src/data/convert';
+import { CONVERT_MANIFEST, codeOrText, convertDataset } from '../../src/data/convert';
 import { ensureDemoDataset } from '../../src/data/demo';
 import { ImageBytesReader, decodeImage } from '../../src/data/images';
 import { openDataset } from '../../src/data/isic';
@@ -114,7 +114,19 @@ test('an undecodable JPEG stops it with the name and leaves nothing; with skipBa
   expect((await openDataset(out)).samples).toHaveLength(17);
 });
 
-test('a set without targets becomes testNN files; integer codes of a TFRecord set stay int64', async () => {
+test('after a failure the other workers stop: nothing is decoded once the error is out', async () => {
+  const source = await jpegSet(path.join(root, 'bad-first'), { corrupt: 'ISIC_1000' });
+  let progress = 0;
+  await expect(convertDataset({ data: source, out: path.join(root, 'bad-first-out'), size: 48, files: 1, workers: 3, onProgress: () => progress++ })).rejects.toThrow(/Cannot decode ISIC_1000/);
+  const atRejection = progress;
+  expect(atRejection).toBeLessThanOrEqual(2); // the images already in flight beside the bad one
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(progress).toBe(atRejection);
+  expect(existsSync(path.join(root, 'bad-first-out'))).toBe(false);
+});
+
+test('a set without targets becomes testNN files; integer codes of a TFRecord set stay int64; "0012" stays text', async () => {
+  expect([codeOrText('3'), codeOrText('-1'), codeOrText('0'), codeOrText('0012'), codeOrText('IP_7'), codeOrText('male')]).toEqual([3, -1, 0, '0012', 'IP_7', 'male']);
   const test = await convertDataset({ data: await jpegSet(path.join(root, 'test-set'), { withTarget: false }), out: path.join(root, 'test-out'), size: 32, files: 2 });
   expect(test.files.map((f) => f.file.replace(/-\d+/, ''))).toEqual(['test00.tfrec', 'test01.tfrec']);
   expect(test.files.map((f) => f.images).sort((a, b) => a - b)).toEqual([8, 10]); // 9 patients of 2 images: 5 and 4
@@ -143,6 +155,10 @@ test('a set without targets becomes testNN files; integer codes of a TFRecord se
   const again = spawnSync(process.execPath, args, { encoding: 'utf8' });
   expect(again.status).toBe(2);
   expect(again.stderr).toContain(`error: ${out} already exists and was left untouched: convert into a new folder`);
+  // A damaged JPEG is the user's data, not command-line syntax: one line, no "--help" hint.
+  const damaged = spawnSync(process.execPath, [CLI, 'convert', '--data', path.join(root, 'bad'), '--out', path.join(root, 'cli-bad'), '--size', '40'], { encoding: 'utf8' });
+  expect(damaged.status).toBe(2);
+  expect(damaged.stderr).toMatch(/^error: Cannot decode ISIC_1007 from [^\n]*\n$/);
   const quality = spawnSync(process.execPath, [...args.slice(0, 4), '--out', path.join(root, 'q'), '--quality', '101'], { encoding: 'utf8' });
   expect(quality.status).toBe(2);
   expect(quality.stderr).toContain("expected an integer between 1 and 100 for --quality but received '101'");

@@ -61,6 +61,21 @@ test('computing Grad-CAM changes nothing in training: the next epoch is the same
   expect(histories[0]).toEqual(histories[1]);
 });
 
+test('a frozen backbone and a metadata model: the maps still come, with the logits scoring gave', async () => {
+  const samples = (await openDataset(data)).samples;
+  const trainer = new Trainer({ ...TINY_OPTIONS, metadata: true, freezeBackboneEpochs: 1, epochs: 1 });
+  try {
+    await trainer.fit({ train: samples.slice(0, 16) });
+    const scored = await trainer.predict(samples); // images per patient counted over all 24
+    // Three chosen images, their patients counted in the whole set as when they were scored.
+    const chosen = [samples[1], samples[7], samples[20]];
+    const maps = await trainer.gradCam(chosen, { population: samples });
+    maps.forEach((m, i) => expect(m.logit).toBeCloseTo(scored[[1, 7, 20][i]].logit, 4));
+  } finally {
+    await trainer.dispose();
+  }
+});
+
 test('the PNG: the image on the left, red where the map is positive and blue where negative on the right', async () => {
   const size = 32;
   const grey = Buffer.alloc(size * size * 3, 128);
@@ -101,6 +116,10 @@ test('explainImages: one PNG per image and a gallery; from an evaluation\'s hard
   const hardest = await explainImages({ checkpoint: run.runDir, data, fromEvaluation: evaluationFile, out: path.join(root, 'hardest') });
   const expected = [...evaluation.hardestCases.missedMelanomas, ...evaluation.hardestCases.falseAlarms].map((c) => c.id);
   expect(hardest.images.map((i) => i.imageName)).toEqual([...new Set(expected)]);
+  writeFileSync(evaluationFile, JSON.stringify({ ...evaluation, counts: { ...evaluation.counts, folds: 5 } }));
+  await expect(explainImages({ checkpoint: run.runDir, data, fromEvaluation: evaluationFile, out: path.join(root, 'w') })).rejects.toThrow(
+    "pools 5 folds: explain one fold's cases with that fold's model",
+  );
   writeFileSync(evaluationFile, JSON.stringify({ ...evaluation, unit: 'patient' }));
   await expect(explainImages({ checkpoint: run.runDir, data, fromEvaluation: evaluationFile, out: path.join(root, 'y') })).rejects.toThrow('evaluates patients, not images');
 });
