@@ -33,7 +33,8 @@ fetch() {
     return 1
   fi
   echo "$sha  $deb" | sha256sum -c --quiet - || { rm -f "$deb"; echo "check-cuda-compile: $url has the wrong sha256" >&2; exit 1; }
-  dpkg-deb -x "$deb" "$dir"
+  # Inside `if fetch`, set -e is off: a failed unpack must not leave a half cache behind.
+  dpkg-deb -x "$deb" "$dir" || { rm -rf "$dir" "$deb"; echo "check-cuda-compile: could not unpack $url" >&2; exit 1; }
   rm -f "$deb"
 }
 

@@ -133,6 +133,8 @@ function scoreQuality(labels: Uint8Array, probabilities: Float64Array): ScoreQua
 
 /** Rows of a predictions file as logits: scores all in [0, 1] are probabilities, else logits. */
 export function rowsAsLogits(rows: readonly PredictionRow[]): { logits: Float64Array; scoreScale: 'probability' | 'logit' } {
+  if (rows.some((r) => r.scoreScale === 'rank'))
+    throw new CalibratorError('These scores are normalised ranks (a rank ensemble), not probabilities or logits: calibrate a mean ensemble (melanoma ensemble --mode mean) instead');
   const scoreScale = rows.every((r) => r.score >= 0 && r.score <= 1) ? 'probability' : 'logit';
   return { logits: Float64Array.from(rows, (r) => (scoreScale === 'probability' ? logit(r.score, 1e-12) : r.score)), scoreScale };
 }
@@ -196,6 +198,11 @@ export function fitCalibrator(rows: readonly PredictionRow[], options: FitCalibr
     });
   }
   const model = fitLogisticRegression(features, labels, { l2 });
+  // A Platt map with a slope <= 0 would reverse (or erase) the ranking of every test set.
+  if (kind === 'platt' && !(model.weights[0] > 0))
+    throw new CalibratorError(
+      `${source}: the fitted slope is ${model.weights[0].toFixed(4)}, so calibrating would ${model.weights[0] < 0 ? 'reverse' : 'erase'} the ranking: these scores do not rank melanomas above benign lesions (AUC ${rocAuc(labels, logits).toFixed(3)}); check the model and the targets before calibrating`,
+    );
   const raw = Float64Array.from(logits, sigmoid);
   const test = delongTest(labels, crossFitted, raw);
   const withPatients = rows.every((r) => r.patientId);
@@ -204,6 +211,9 @@ export function fitCalibrator(rows: readonly PredictionRow[], options: FitCalibr
   if (withPatients) for (const r of rows) imagesPerPatient.set(r.patientId as string, (imagesPerPatient.get(r.patientId as string) ?? 0) + 1);
   const imagesWithOtherLesions = withPatients ? rows.filter((r) => imagesPerPatient.get(r.patientId as string)! > 1).length : null;
   const warnings: string[] = [];
+  if (kind === 'patient-context' && !(model.weights[0] > 0)) {
+    warnings.push(`The weight of the image's own logit is ${model.weights[0].toFixed(4)} (not positive): the model's scores carry little of this fit; check the model before using it`);
+  }
   if (kind === 'patient-context' && imagesWithOtherLesions === 0) {
     warnings.push('Every patient has a single image here, so the patient-context features are constant: this model is a Platt map and learns nothing about patients');
   }

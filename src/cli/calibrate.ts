@@ -50,6 +50,8 @@ export async function calibratePredictionsFile(input: string, options: Calibrate
   const file = resolvePredictionsFile(input);
   const kind = options.kind ?? 'platt';
   const out = options.out ?? path.join(path.dirname(file), kind === 'platt' ? 'calibrator.json' : 'patient-context.json');
+  if (options.crossFittedOut && path.resolve(options.crossFittedOut) === path.resolve(out))
+    throw new CalibratorError(`--out and --cross-fitted-out are both ${out}: give the cross-fitted predictions a file of their own`);
   const outputs = options.crossFittedOut ? [out, options.crossFittedOut] : [out];
   // Before any work: a file that exists is never replaced.
   for (const o of outputs) if (fs.existsSync(o)) throw new CalibratorError(`${o} already exists and was left untouched: choose another path (--out / --cross-fitted-out) or move that file away`);
@@ -80,7 +82,7 @@ export function formatCalibration(c: Calibrator): string[] {
     row('calibrated', r.crossFitted),
     `AUC calibrated - raw: ${r.aucChange.difference >= 0 ? '+' : ''}${f(r.aucChange.difference)} (${Math.round(100 * r.aucChange.level)}% CI ${f(r.aucChange.ci[0])} to ${f(r.aucChange.ci[1])}, paired DeLong p = ${f(r.aucChange.pValue, 3)})`,
     ...(c.kind === 'platt'
-      ? ['(a Platt map with a positive slope keeps every ranking, so it leaves a test set\'s AUC as it is; the cross-fitted AUC moves only because each fold had its own fit)']
+      ? [`(the slope, ${c.weights[0].toFixed(3)}, is positive: the map keeps every ranking, so it leaves a test set's AUC as it is; the cross-fitted AUC moves only because each fold had its own fit)`]
       : []),
     `model: sigmoid(${c.features.map((name, j) => `${f(c.weights[j], 3)} * ${name}`).join(' + ')} + ${f(c.intercept, 3)})`,
     ...c.operatingPoints.map((p) => `sensitivity >= ${p.targetSensitivity}: threshold ${p.threshold.toPrecision(4)} gave sensitivity ${f(p.sensitivity, 3)}, specificity ${f(p.specificity, 3)} (cross-fitted)`),

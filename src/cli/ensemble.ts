@@ -45,9 +45,13 @@ export function ensemblePredictionFiles(inputs: readonly string[], mode: Ensembl
   const test = delongTest(labels, combined, scores[best]);
   const withPatients = rows.every((r) => r.patientId !== undefined);
   const withFolds = rows.every((r) => r.fold !== undefined);
-  const header = ['image_name', ...(withPatients ? ['patient_id'] : []), 'target', 'score', ...(withFolds ? ['fold'] : [])];
+  // Ranks say so in a column, so that calibrate refuses to read them as probabilities.
+  const rank = mode === 'rank';
+  const header = ['image_name', ...(withPatients ? ['patient_id'] : []), 'target', 'score', ...(withFolds ? ['fold'] : []), ...(rank ? ['score_scale'] : [])];
   const lines = rows.map((r, i) =>
-    [r.imageName, ...(withPatients ? [r.patientId as string] : []), String(r.target), String(combined[i]), ...(withFolds ? [r.fold as string] : [])].map(csvField).join(','),
+    [r.imageName, ...(withPatients ? [r.patientId as string] : []), String(r.target), String(combined[i]), ...(withFolds ? [r.fold as string] : []), ...(rank ? ['rank'] : [])]
+      .map(csvField)
+      .join(','),
   );
   return {
     files,

@@ -12,6 +12,8 @@ export interface PredictionRow {
   score: number;
   patientId?: string;
   fold?: string;
+  /** From an optional score_scale column: 'rank' marks normalised ranks (a rank ensemble). */
+  scoreScale?: 'probability' | 'logit' | 'rank';
 }
 
 /** A malformed predictions file; the message names the file, row, line and column. */
@@ -20,7 +22,7 @@ export class PredictionsFileError extends Error {
 }
 
 export const REQUIRED_COLUMNS = ['image_name', 'target', 'score'] as const;
-export const OPTIONAL_COLUMNS = ['patient_id', 'fold'] as const;
+export const OPTIONAL_COLUMNS = ['patient_id', 'fold', 'score_scale'] as const;
 
 /** Parse CSV text; `file` is only used in error messages. */
 export function parsePredictionsCsv(text: string, file = '<predictions>'): PredictionRow[] {
@@ -51,6 +53,7 @@ export function parsePredictionsCsv(text: string, file = '<predictions>'): Predi
   const iScore = col('score');
   const iPatient = col('patient_id');
   const iFold = col('fold');
+  const iScale = col('score_scale');
   if (records.length === 1) throw new PredictionsFileError(`${file}: expected at least one data row after the header but found none`);
 
   const rows: PredictionRow[] = [];
@@ -82,6 +85,12 @@ export function parsePredictionsCsv(text: string, file = '<predictions>'): Predi
     const row: PredictionRow = { imageName, target: t as 0 | 1, score };
     if (iPatient >= 0) row.patientId = nonEmpty(iPatient, 'patient_id');
     if (iFold >= 0) row.fold = nonEmpty(iFold, 'fold');
+    if (iScale >= 0) {
+      const scale = nonEmpty(iScale, 'score_scale');
+      if (scale !== 'probability' && scale !== 'logit' && scale !== 'rank')
+        throw new PredictionsFileError(`${where('score_scale')}: expected probability, logit or rank but received "${scale}"`);
+      row.scoreScale = scale;
+    }
     rows.push(row);
   }
   return rows;

@@ -54,6 +54,8 @@ export interface EpochInProgress {
   /** The learning rate and optimizer step after the last of them. */
   lr: number;
   step: number;
+  /** The seed that ordered the epoch's batches. */
+  seed?: number;
 }
 
 /** One row of the training history: what an epoch did. */
@@ -103,6 +105,21 @@ export interface Prediction {
   probability: number;
   /** With `embeddings`: the pooled image features the classifier reads (before metadata). */
   embedding?: Float32Array;
+}
+
+/**
+ * A checkpoint taken inside an epoch continues only with the batches it was cut from: the same
+ * batches per epoch (same data, batch size and sampling) and a whole number of accumulation
+ * windows behind it; anything else would train images twice or misalign the windows.
+ */
+function checkResumable(at: EpochInProgress, batchesPerEpoch: number, o: ResolvedOptions): void {
+  const fix = 'resume with the data and the batchSize/accumulate/seed options it was saved with';
+  if (at.batchesInEpoch !== batchesPerEpoch)
+    throw new RangeError(`This checkpoint stopped after ${at.batches} of ${at.batchesInEpoch} batches of epoch ${at.epoch}, but this data and batch size make ${batchesPerEpoch} batches an epoch: ${fix}`);
+  if (at.batches % o.accumulate !== 0)
+    throw new RangeError(`This checkpoint stopped after ${at.batches} batches of epoch ${at.epoch}, which is not a whole number of windows of accumulate ${o.accumulate}: ${fix}`);
+  if (at.seed !== undefined && at.seed !== o.seed)
+    throw new RangeError(`This checkpoint stopped inside epoch ${at.epoch} of a run with seed ${at.seed}, whose batch order this seed (${o.seed}) would change: ${fix}`);
 }
 
 /** A prediction with its Grad-CAM map and the image as the model saw it. */
@@ -324,6 +341,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const loader = loaderFor(imageSize);
       // A checkpoint saved inside this epoch: carry on from its next batch with its sums.
       const resumed = this.inProgress?.epoch === epoch ? this.inProgress : null;
+      if (resumed) checkResumable(resumed, loader.batchesPerEpoch, o);
       let lr = resumed?.lr ?? o.lr;
       const started = performance.now();
       let lossSum = resumed?.lossSum ?? 0;
@@ -343,6 +361,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         dataWaitSeconds: (resumed?.dataWaitSeconds ?? 0) + loader.stats().waitSeconds,
         lr,
         step,
+        seed: o.seed,
       });
       const account = (result: TrainStepResult, batchSize: number) => {
         lossSum += result.loss * batchSize;
@@ -375,6 +394,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
             if (previous) account(await previous.result, previous.batchSize);
             this.inProgress = progress();
             await withinEpoch.save(this);
+            this.inProgress = null; // training moves on from that point
           }
           lr = learningRateForBatch(o, this.epochsDone, submitted++, loader.batchesPerEpoch, this.history);
           const next = {

@@ -92,6 +92,16 @@ describe('platt', () => {
     }
   });
 
+  test('refuses scores that rank melanomas below benign lesions (a slope <= 0 would reverse every ranking)', () => {
+    const reversed = rows.map((r) => ({ ...r, score: 1 - r.score }));
+    expect(() => fitCalibrator(reversed, { source: 'reversed.csv' })).toThrow(/^reversed\.csv: the fitted slope is -\d\.\d{4}, so calibrating would reverse the ranking: these scores do not rank melanomas above benign lesions \(AUC 0\.\d{3}\)/);
+  });
+
+  test('refuses normalised ranks (a rank ensemble) for what they are', () => {
+    const ranks = rows.map((r) => ({ ...r, scoreScale: 'rank' as const }));
+    expect(() => fitCalibrator(ranks)).toThrow('These scores are normalised ranks (a rank ensemble), not probabilities or logits: calibrate a mean ensemble (melanoma ensemble --mode mean) instead');
+  });
+
   test('refuses a set with too few of a class', () => {
     const few = rows.slice(0, 60).map((r, i) => ({ ...r, target: (i === 0 ? 1 : 0) as 0 | 1 }));
     expect(() => fitCalibrator(few, { source: 'few.csv' })).toThrow('few.csv: a calibrator needs at least 2 melanomas and 2 benign images but it has 1 and 59');
@@ -189,6 +199,10 @@ describe('the calibrator file and the calibrate command', () => {
     expect(l2.stderr).toContain('Expected a finite number >= 0 for --l2 but received "-3".');
     expect(fs.existsSync(path.join(dir, 'never.json'))).toBe(false);
 
+    const same = run(oof, '--out', path.join(dir, 'same.csv'), '--cross-fitted-out', path.join(dir, 'same.csv'));
+    expect(same.status).toBe(2);
+    expect(same.stderr).toBe(`error: --out and --cross-fitted-out are both ${path.join(dir, 'same.csv')}: give the cross-fitted predictions a file of their own\n`);
+    expect(fs.existsSync(path.join(dir, 'same.csv'))).toBe(false);
     await expect(readCalibrator(path.join(dir, 'absent.json'))).rejects.toThrow(/absent\.json does not exist: make one with `melanoma calibrate OOF_PREDICTIONS --out .*absent\.json`/);
     const write = (name: string, text: string) => {
       fs.writeFileSync(path.join(dir, name), text);

@@ -52,7 +52,9 @@ test('rank: the mean of normalised ranks; logits are refused in a mean', () => {
   const logits = write('logits.csv', b.map((p) => Math.log(p / (1 - p))));
   const result = ensemblePredictionFiles([fileA, logits], 'rank');
   const ra = normalisedRanks(a), rb = normalisedRanks(b);
-  parsePredictionsCsv(result.csv).forEach((r, i) => expect(r.score).toBeCloseTo((ra[i] + rb[i]) / 2, 12));
+  const ranked = parsePredictionsCsv(result.csv);
+  ranked.forEach((r, i) => expect(r.score).toBeCloseTo((ra[i] + rb[i]) / 2, 12));
+  expect(ranked.every((r) => r.scoreScale === 'rank')).toBe(true); // so calibrate refuses them
   expect(() => ensemblePredictionFiles([fileA, logits])).toThrow(`${logits} has scores outside [0, 1]: a mean ensemble averages probabilities; use --mode rank for logits or mixed scales`);
   expect(() => ensemblePredictionFiles([fileA])).toThrow('An ensemble needs at least 2 prediction files but received 1');
   const fewer = path.join(dir, 'fewer.csv');

@@ -88,6 +88,22 @@ test('stopped after 4 of 6 batches of epoch 2: the checkpoint continues at batch
   expect(after.history.map(comparable)).toEqual(whole.history.map(comparable));
 });
 
+test('a checkpoint inside an epoch refuses to continue with other batches or windows', async () => {
+  const file = path.join(root, 'stopped.safetensors'); // from the test above: 4 of 6 batches of epoch 2
+  for (const [overrides, message] of [
+    [{ batchSize: 2 }, 'This checkpoint stopped after 4 of 6 batches of epoch 2, but this data and batch size make 12 batches an epoch'],
+    [{ accumulate: 3 }, 'This checkpoint stopped after 4 batches of epoch 2, which is not a whole number of windows of accumulate 3'],
+    [{ seed: 5 }, 'This checkpoint stopped inside epoch 2 of a run with seed 11, whose batch order this seed (5) would change'],
+  ] as const) {
+    const trainer = await Trainer.load(file, overrides);
+    try {
+      await expect(train(trainer)).rejects.toThrow(message);
+    } finally {
+      await trainer.dispose();
+    }
+  }
+});
+
 test('with gradient accumulation the stop waits for the end of the window', async () => {
   const accumulated = { ...options, accumulate: 4 };
   const whole = await uninterrupted(accumulated);
