@@ -4,7 +4,7 @@
  */
 import './threadpool'; // first: sizes libuv's pool (sharp's decodes) before anything starts it
 export { Trainer, balancedPosWeight } from './train/trainer';
-export type { BatchProgress, EpochRecord, EvaluationResult, FitData, FitOptions, Prediction, TrainerEvents } from './train/trainer';
+export type { BatchProgress, EpochInProgress, EpochRecord, EvaluationResult, FitData, FitOptions, GradCamPrediction, Prediction, TrainerEvents } from './train/trainer';
 export { trainRun, resumeRun, createRunDir, DEMO_PRESET } from './train/run';
 export type { TrainRunOptions, TrainRunResult, ResumeOptions, RunHooks } from './train/run';
 export { crossValidate, summariseCv } from './train/cv';
