@@ -175,6 +175,10 @@ export function formatInspection(r: DatasetInspection): string {
     `image sizes (${r.imageSizes.sampled} sampled):`,
     ...r.imageSizes.sizes.map((s) => `  ${s.width}x${s.height} ${s.format}: ${s.count}`),
   );
+  // Most sampled images larger than 1024 px: every epoch would spend its time decoding them.
+  const large = r.imageSizes.sizes.filter((s) => Math.max(s.width, s.height) > 1024).reduce((n, s) => n + s.count, 0);
+  if (large > r.imageSizes.sampled / 2)
+    lines.push(`  hint: ${large} of ${r.imageSizes.sampled} sampled images are over 1024 px; decoding them will dominate every epoch. Convert once: melanoma convert --data ${r.source} --size 512 --out NEW_FOLDER`);
   lines.push(r.corrupt.length ? `corrupt (${r.corrupt.length}):` : 'corrupt: none found', ...r.corrupt.map((c) => `  ${c.code} ${c.message}`));
   return lines.join('\n');
 }

@@ -1,5 +1,6 @@
 /** inspectDataset: counts, folds, missing metadata, sizes, and corrupt files reported rather than thrown. */
-import { copyFileSync, readFileSync, writeFileSync } from 'fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
+import sharp from 'sharp';
 import * as path from 'path';
 import { formatInspection, inspectDataset } from '../../src/data/inspect';
 import { UDA1, UDA1_FILES, describeWithUda1, tempDir } from './helpers';
@@ -31,4 +32,20 @@ describeWithUda1('inspectDataset on uda1-dev', () => {
     expect(r.corrupt[0].message).toMatch(new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: record \\d+ at byte \\d+: payload CRC mismatch`));
     expect(formatInspection(r)).toContain('corrupt (1):');
   });
+});
+
+const largeDir = tempDir();
+
+test('large images get the hint to convert them once; small ones do not', async () => {
+  mkdirSync(path.join(largeDir, 'train'));
+  const rows = ['image_name,patient_id,sex,age_approx,anatom_site_general_challenge,target'];
+  for (let i = 0; i < 3; i++) {
+    rows.push(`ISIC_${i},IP_${i},male,50,torso,${i % 2}`);
+    await sharp({ create: { width: i < 2 ? 1600 : 300, height: i < 2 ? 1200 : 200, channels: 3, background: '#a07060' } }).jpeg().toFile(path.join(largeDir, 'train', `ISIC_${i}.jpg`));
+  }
+  writeFileSync(path.join(largeDir, 'train.csv'), rows.join('\n') + '\n');
+  const r = await inspectDataset(largeDir, { sampleImages: 3 });
+  expect(formatInspection(r)).toContain(`  hint: 2 of 3 sampled images are over 1024 px; decoding them will dominate every epoch. Convert once: melanoma convert --data ${largeDir} --size 512 --out NEW_FOLDER`);
+  const small = { ...r, imageSizes: { sampled: 3, sizes: [{ width: 256, height: 256, format: 'jpeg', count: 3 }] } };
+  expect(formatInspection(small)).not.toContain('hint:');
 });
