@@ -21,13 +21,16 @@ import { LogisticModel, fitLogisticRegression, linearPredictor } from './metrics
 import { operatingPointForSensitivity } from './metrics/operating-points';
 import type { PredictionRow } from './report/predictions-csv';
 
-export const CALIBRATOR_KINDS = ['platt', 'patient-context'] as const;
+export const CALIBRATOR_KINDS = ['platt', 'patient-context', 'patient-embedding'] as const;
 export type CalibratorKind = (typeof CALIBRATOR_KINDS)[number];
 
 /** The features of each kind, in the order of the weights. */
 export const CALIBRATOR_FEATURES: Record<CalibratorKind, readonly string[]> = {
   platt: ['logit'],
   'patient-context': ['logit', 'others_mean_logit', 'others_max_logit', 'has_others', 'log1p_others'],
+  // Patient context plus how far the lesion's embedding lies from the patient's other lesions'
+  // (`melanoma embed`'s ugly_duckling, 0 for a patient's only lesion).
+  'patient-embedding': ['logit', 'others_mean_logit', 'others_max_logit', 'has_others', 'log1p_others', 'ugly_duckling'],
 };
 
 /** Sensitivities whose cross-fitted thresholds every calibrator records. */
@@ -92,8 +95,10 @@ export class CalibratorError extends RangeError {
 export interface ScoredImage {
   /** The model's logit (or logit of its probability). */
   logit: number;
-  /** Required by patient-context; '' or undefined means unknown. */
+  /** Required by patient-context and patient-embedding; '' or undefined means unknown. */
   patientId?: string;
+  /** Required by patient-embedding for every image whose patient has others (see src/embed.ts). */
+  uglyDuckling?: number | null;
 }
 
 /** Feature rows of one kind for a set of images; patient context is counted within the set. */
@@ -102,7 +107,7 @@ export function calibratorFeatures(kind: CalibratorKind, images: readonly Scored
   const byPatient = new Map<string, number[]>();
   images.forEach((image, i) => {
     if (!image.patientId) {
-      throw new CalibratorError(`The patient-context calibrator needs every image's patient_id, but image ${i + 1} of ${what} has none: pass data with patient ids (a test.csv or TFRecords), or use a platt calibrator`);
+      throw new CalibratorError(`The ${kind} calibrator needs every image's patient_id, but image ${i + 1} of ${what} has none: pass data with patient ids (a test.csv or TFRecords), or use a platt calibrator`);
     }
     const members = byPatient.get(image.patientId);
     if (members) members.push(i);
@@ -110,13 +115,21 @@ export function calibratorFeatures(kind: CalibratorKind, images: readonly Scored
   });
   return images.map((image, i) => {
     const others = byPatient.get(image.patientId as string)!.filter((j) => j !== i);
-    if (others.length === 0) return [image.logit, 0, 0, 0, 0];
-    let sum = 0, max = -Infinity;
-    for (const j of others) {
-      sum += images[j].logit;
-      max = Math.max(max, images[j].logit);
+    let row: number[];
+    if (others.length === 0) row = [image.logit, 0, 0, 0, 0];
+    else {
+      let sum = 0, max = -Infinity;
+      for (const j of others) {
+        sum += images[j].logit;
+        max = Math.max(max, images[j].logit);
+      }
+      row = [image.logit, sum / others.length, max, 1, Math.log1p(others.length)];
     }
-    return [image.logit, sum / others.length, max, 1, Math.log1p(others.length)];
+    if (kind === 'patient-context') return row;
+    const ugly = image.uglyDuckling;
+    if (others.length > 0 && (typeof ugly !== 'number' || !Number.isFinite(ugly)))
+      throw new CalibratorError(`The patient-embedding calibrator needs the ugly-duckling distance of every image with other lesions, but image ${i + 1} of ${what} has none: give the images.csv of \`melanoma embed\` (--ugly-duckling)`);
+    return [...row, others.length > 0 ? (ugly as number) : 0];
   });
 }
 
@@ -152,6 +165,8 @@ function crossFitGroups(rows: readonly PredictionRow[], labels: Uint8Array): { g
 
 export interface FitCalibratorOptions {
   kind?: CalibratorKind;
+  /** patient-embedding: each image's ugly-duckling distance by image_name (from `melanoma embed`). */
+  uglyDuckling?: ReadonlyMap<string, number | null>;
   l2?: number;
   /** Names the source in the file and in messages. */
   source?: string;
@@ -179,7 +194,9 @@ export function fitCalibrator(rows: readonly PredictionRow[], options: FitCalibr
     throw new CalibratorError(`${source}: a calibrator needs at least 2 melanomas and 2 benign images but it has ${melanomas} and ${rows.length - melanomas}`);
   }
   const { logits, scoreScale } = rowsAsLogits(rows);
-  const images = rows.map((r, i) => ({ logit: logits[i], patientId: r.patientId }));
+  if (kind === 'patient-embedding' && !options.uglyDuckling)
+    throw new CalibratorError(`${source}: the patient-embedding calibrator needs each image's ugly-duckling distance: run \`melanoma embed\` on the cv folder and pass its images.csv (--ugly-duckling)`);
+  const images = rows.map((r, i) => ({ logit: logits[i], patientId: r.patientId, uglyDuckling: options.uglyDuckling?.get(r.imageName) }));
   const features = calibratorFeatures(kind, images, source);
 
   const { groups, by } = crossFitGroups(rows, labels);
@@ -211,10 +228,10 @@ export function fitCalibrator(rows: readonly PredictionRow[], options: FitCalibr
   if (withPatients) for (const r of rows) imagesPerPatient.set(r.patientId as string, (imagesPerPatient.get(r.patientId as string) ?? 0) + 1);
   const imagesWithOtherLesions = withPatients ? rows.filter((r) => imagesPerPatient.get(r.patientId as string)! > 1).length : null;
   const warnings: string[] = [];
-  if (kind === 'patient-context' && !(model.weights[0] > 0)) {
+  if (kind !== 'platt' && !(model.weights[0] > 0)) {
     warnings.push(`The weight of the image's own logit is ${model.weights[0].toFixed(4)} (not positive): the model's scores carry little of this fit; check the model before using it`);
   }
-  if (kind === 'patient-context' && imagesWithOtherLesions === 0) {
+  if (kind !== 'platt' && imagesWithOtherLesions === 0) {
     warnings.push('Every patient has a single image here, so the patient-context features are constant: this model is a Platt map and learns nothing about patients');
   }
   const report: CalibrationReport = {

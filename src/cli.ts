@@ -354,7 +354,7 @@ function buildProgram(): Command {
   program
     .command('embed')
     .description("write every image's embedding under one model (embeddings.npy, float32 images x features) and images.csv with scores and each lesion's ugly-duckling distance from the patient's other lesions")
-    .argument('<checkpoint>', 'one checkpoint file or run folder (its best.safetensors)')
+    .argument('<checkpoint>', "one checkpoint file or run folder (its best.safetensors), or a cv folder: out of fold, each fold's model embeds its validation images")
     .requiredOption('--data <path>', 'images: folder of *.tfrec files, JPEG folder (with or without a CSV), or a CSV')
     .option('--csv <file>', 'CSV with ISIC columns, joined on image_name for TFRecord sets')
     .requiredOption('--out <dir>', 'a new folder for embeddings.npy and images.csv (an existing one is refused)')

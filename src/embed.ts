@@ -5,14 +5,21 @@
  * that space: the "ugly duckling" sign measured on the model's features.
  *
  * Written as `embeddings.npy` (float32, images x features: `numpy.load` reads it) and
- * `images.csv` (row, image_name, patient_id, target, score, ugly_duckling), rows in the same order.
+ * `images.csv` (row, image_name, patient_id, target, score, ugly_duckling[, fold]), rows in the
+ * same order. From a cv folder, out of fold: each fold's model embeds its validation images.
  */
+import { parse } from 'csv-parse/sync';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { openTestImages, resolveCheckpoints } from './predict';
+import type { LesionSample } from './data/types';
 import { csvField } from './files';
+import { readFoldsCsv } from './folds';
 import type { Device } from './model/config';
 import { OutputExistsError } from './cli/evaluate';
+import { uglyDucklingScores } from './metrics/ugly-duckling';
+
+export { uglyDucklingScores };
 import { Prediction, Trainer } from './train/trainer';
 
 export const EMBED_FILES = { embeddings: 'embeddings.npy', images: 'images.csv' } as const;
@@ -34,41 +41,27 @@ export function npyFloat32(data: Float32Array, rows: number, columns: number): B
 }
 
 /**
- * 1 - cosine similarity between each embedding and the mean embedding of the same patient's
- * other images; null for a patient's only image (or an image without a patient id).
+ * The ugly_duckling column of an images.csv written by `melanoma embed`, by image name (null
+ * where the cell is empty: a patient's only lesion).
  */
-export function uglyDucklingScores(predictions: readonly Pick<Prediction, 'patientId' | 'embedding'>[]): (number | null)[] {
-  const byPatient = new Map<string, number[]>();
-  predictions.forEach((p, i) => {
-    if (!p.embedding) throw new RangeError(`Expected an embedding for every image but image ${i + 1} has none`);
-    if (!p.patientId) return;
-    const members = byPatient.get(p.patientId);
-    if (members) members.push(i);
-    else byPatient.set(p.patientId, [i]);
+export async function readUglyDuckling(file: string): Promise<Map<string, number | null>> {
+  const text = await fsp.readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    throw new RangeError(e.code === 'ENOENT' ? `${file} does not exist: write it with \`melanoma embed CV_FOLDER --data DATA --out DIR\` (DIR/images.csv)` : `Cannot read ${file}: ${e.message}`);
   });
-  return predictions.map((p, i) => {
-    const members = p.patientId ? byPatient.get(p.patientId)! : [i];
-    if (members.length < 2) return null;
-    const e = p.embedding as Float32Array;
-    // The others' mean, without this image.
-    const mean = new Float64Array(e.length);
-    for (const j of members) {
-      if (j === i) continue;
-      const other = predictions[j].embedding as Float32Array;
-      for (let k = 0; k < e.length; k++) mean[k] += other[k] / (members.length - 1);
-    }
-    let dot = 0, ee = 0, mm = 0;
-    for (let k = 0; k < e.length; k++) {
-      dot += e[k] * mean[k];
-      ee += e[k] * e[k];
-      mm += mean[k] * mean[k];
-    }
-    return ee === 0 || mm === 0 ? 1 : 1 - dot / Math.sqrt(ee * mm);
+  const records = parse(text, { columns: true, bom: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
+  if (records.length === 0 || !('image_name' in records[0]) || !('ugly_duckling' in records[0]))
+    throw new RangeError(`${file} has no image_name and ugly_duckling columns: pass the images.csv that \`melanoma embed\` wrote`);
+  const out = new Map<string, number | null>();
+  records.forEach((r, i) => {
+    const value = r.ugly_duckling === '' ? null : Number(r.ugly_duckling);
+    if (value !== null && !Number.isFinite(value)) throw new RangeError(`${file} row ${i + 1}: ugly_duckling must be a number or empty but is "${r.ugly_duckling}"`);
+    out.set(r.image_name, value);
   });
+  return out;
 }
 
 export interface EmbedOptions {
-  /** One checkpoint file or run folder (its best.safetensors). */
+  /** One checkpoint file or run folder (its best.safetensors), or a cv folder (out of fold). */
   checkpoint: string;
   data: string;
   csv?: string;
@@ -88,34 +81,74 @@ export interface EmbedResult {
   written: string[];
 }
 
+/** A cv folder (folds.csv and fold-K/best.safetensors), whose out-of-fold embeddings embed writes. */
+async function cvFolds(dir: string): Promise<{ fold: number; checkpoint: string }[] | null> {
+  const folds = await fsp.stat(path.join(dir, 'folds.csv')).catch(() => null);
+  const names = folds ? (await fsp.readdir(dir)).filter((n) => /^fold-\d+$/.test(n)) : [];
+  if (names.length === 0) return null;
+  const out = [];
+  for (const name of names.sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))) {
+    const checkpoint = path.join(dir, name, 'best.safetensors');
+    if (!(await fsp.stat(checkpoint).catch(() => null))) throw new RangeError(`${dir}/${name} has no best.safetensors: finish the cross-validation (melanoma cv --resume ${dir}) first`);
+    out.push({ fold: Number(name.slice(5)), checkpoint });
+  }
+  return out;
+}
+
+/**
+ * One checkpoint embeds every image. A cv folder embeds out of fold instead: each fold's model
+ * embeds its own validation images (patients never span folds, so each patient's distances come
+ * from one model), which is what `calibrate --kind patient-embedding` fits on.
+ */
 export async function embedDataset(options: EmbedOptions): Promise<EmbedResult> {
   const { data, csv, out, imageSize, batchSize, workers, device, log = () => undefined, onProgress } = options;
   if (await fsp.stat(out).catch(() => null)) throw new OutputExistsError(`${out} already exists and was left untouched: write the embeddings into a new folder`);
-  const checkpoints = await resolveCheckpoints([options.checkpoint]);
-  if (checkpoints.length !== 1)
-    throw new RangeError(`Embeddings come from one model, but ${options.checkpoint} holds ${checkpoints.length} checkpoints (${checkpoints.join(', ')}): pass one of them`);
+  const folds = await cvFolds(options.checkpoint);
   const samples = await openTestImages(data, csv);
   const overrides = Object.fromEntries(Object.entries({ batchSize, workers, device }).filter(([, v]) => v !== undefined));
-  const trainer = await Trainer.load(checkpoints[0], overrides);
-  let predictions: Prediction[];
-  try {
-    log(`embedding ${samples.length} images with ${checkpoints[0]} (${trainer.options.model}, ${imageSize ?? trainer.imageSizeAt(trainer.completedEpochs)}px)`);
-    predictions = await trainer.embed(samples, { imageSize, onBatch: onProgress });
-  } finally {
-    await trainer.dispose();
+  // [checkpoint, its images, their fold] groups, each embedded by its own model.
+  const groups: { checkpoint: string; samples: LesionSample[]; fold: number | null }[] = [];
+  if (folds) {
+    const assignment = new Map((await readFoldsCsv(path.join(options.checkpoint, 'folds.csv'))).map((a) => [a.imageName, a.fold]));
+    const unknown = samples.filter((s) => !assignment.has(s.imageName));
+    if (unknown.length) throw new RangeError(`${unknown.length} images of ${data} are not in ${options.checkpoint}/folds.csv (e.g. ${unknown[0].imageName}): embed out of fold the data the cv folder trained on`);
+    for (const { fold, checkpoint } of folds) groups.push({ checkpoint, fold, samples: samples.filter((s) => assignment.get(s.imageName) === fold) });
+    log(`embedding ${samples.length} images out of fold: each by the model of the fold that did not train on it`);
+  } else {
+    const checkpoints = await resolveCheckpoints([options.checkpoint]);
+    if (checkpoints.length !== 1)
+      throw new RangeError(`Embeddings come from one model, but ${options.checkpoint} holds ${checkpoints.length} checkpoints (${checkpoints.join(', ')}): pass one of them, or a cv folder for out-of-fold embeddings`);
+    groups.push({ checkpoint: checkpoints[0], samples, fold: null });
   }
-  const size = predictions[0]?.embedding?.length ?? 0;
-  const matrix = new Float32Array(predictions.length * size);
-  predictions.forEach((p, i) => matrix.set(p.embedding as Float32Array, i * size));
-  const ugly = uglyDucklingScores(predictions);
-  const lines = ['row,image_name,patient_id,target,score,ugly_duckling'];
-  predictions.forEach((p, i) =>
-    lines.push([String(i), p.imageName, p.patientId, p.target === null ? '' : String(p.target), String(p.probability), ugly[i] === null ? '' : String(ugly[i])].map(csvField).join(',')),
+  const rows: { prediction: Prediction; ugly: number | null; fold: number | null }[] = [];
+  let scored = 0;
+  for (const group of groups) {
+    const trainer = await Trainer.load(group.checkpoint, overrides);
+    try {
+      log(`embedding ${group.samples.length} images with ${group.checkpoint} (${trainer.options.model}, ${imageSize ?? trainer.imageSizeAt(trainer.completedEpochs)}px)`);
+      const before = scored;
+      const predictions = await trainer.embed(group.samples, { imageSize, onBatch: (n) => onProgress?.((scored = before + n), samples.length) });
+      const ugly = uglyDucklingScores(predictions);
+      predictions.forEach((prediction, i) => rows.push({ prediction, ugly: ugly[i], fold: group.fold }));
+    } finally {
+      await trainer.dispose();
+    }
+  }
+  const size = rows[0]?.prediction.embedding?.length ?? 0;
+  const matrix = new Float32Array(rows.length * size);
+  rows.forEach((r, i) => matrix.set(r.prediction.embedding as Float32Array, i * size));
+  const lines = [`row,image_name,patient_id,target,score,ugly_duckling${folds ? ',fold' : ''}`];
+  rows.forEach(({ prediction: p, ugly, fold }, i) =>
+    lines.push(
+      [String(i), p.imageName, p.patientId, p.target === null ? '' : String(p.target), String(p.probability), ugly === null ? '' : String(ugly), ...(folds ? [String(fold)] : [])]
+        .map(csvField)
+        .join(','),
+    ),
   );
   await fsp.mkdir(out, { recursive: true });
   const files = [path.join(out, EMBED_FILES.embeddings), path.join(out, EMBED_FILES.images)];
   // 'wx': never replace a file that appeared meanwhile.
-  await fsp.writeFile(files[0], npyFloat32(matrix, predictions.length, size), { flag: 'wx' });
+  await fsp.writeFile(files[0], npyFloat32(matrix, rows.length, size), { flag: 'wx' });
   await fsp.writeFile(files[1], lines.join('\n') + '\n', { flag: 'wx' });
-  return { images: predictions.length, embeddingSize: size, written: files };
+  return { images: rows.length, embeddingSize: size, written: files };
 }

@@ -8,6 +8,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { CalibratorError, applyCalibrator, calibratorFeatures, readCalibrator } from './calibrate';
 import { DataError } from './data/errors';
+import { uglyDucklingScores } from './metrics/ugly-duckling';
 import { openDataset } from './data/isic';
 import type { LesionSample } from './data/types';
 import { csvField } from './files';
@@ -225,13 +226,16 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   const samples = await openTestImages(data, csv);
   if (samples.length === 0) throw new DataError('ERR_DATASET_EMPTY', `${data} holds no images to predict`, { file: data });
   // Before the (long) inference: patient context needs every image's patient.
-  if (calibrator) calibratorFeatures(calibrator.kind, samples.map((s) => ({ logit: 0, patientId: s.patientId })), data);
+  if (calibrator) calibratorFeatures(calibrator.kind, samples.map((s) => ({ logit: 0, patientId: s.patientId, uglyDuckling: 0 })), data);
   const views = TTA_VIEWS.slice(0, tta);
   const transforms = views.map(viewTransform);
   log(`predicting ${samples.length} images with ${checkpoints.length} checkpoint(s) x ${views.length} view(s) (${views.join(', ')})`);
 
   const overrides = Object.fromEntries(Object.entries({ batchSize, workers, device }).filter(([, v]) => v !== undefined));
   const perModel: number[][] = [];
+  // patient-embedding: each lesion's ugly-duckling distance under each model, then their mean.
+  const wantsEmbeddings = calibrator?.kind === 'patient-embedding';
+  const uglySums = new Float64Array(samples.length);
   const perViewLines: string[] = ['image_name,checkpoint,view,score'];
   const started = performance.now();
   for (const [index, file] of checkpoints.entries()) {
@@ -242,7 +246,8 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
         const imagesPerSecond = done / Math.max((performance.now() - started) / 1000, 1e-9);
         onProgress?.({ checkpoint: index + 1, checkpoints: checkpoints.length, scored, images, imagesPerSecond, etaSeconds: (checkpoints.length * images - done) / imagesPerSecond });
       };
-      const results = await trainer.evaluateViews(samples, transforms, { imageSize, onBatch });
+      const results = await trainer.evaluateViews(samples, transforms, { imageSize, onBatch, embeddings: wantsEmbeddings });
+      if (wantsEmbeddings) uglyDucklingScores(results[0].predictions).forEach((u, i) => (uglySums[i] += u ?? 0));
       const probabilities = samples.map((_, i) => results.reduce((sum, r) => sum + r.predictions[i].probability, 0) / results.length);
       perModel.push(probabilities);
       results.forEach((r, v) => r.predictions.forEach((p) => perViewLines.push([p.imageName, file, views[v], String(p.probability)].map(csvField).join(','))));
@@ -254,7 +259,7 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   const combined = ensemble === 'rank' && perModel.length > 1 ? perModel.map(normalisedRanks) : perModel;
   const scores = samples.map((_, i) => combined.reduce((sum, m) => sum + m[i], 0) / combined.length);
   const final = calibrator
-    ? Array.from(applyCalibrator(calibrator, samples.map((s, i) => ({ logit: logit(scores[i], 1e-12), patientId: s.patientId })), data))
+    ? Array.from(applyCalibrator(calibrator, samples.map((s, i) => ({ logit: logit(scores[i], 1e-12), patientId: s.patientId, uglyDuckling: uglySums[i] / checkpoints.length })), data))
     : scores;
   if (calibrator) log(`calibrated with ${options.calibrator} (${calibrator.kind}, fitted on ${calibrator.fittedOn.file})`);
   const rows = samples.map((s, i) => ({ imageName: s.imageName, target: final[i] }));

@@ -7,6 +7,7 @@ import { refuse } from './usage';
 import * as fs from 'fs';
 import * as path from 'path';
 import { CALIBRATOR_KINDS, CalibrationReport, Calibrator, CalibratorError, CalibratorKind, fitCalibrator } from '../calibrate';
+import { readUglyDuckling } from '../embed';
 import { csvField, writeFileAtomic } from '../files';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
 import { CV_FILES } from '../train/cv';
@@ -30,6 +31,8 @@ export interface CalibrateFileOptions {
   out?: string;
   /** Also write the cross-fitted scores as a predictions CSV (for `evaluate` and `compare`). */
   crossFittedOut?: string;
+  /** patient-embedding: the images.csv of `melanoma embed` on the same cv folder. */
+  uglyDucklingCsv?: string;
 }
 
 export interface CalibrateFileResult {
@@ -49,14 +52,20 @@ async function publish(file: string, text: string): Promise<void> {
 export async function calibratePredictionsFile(input: string, options: CalibrateFileOptions = {}): Promise<CalibrateFileResult> {
   const file = resolvePredictionsFile(input);
   const kind = options.kind ?? 'platt';
-  const out = options.out ?? path.join(path.dirname(file), kind === 'platt' ? 'calibrator.json' : 'patient-context.json');
+  const out = options.out ?? path.join(path.dirname(file), kind === 'platt' ? 'calibrator.json' : `${kind}.json`);
   if (options.crossFittedOut && path.resolve(options.crossFittedOut) === path.resolve(out))
     throw new CalibratorError(`--out and --cross-fitted-out are both ${out}: give the cross-fitted predictions a file of their own`);
   const outputs = options.crossFittedOut ? [out, options.crossFittedOut] : [out];
   // Before any work: a file that exists is never replaced.
   for (const o of outputs) if (fs.existsSync(o)) throw new CalibratorError(`${o} already exists and was left untouched: choose another path (--out / --cross-fitted-out) or move that file away`);
   const rows = readPredictionsCsv(file);
-  const { calibrator, crossFitted } = fitCalibrator(rows, { kind, l2: options.l2, source: file });
+  const uglyDuckling = options.uglyDucklingCsv ? await readUglyDuckling(options.uglyDucklingCsv) : undefined;
+  if (uglyDuckling) {
+    const missing = rows.filter((r) => !uglyDuckling.has(r.imageName));
+    if (missing.length)
+      throw new CalibratorError(`${options.uglyDucklingCsv} lacks ${missing.length} of the ${rows.length} images of ${file} (e.g. ${missing[0].imageName}): embed the same cv folder's data`);
+  }
+  const { calibrator, crossFitted } = fitCalibrator(rows, { kind, l2: options.l2, source: file, uglyDuckling });
   await publish(out, JSON.stringify(calibrator, null, 2) + '\n');
   const written = [out];
   if (options.crossFittedOut) {
@@ -96,18 +105,19 @@ export function registerCalibrateCommand(program: Command): void {
     .command('calibrate')
     .description("fit a calibrator on out-of-fold predictions (platt, or patient-context: the patient's other lesions), report it cross-fitted, and write the file predict --calibrator reads")
     .argument('<predictions>', `a cv folder (its ${CV_FILES.oof}), a run folder (its valid_predictions.csv) or a predictions CSV`)
-    .addOption(new Option('--kind <kind>', "platt: a slope and an intercept on the logit; patient-context: also the logits of the patient's other images").choices(CALIBRATOR_KINDS).default('platt'))
+    .addOption(new Option('--kind <kind>', "platt: a slope and an intercept on the logit; patient-context: also the logits of the patient's other images; patient-embedding: also the ugly-duckling distance of embed").choices(CALIBRATOR_KINDS).default('platt'))
     .option('--out <file>', 'calibrator file (default: calibrator.json or patient-context.json beside the predictions); never overwritten')
     .option('--cross-fitted-out <file>', 'also write the cross-fitted calibrated scores as a predictions CSV (for evaluate and compare)')
+    .option('--ugly-duckling <images.csv>', "with --kind patient-embedding: the images.csv of `melanoma embed` on the same cv folder (each lesion's distance from the patient's others)")
     .option('--l2 <x>', 'ridge penalty on the standardised weights', (value: string) => {
       const v = Number(value);
       if (value.trim() === '' || !(v >= 0) || !Number.isFinite(v)) throw new InvalidArgumentError(`Expected a finite number >= 0 for --l2 but received "${value}".`);
       return v;
     }, 1)
-    .action(async (input: string, opts: { kind: CalibratorKind; out?: string; crossFittedOut?: string; l2: number }, command: Command) => {
+    .action(async (input: string, opts: { kind: CalibratorKind; out?: string; crossFittedOut?: string; l2: number; uglyDuckling?: string }, command: Command) => {
       let result: CalibrateFileResult;
       try {
-        result = await calibratePredictionsFile(input, { kind: opts.kind, l2: opts.l2, out: opts.out, crossFittedOut: opts.crossFittedOut });
+        result = await calibratePredictionsFile(input, { kind: opts.kind, l2: opts.l2, out: opts.out, crossFittedOut: opts.crossFittedOut, uglyDucklingCsv: opts.uglyDuckling });
       } catch (e) {
         if (e instanceof PredictionsFileError || e instanceof RangeError) refuse(command, `${e.message}`);
         throw e;

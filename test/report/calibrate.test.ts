@@ -147,6 +147,24 @@ describe('patient context', () => {
     expect(Math.abs(calibrator.report.crossFitted.auc - calibrator.report.raw.auc)).toBeLessThan(0.02);
   });
 
+  test('patient-embedding: an informative ugly-duckling distance adds to the patient context', () => {
+    const rows = nuisanceOffsetRows(0, 21);
+    const sizes = new Map<string, number>();
+    for (const r of rows) sizes.set(r.patientId!, (sizes.get(r.patientId!) ?? 0) + 1);
+    const r = lcg(5);
+    // Melanomas lie further from their patient's other lesions; a lone lesion has no distance.
+    const ugly = new Map(rows.map((row) => [row.imageName, sizes.get(row.patientId!)! > 1 ? (row.target ? 0.5 : 0.2) + 0.25 * r() : null]));
+    const context = fitCalibrator(rows, { kind: 'patient-context' }).calibrator;
+    const embedding = fitCalibrator(rows, { kind: 'patient-embedding', uglyDuckling: ugly }).calibrator;
+    expect(embedding.features.at(-1)).toBe('ugly_duckling');
+    expect(embedding.weights.at(-1)).toBeGreaterThan(0);
+    expect(embedding.report.crossFitted.auc - context.report.crossFitted.auc).toBeGreaterThan(0.03);
+    expect(() => fitCalibrator(rows, { kind: 'patient-embedding' })).toThrow("the patient-embedding calibrator needs each image's ugly-duckling distance");
+    const withGap = new Map(ugly);
+    withGap.set(rows.find((row) => sizes.get(row.patientId!)! > 1)!.imageName, null);
+    expect(() => fitCalibrator(rows, { kind: 'patient-embedding', uglyDuckling: withGap })).toThrow(/needs the ugly-duckling distance of every image with other lesions, but image \d+ of .* has none/);
+  });
+
   test('one image per patient: a warning that there is no context to use', () => {
     const rows = parsePredictionsCsv(syntheticPredictionsCsv()).map((r) => ({ ...r, patientId: r.imageName }));
     expect(fitCalibrator(rows, { kind: 'patient-context' }).calibrator.report.warnings).toEqual([

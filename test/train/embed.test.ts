@@ -5,7 +5,12 @@
 import { spawnSync } from 'child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'fs';
 import * as path from 'path';
+import { applyCalibrator, readCalibrator } from '../../src/calibrate';
 import { embedDataset, npyFloat32, uglyDucklingScores } from '../../src/embed';
+import { logit } from '../../src/metrics';
+import { predict } from '../../src/predict';
+import { readPredictionsCsv } from '../../src/report/predictions-csv';
+import { crossValidate } from '../../src/train/cv';
 import { openDataset } from '../../src/data/isic';
 import { TrainRunResult, trainRun } from '../../src/train/run';
 import { readSafetensorsFile } from '../../src/train/safetensors';
@@ -102,4 +107,54 @@ test('embedDataset writes both files, row for row; refuses an existing folder an
   const python = spawnSync('python3', ['-c', `import numpy as np; e = np.load(${JSON.stringify(path.join(out, 'embeddings.npy'))}); print(e.shape, e.dtype)`], { encoding: 'utf8' });
   if (python.status === 0) expect(python.stdout.trim()).toMatch(/^\(24, \d+\) float32$/);
   else console.warn(`numpy check skipped: ${python.stderr.trim().split('\n').at(-1)}`);
+});
+
+describe('out of fold, into a patient-embedding calibrator, applied by predict', () => {
+  let cvDir: string;
+  beforeAll(async () => {
+    cvDir = (await crossValidate({ ...TINY_OPTIONS, data, folds: 3, epochs: 1, runsDir: path.join(root, 'cv') })).cvDir;
+  });
+
+  test("a cv folder embeds out of fold: each image by the model that did not train on it, as in oof_predictions.csv", async () => {
+    const out = path.join(root, 'oof-embeddings');
+    await embedDataset({ checkpoint: cvDir, data, out });
+    const embedded = readPredictionsCsv(path.join(out, 'images.csv'));
+    const oof = new Map(readPredictionsCsv(path.join(cvDir, 'oof_predictions.csv')).map((r) => [r.imageName, r]));
+    expect(embedded).toHaveLength(24);
+    for (const row of embedded) {
+      expect(row.fold).toBe(oof.get(row.imageName)!.fold);
+      expect(row.score).toBeCloseTo(oof.get(row.imageName)!.score, 6);
+    }
+  });
+
+  (existsSync(CLI) ? test : test.skip)('calibrate --kind patient-embedding --ugly-duckling, then predict applies it with the ensemble\'s distances', async () => {
+    const images = path.join(root, 'oof-embeddings', 'images.csv');
+    const cli = spawnSync(process.execPath, [CLI, 'calibrate', cvDir, '--kind', 'patient-embedding', '--ugly-duckling', images, '--l2', '10'], { encoding: 'utf8' });
+    expect(cli.stderr).toBe('');
+    expect(cli.status).toBe(0);
+    expect(cli.stdout).toMatch(/^patient-embedding: 24 images/);
+    const calibratorFile = path.join(cvDir, 'patient-embedding.json');
+    const calibrator = await readCalibrator(calibratorFile);
+    expect(calibrator.features.at(-1)).toBe('ugly_duckling');
+
+    const result = await predict({ checkpoints: [cvDir], data, out: path.join(root, 'pe-submission.csv'), calibrator: calibratorFile });
+    // By hand: the mean probability and the mean distance over the 3 fold models.
+    const samples = (await openDataset(data)).samples;
+    const probability = new Float64Array(24), ugly = new Float64Array(24);
+    for (const fold of [0, 1, 2]) {
+      const trainer = await Trainer.load(path.join(cvDir, `fold-${fold}`, 'best.safetensors'));
+      try {
+        const embedded = await trainer.embed(samples);
+        const distances = uglyDucklingScores(embedded);
+        embedded.forEach((p, i) => ((probability[i] += p.probability / 3), (ugly[i] += (distances[i] ?? 0) / 3)));
+      } finally {
+        await trainer.dispose();
+      }
+    }
+    const expected = applyCalibrator(calibrator, samples.map((s, i) => ({ logit: logit(probability[i], 1e-12), patientId: s.patientId, uglyDuckling: ugly[i] })));
+    result.rows.forEach((r, i) => expect(r.target).toBeCloseTo(expected[i], 6));
+    // The distances matter to this check: without them the scores would differ.
+    const without = applyCalibrator(calibrator, samples.map((s, i) => ({ logit: logit(probability[i], 1e-12), patientId: s.patientId, uglyDuckling: 0 })));
+    expect(Math.max(...result.rows.map((r, i) => Math.abs(r.target - without[i])))).toBeGreaterThan(1e-4);
+  });
 });
