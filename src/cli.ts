@@ -312,7 +312,7 @@ function buildProgram(): Command {
     .addOption(new Option('--ensemble <mode>', 'combine checkpoints by mean probability or mean normalised rank').choices(['mean', 'rank']).default('mean'))
     .option('--tta <views>', `test-time views averaged per image, 1-8 (${TTA_VIEWS.join(', ')})`, integer('--tta', 1), 1)
     .option('--per-view <file>', 'also write image_name,checkpoint,view,score for every model and view')
-    .option('--calibrator <file>', 'pass the combined probabilities through a calibrator from `melanoma calibrate` (platt or patient-context)')
+    .option('--calibrator <file>', 'pass the combined probabilities through a calibrator from `melanoma calibrate` (platt, patient-context or patient-embedding)')
     .option('--image-size <px>', "input size (default: each checkpoint's last training size)", integer('--image-size', 32))
     .option('--batch-size <n>', 'images per batch', integer('--batch-size', 1))
     .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))

@@ -11,11 +11,10 @@
 import { parse } from 'csv-parse/sync';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { openTestImages, resolveCheckpoints } from './predict';
+import { ScoringOptions, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
 import type { LesionSample } from './data/types';
 import { csvField } from './files';
 import { readFoldsCsv } from './folds';
-import type { Device } from './model/config';
 import { OutputExistsError } from './cli/evaluate';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
 
@@ -60,18 +59,13 @@ export async function readUglyDuckling(file: string): Promise<Map<string, number
   return out;
 }
 
-export interface EmbedOptions {
+export interface EmbedOptions extends ScoringOptions {
   /** One checkpoint file or run folder (its best.safetensors), or a cv folder (out of fold). */
   checkpoint: string;
   data: string;
   csv?: string;
   /** A new folder for embeddings.npy and images.csv; refused if it exists. */
   out: string;
-  imageSize?: number;
-  batchSize?: number;
-  workers?: number;
-  device?: Device | 'auto';
-  log?: (line: string) => void;
   onProgress?: (scored: number, total: number) => void;
 }
 
@@ -101,11 +95,11 @@ async function cvFolds(dir: string): Promise<{ fold: number; checkpoint: string 
  * from one model), which is what `calibrate --kind patient-embedding` fits on.
  */
 export async function embedDataset(options: EmbedOptions): Promise<EmbedResult> {
-  const { data, csv, out, imageSize, batchSize, workers, device, log = () => undefined, onProgress } = options;
+  const { data, csv, out, imageSize, log = () => undefined, onProgress } = options;
   if (await fsp.stat(out).catch(() => null)) throw new OutputExistsError(`${out} already exists and was left untouched: write the embeddings into a new folder`);
   const folds = await cvFolds(options.checkpoint);
   const samples = await openTestImages(data, csv);
-  const overrides = Object.fromEntries(Object.entries({ batchSize, workers, device }).filter(([, v]) => v !== undefined));
+  const overrides = scoringOverrides(options);
   // [checkpoint, its images, their fold] groups, each embedded by its own model.
   const groups: { checkpoint: string; samples: LesionSample[]; fold: number | null }[] = [];
   if (folds) {

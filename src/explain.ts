@@ -9,12 +9,11 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { OutputExistsError } from './cli/evaluate';
-import type { Device } from './model/config';
-import { openTestImages, resolveCheckpoints } from './predict';
+import { ScoringOptions, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
 import { escapeHtml } from './report/svg';
 import { GradCamPrediction, Trainer } from './train/trainer';
 
-export interface ExplainOptions {
+export interface ExplainOptions extends ScoringOptions {
   /** One checkpoint file or run folder (its best.safetensors). */
   checkpoint: string;
   data: string;
@@ -25,11 +24,6 @@ export interface ExplainOptions {
   fromEvaluation?: string;
   /** A new folder for the PNGs and index.html; refused if it exists. */
   out: string;
-  imageSize?: number;
-  batchSize?: number;
-  workers?: number;
-  device?: Device | 'auto';
-  log?: (line: string) => void;
 }
 
 export interface ExplainResult {
@@ -99,7 +93,7 @@ async function namesFromEvaluation(file: string): Promise<string[]> {
 }
 
 export async function explainImages(options: ExplainOptions): Promise<ExplainResult> {
-  const { data, csv, out, imageSize, batchSize, workers, device, log = () => undefined } = options;
+  const { data, csv, out, imageSize, log = () => undefined } = options;
   if (await fsp.stat(out).catch(() => null)) throw new OutputExistsError(`${out} already exists and was left untouched: write the explanations into a new folder`);
   const wanted = options.fromEvaluation ? await namesFromEvaluation(options.fromEvaluation) : [...(options.images ?? [])];
   if (wanted.length === 0) throw new RangeError('Expected images to explain: pass --images NAME,... or --hardest evaluation.json');
@@ -112,7 +106,7 @@ export async function explainImages(options: ExplainOptions): Promise<ExplainRes
   if (missing.length) throw new RangeError(`${missing.length} of the ${wanted.length} images are not in ${data}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
   const samples = [...new Set(wanted)].map((name) => byName.get(name)!);
 
-  const overrides = Object.fromEntries(Object.entries({ batchSize, workers, device }).filter(([, v]) => v !== undefined));
+  const overrides = scoringOverrides(options);
   const trainer = await Trainer.load(checkpoints[0], overrides);
   let explained: GradCamPrediction[];
   try {

@@ -14,7 +14,7 @@ import type { LesionSample } from './data/types';
 import { csvField } from './files';
 import { rocAucOrNull } from './metrics/auc';
 import { logit } from './metrics/calibration';
-import type { Device } from './model/config';
+import type { Device, TrainerOptions } from './model/config';
 import { OutputExistsError } from './cli/evaluate';
 import { Trainer, ViewTransform } from './train/trainer';
 
@@ -24,7 +24,22 @@ export type TtaView = (typeof TTA_VIEWS)[number];
 
 export type EnsembleMode = 'mean' | 'rank';
 
-export interface PredictOptions {
+/** How saved models run when they score images (predict, embed, explain); unset: as trained. */
+export interface ScoringOptions {
+  /** Default: the size each checkpoint last trained at. */
+  imageSize?: number;
+  batchSize?: number;
+  workers?: number;
+  device?: Device | 'auto';
+  log?: (line: string) => void;
+}
+
+/** The Trainer.load overrides of ScoringOptions: only those given. */
+export function scoringOverrides({ batchSize, workers, device }: ScoringOptions): TrainerOptions {
+  return Object.fromEntries(Object.entries({ batchSize, workers, device }).filter(([, v]) => v !== undefined));
+}
+
+export interface PredictOptions extends ScoringOptions {
   /**
    * Checkpoint files (.safetensors), run folders (their best.safetensors) or CV folders (every
    * fold's best.safetensors): several make an ensemble.
@@ -43,15 +58,10 @@ export interface PredictOptions {
   perViewCsv?: string;
   /**
    * A file from `melanoma calibrate`: the combined probabilities pass through it, so the
-   * submission holds calibrated probabilities (platt) or patient-context scores.
+   * submission holds calibrated probabilities (platt), or patient-context or patient-embedding
+   * scores.
    */
   calibrator?: string;
-  /** Default: the size each checkpoint last trained at. */
-  imageSize?: number;
-  batchSize?: number;
-  workers?: number;
-  device?: Device | 'auto';
-  log?: (line: string) => void;
   /** After every batch: how far scoring has got, over all checkpoints. */
   onProgress?: (progress: PredictProgress) => void;
 }
@@ -212,7 +222,7 @@ async function refuseExisting(files: readonly string[]): Promise<void> {
  * probability; checkpoints: `ensemble`), and writes the submission (and the per-view CSV).
  */
 export async function predict(options: PredictOptions): Promise<PredictResult> {
-  const { data, csv, out = 'submission.csv', ensemble = 'mean', tta = 1, perViewCsv, imageSize, batchSize, workers, device, log = () => undefined, onProgress } = options;
+  const { data, csv, out = 'submission.csv', ensemble = 'mean', tta = 1, perViewCsv, imageSize, log = () => undefined, onProgress } = options;
   if (ensemble !== 'mean' && ensemble !== 'rank') throw new RangeError(`Expected 'mean' or 'rank' for ensemble but received '${String(ensemble)}'`);
   if (!Number.isInteger(tta) || tta < 1 || tta > 8) throw new RangeError(`Expected integer between 1 and 8 for tta but received ${String(tta)}`);
   if (imageSize !== undefined && (!Number.isInteger(imageSize) || imageSize < 32 || imageSize > 2048))
@@ -231,7 +241,7 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   const transforms = views.map(viewTransform);
   log(`predicting ${samples.length} images with ${checkpoints.length} checkpoint(s) x ${views.length} view(s) (${views.join(', ')})`);
 
-  const overrides = Object.fromEntries(Object.entries({ batchSize, workers, device }).filter(([, v]) => v !== undefined));
+  const overrides = scoringOverrides(options);
   const perModel: number[][] = [];
   // patient-embedding: each lesion's ugly-duckling distance under each model, then their mean.
   const wantsEmbeddings = calibrator?.kind === 'patient-embedding';

@@ -12,18 +12,19 @@ import { predict } from '../../src/predict';
 import { readPredictionsCsv } from '../../src/report/predictions-csv';
 import { crossValidate } from '../../src/train/cv';
 import { openDataset } from '../../src/data/isic';
-import { TrainRunResult, trainRun } from '../../src/train/run';
+import type { TrainRunResult } from '../../src/train/run';
 import { readSafetensorsFile } from '../../src/train/safetensors';
 import { Trainer } from '../../src/train/trainer';
-import { TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
+import { TINY_OPTIONS, tinyTrainedRun } from './tiny-data';
 
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
-const root = tempDir();
+const fixture = tinyTrainedRun();
+const root = fixture.root;
 let data: string;
 let run: TrainRunResult;
-beforeAll(async () => {
-  data = await tinyDataset(root, 24);
-  run = await trainRun({ ...TINY_OPTIONS, data, folds: 3, epochs: 1, runsDir: path.join(root, 'runs') });
+beforeAll(() => {
+  data = fixture.data();
+  run = fixture.run();
 });
 
 test('an embedding is what the classifier reads: its logit is classifier.weight . embedding + bias', async () => {

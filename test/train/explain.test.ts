@@ -11,17 +11,18 @@ import { openDataset } from '../../src/data/isic';
 import { explainImages, gradCamPng } from '../../src/explain';
 import { evaluatePredictionsFile } from '../../src/cli/evaluate';
 import { readSafetensorsFile } from '../../src/train/safetensors';
-import { TrainRunResult, trainRun } from '../../src/train/run';
+import type { TrainRunResult } from '../../src/train/run';
 import { EpochRecord, GradCamPrediction, Trainer } from '../../src/train/trainer';
-import { TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
+import { TINY_OPTIONS, tinyTrainedRun } from './tiny-data';
 
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
-const root = tempDir();
+const fixture = tinyTrainedRun();
+const root = fixture.root;
 let data: string;
 let run: TrainRunResult;
-beforeAll(async () => {
-  data = await tinyDataset(root, 24);
-  run = await trainRun({ ...TINY_OPTIONS, data, folds: 3, epochs: 1, runsDir: path.join(root, 'runs') });
+beforeAll(() => {
+  data = fixture.data();
+  run = fixture.run();
 });
 const best = () => path.join(run.runDir, 'best.safetensors');
 

@@ -12,9 +12,9 @@ import { logit } from '../../src/metrics';
 import { parsePredictionsCsv } from '../../src/report/predictions-csv';
 import { syntheticPredictionsCsv } from '../report/fixtures';
 import { TTA_VIEWS, normalisedRanks, predict, viewTransform } from '../../src/predict';
-import { TrainRunResult, trainRun } from '../../src/train/run';
+import type { TrainRunResult } from '../../src/train/run';
 import { Trainer } from '../../src/train/trainer';
-import { TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
+import { tinyTrainedRun } from './tiny-data';
 
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
 
@@ -51,12 +51,13 @@ describe('test-time views', () => {
 });
 
 describe('predict on a tiny test set', () => {
-  const root = tempDir();
+  const fixture = tinyTrainedRun();
+  const root = fixture.root;
   let data: string;
   let run: TrainRunResult;
-  beforeAll(async () => {
-    data = await tinyDataset(root, 24);
-    run = await trainRun({ ...TINY_OPTIONS, data, folds: 3, epochs: 1, runsDir: path.join(root, 'runs') });
+  beforeAll(() => {
+    data = fixture.data();
+    run = fixture.run();
   });
 
   test('one checkpoint without TTA gives the trainer\'s own probabilities', async () => {

@@ -4,6 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { ensureDemoDataset } from '../../src/data/demo';
 import type { TrainerOptions } from '../../src/model/config';
+import { TrainRunResult, trainRun } from '../../src/train/run';
 
 /** A fresh temporary folder, removed after the test file. */
 export function tempDir(prefix = 'melanoma-workflow-'): string {
@@ -31,3 +32,18 @@ export const TINY_OPTIONS: TrainerOptions = {
 
 /** The same tiny network through CLI flags (the CLI has no --stage-limit: the full depth, still small at 32 px). */
 export const TINY_CLI_FLAGS = ['--image-size', '32', '--width-factor', '0.25', '--batch-size', '8', '--device', 'cpu', '--workers', '2'];
+
+/**
+ * A fresh folder with a 24-image tiny set and one trained run (3 folds, 1 epoch), made before the
+ * file's tests: the fixture of the tests that score, embed or explain a saved model.
+ */
+export function tinyTrainedRun(): { root: string; data: () => string; run: () => TrainRunResult } {
+  const root = tempDir();
+  let data = '';
+  let run: TrainRunResult | null = null;
+  beforeAll(async () => {
+    data = await tinyDataset(root, 24);
+    run = await trainRun({ ...TINY_OPTIONS, data, folds: 3, epochs: 1, runsDir: path.join(root, 'runs') });
+  });
+  return { root, data: () => data, run: () => run as TrainRunResult };
+}
