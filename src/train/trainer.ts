@@ -272,6 +272,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return this.engine;
   }
 
+  /** The samples in order, every one of them (no shuffle, no dropped remainder), for scoring. */
+  private scoringLoader(samples: readonly LesionSample[], imageSize: number) {
+    const o = this.options;
+    return createLoader([...samples], { batchSize: o.batchSize, imageSize, shuffle: false, seed: o.seed, dropLast: false, prefetchBatches: o.prefetch, decodeConcurrency: o.workers });
+  }
+
   /** A batch as the engine takes it; `metadata` encodes its samples when the model fuses metadata. */
   private batchRequest(batch: Batch, metadata: ((samples: readonly LesionSample[]) => Float32Array) | null) {
     return {
@@ -483,9 +489,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     { imageSize, population }: { imageSize?: number; /** With metadata: the set whose images per patient are counted (default `samples`). */ population?: readonly LesionSample[] } = {},
   ): Promise<GradCamPrediction[]> {
     const engine = await this.ensureEngine();
-    const o = this.options;
     const size = imageSize ?? this.imageSizeAt(this.epochsDone);
-    const loader = createLoader([...samples], { batchSize: o.batchSize, imageSize: size, shuffle: false, seed: o.seed, dropLast: false, prefetchBatches: o.prefetch, decodeConcurrency: o.workers });
+    const loader = this.scoringLoader(samples, size);
     // A few chosen images of a larger set must see the patient counts of that set, as scoring did.
     const metadata = this.metadataFor(population ?? samples);
     const out: GradCamPrediction[] = [];
@@ -532,19 +537,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   async evaluateViews(
     samples: readonly LesionSample[],
     views: readonly (ViewTransform | null)[],
-    { imageSize, onBatch, embeddings = false }: { imageSize?: number; onBatch?: (scored: number, total: number) => void; embeddings?: boolean } = {},
+    {
+      imageSize,
+      onBatch,
+      embeddings = false,
+    }: { imageSize?: number; onBatch?: (scored: number, total: number) => void; /** The first view's embeddings too (the others' would go unused). */ embeddings?: boolean } = {},
   ): Promise<EvaluationResult[]> {
     const engine = await this.ensureEngine();
-    const o = this.options;
-    const loader = createLoader([...samples], {
-      batchSize: o.batchSize,
-      imageSize: imageSize ?? this.imageSizeAt(this.epochsDone),
-      shuffle: false,
-      seed: o.seed,
-      dropLast: false,
-      prefetchBatches: o.prefetch,
-      decodeConcurrency: o.workers,
-    });
+    const loader = this.scoringLoader(samples, imageSize ?? this.imageSizeAt(this.epochsDone));
     const labelled = samples.every((s) => s.target !== null);
     const metadata = this.metadataFor(samples);
     const perView = views.map(() => ({ predictions: [] as Prediction[], lossSum: 0 }));
@@ -553,7 +553,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       for (let v = 0; v < views.length; v++) {
         const view = views[v];
         const images = view ? view(batch.images, batch.batchSize, batch.height, batch.width) : batch.images;
-        const result = await engine.evaluate({ ...this.batchRequest(batch, metadata), images, labels: labelled ? batch.labels : undefined, embeddings });
+        const result = await engine.evaluate({ ...this.batchRequest(batch, metadata), images, labels: labelled ? batch.labels : undefined, embeddings: embeddings && v === 0 });
         perView[v].lossSum += result.lossSum ?? 0;
         const size = result.embeddingSize ?? 0;
         batch.samples.forEach((sample, i) => {
