@@ -11,15 +11,15 @@
 import { parse } from 'csv-parse/sync';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { ScoringOptions, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
+import { OutputExistsError } from './cli/evaluate';
 import type { LesionSample } from './data/types';
 import { csvField } from './files';
 import { readFoldsCsv } from './folds';
-import { OutputExistsError } from './cli/evaluate';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
+import { ScoringOptions, cvFoldCheckpoints, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
+import { Prediction, Trainer } from './train/trainer';
 
 export { uglyDucklingScores };
-import { Prediction, Trainer } from './train/trainer';
 
 export const EMBED_FILES = { embeddings: 'embeddings.npy', images: 'images.csv' } as const;
 
@@ -77,16 +77,12 @@ export interface EmbedResult {
 
 /** A cv folder (folds.csv and fold-K/best.safetensors), whose out-of-fold embeddings embed writes. */
 async function cvFolds(dir: string): Promise<{ fold: number; checkpoint: string }[] | null> {
-  const folds = await fsp.stat(path.join(dir, 'folds.csv')).catch(() => null);
-  const names = folds ? (await fsp.readdir(dir)).filter((n) => /^fold-\d+$/.test(n)) : [];
-  if (names.length === 0) return null;
-  const out = [];
-  for (const name of names.sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))) {
-    const checkpoint = path.join(dir, name, 'best.safetensors');
-    if (!(await fsp.stat(checkpoint).catch(() => null))) throw new RangeError(`${dir}/${name} has no best.safetensors: finish the cross-validation (melanoma cv --resume ${dir}) first`);
-    out.push({ fold: Number(name.slice(5)), checkpoint });
-  }
-  return out;
+  if (!(await fsp.stat(path.join(dir, 'folds.csv')).catch(() => null))) return null;
+  const folds = await cvFoldCheckpoints(dir);
+  if (folds.length === 0) return null;
+  const missing = folds.find((f) => !f.present);
+  if (missing) throw new RangeError(`${dir}/fold-${missing.fold} has no best.safetensors: finish the cross-validation (melanoma cv --resume ${dir}) first`);
+  return folds;
 }
 
 /**

@@ -153,6 +153,17 @@ async function stat(p: string) {
   return fsp.stat(p).catch(() => null);
 }
 
+/** A cv folder's fold-K/best.safetensors, in fold order, whether or not each exists yet. */
+export async function cvFoldCheckpoints(dir: string): Promise<{ fold: number; checkpoint: string; present: boolean }[]> {
+  const names = (await fsp.readdir(dir)).filter((n) => /^fold-\d+$/.test(n)).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+  return Promise.all(
+    names.map(async (n) => {
+      const checkpoint = path.join(dir, n, 'best.safetensors');
+      return { fold: Number(n.slice(5)), checkpoint, present: (await stat(checkpoint)) !== null };
+    }),
+  );
+}
+
 /** Checkpoint files from files, run folders and CV folders, in order. */
 export async function resolveCheckpoints(inputs: readonly string[]): Promise<string[]> {
   if (!Array.isArray(inputs) || inputs.length === 0) throw new TypeError('Expected at least one checkpoint (a .safetensors file, a run folder or a cv folder) but received none');
@@ -168,12 +179,7 @@ export async function resolveCheckpoints(inputs: readonly string[]): Promise<str
       files.push(path.join(input, 'best.safetensors'));
       continue;
     }
-    const folds = (await fsp.readdir(input))
-      .filter((n) => /^fold-\d+$/.test(n))
-      .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))
-      .map((n) => path.join(input, n, 'best.safetensors'));
-    const present = [];
-    for (const f of folds) if (await stat(f)) present.push(f);
+    const present = (await cvFoldCheckpoints(input)).filter((f) => f.present).map((f) => f.checkpoint);
     if (present.length === 0) throw new RangeError(`${input} holds no best.safetensors and no fold-*/best.safetensors: pass a checkpoint file, a run folder or a cv folder`);
     files.push(...present);
   }
