@@ -73,6 +73,15 @@ function progressBar(p: BatchProgress): string {
   );
 }
 
+/** How saved models run when they score (predict, embed): ScoringOptions in src/predict.ts. */
+function addScoringOptions(command: Command): Command {
+  return command
+    .option('--image-size <px>', "input size (default: the checkpoint's last training size)", integer('--image-size', 32))
+    .option('--batch-size <n>', 'images per batch', integer('--batch-size', 1))
+    .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
+    .addOption(new Option('--device <device>', 'where the engine runs (default: as trained)').choices(['auto', 'cpu', 'cuda']));
+}
+
 function addModelOptions(command: Command): Command {
   return command
     .addOption(new Option('--model <name>', 'EfficientNet variant').choices([...MODEL_NAMES]))
@@ -302,7 +311,7 @@ function buildProgram(): Command {
   );
   cv.action(async (opts, command: Command) => runCv(opts, command));
 
-  program
+  addScoringOptions(program
     .command('predict')
     .description('score a test set with one checkpoint or an ensemble (optionally with TTA) and write submission.csv (image_name,target)')
     .argument('<checkpoints...>', 'checkpoint files, run folders (their best.safetensors) or cv folders (every fold\'s best): several make an ensemble')
@@ -313,11 +322,7 @@ function buildProgram(): Command {
     .option('--tta <views>', `test-time views averaged per image, 1-8 (${TTA_VIEWS.join(', ')})`, integer('--tta', 1), 1)
     .option('--per-view <file>', 'also write image_name,checkpoint,view,score for every model and view')
     .option('--calibrator <file>', 'pass the combined probabilities through a calibrator from `melanoma calibrate` (platt, patient-context or patient-embedding)')
-    .option('--image-size <px>', "input size (default: each checkpoint's last training size)", integer('--image-size', 32))
-    .option('--batch-size <n>', 'images per batch', integer('--batch-size', 1))
-    .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
-    .addOption(new Option('--device <device>', 'where the engine runs (default: as trained)').choices(['auto', 'cpu', 'cuda']))
-    .option('--log-every <n>', 'print a progress line every n batches (default: a live line on a terminal, none otherwise)', integer('--log-every', 1))
+    .option('--log-every <n>', 'print a progress line every n batches (default: a live line on a terminal, none otherwise)', integer('--log-every', 1)))
     .action(async (checkpoints: string[], opts) => {
       const live = Boolean(process.stdout.isTTY) && !opts.logEvery;
       let batches = 0;
@@ -351,17 +356,13 @@ function buildProgram(): Command {
       for (const file of result.written) console.log(`wrote ${file} (${result.rows.length} images)`);
     });
 
-  program
+  addScoringOptions(program
     .command('embed')
     .description("write every image's embedding under one model (embeddings.npy, float32 images x features) and images.csv with scores and each lesion's ugly-duckling distance from the patient's other lesions")
     .argument('<checkpoint>', "one checkpoint file or run folder (its best.safetensors), or a cv folder: out of fold, each fold's model embeds its validation images")
     .requiredOption('--data <path>', 'images: folder of *.tfrec files, JPEG folder (with or without a CSV), or a CSV')
     .option('--csv <file>', 'CSV with ISIC columns, joined on image_name for TFRecord sets')
-    .requiredOption('--out <dir>', 'a new folder for embeddings.npy and images.csv (an existing one is refused)')
-    .option('--image-size <px>', "input size (default: the checkpoint's last training size)", integer('--image-size', 32))
-    .option('--batch-size <n>', 'images per batch', integer('--batch-size', 1))
-    .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
-    .addOption(new Option('--device <device>', 'where the engine runs (default: as trained)').choices(['auto', 'cpu', 'cuda']))
+    .requiredOption('--out <dir>', 'a new folder for embeddings.npy and images.csv (an existing one is refused)'))
     .action(async (checkpoint: string, opts) => {
       const live = Boolean(process.stdout.isTTY);
       const result = await embedDataset({
