@@ -20,12 +20,8 @@ import { TINY_OPTIONS, tinyTrainedRun } from './tiny-data';
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
 const fixture = tinyTrainedRun();
 const root = fixture.root;
-let data: string;
-let run: TrainRunResult;
-beforeAll(() => {
-  data = fixture.data();
-  run = fixture.run();
-});
+let data: string, run: TrainRunResult;
+beforeAll(() => ({ data, run } = fixture.made()));
 
 test('an embedding is what the classifier reads: its logit is classifier.weight . embedding + bias', async () => {
   const trainer = await Trainer.load(path.join(run.runDir, 'best.safetensors'));

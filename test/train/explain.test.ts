@@ -18,12 +18,8 @@ import { TINY_OPTIONS, tinyTrainedRun } from './tiny-data';
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
 const fixture = tinyTrainedRun();
 const root = fixture.root;
-let data: string;
-let run: TrainRunResult;
-beforeAll(() => {
-  data = fixture.data();
-  run = fixture.run();
-});
+let data: string, run: TrainRunResult;
+beforeAll(() => ({ data, run } = fixture.made()));
 const best = () => path.join(run.runDir, 'best.safetensors');
 
 test('each map sums to logit - bias (pooling + Linear head), and its logits are the predictions\'', async () => {

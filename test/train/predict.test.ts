@@ -53,12 +53,8 @@ describe('test-time views', () => {
 describe('predict on a tiny test set', () => {
   const fixture = tinyTrainedRun();
   const root = fixture.root;
-  let data: string;
-  let run: TrainRunResult;
-  beforeAll(() => {
-    data = fixture.data();
-    run = fixture.run();
-  });
+  let data: string, run: TrainRunResult;
+  beforeAll(() => ({ data, run } = fixture.made()));
 
   test('one checkpoint without TTA gives the trainer\'s own probabilities', async () => {
     const out = path.join(root, 'one', 'submission.csv');

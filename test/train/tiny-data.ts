@@ -37,13 +37,12 @@ export const TINY_CLI_FLAGS = ['--image-size', '32', '--width-factor', '0.25', '
  * A fresh folder with a 24-image tiny set and one trained run (3 folds, 1 epoch), made before the
  * file's tests: the fixture of the tests that score, embed or explain a saved model.
  */
-export function tinyTrainedRun(): { root: string; data: () => string; run: () => TrainRunResult } {
+export function tinyTrainedRun(): { root: string; made: () => { data: string; run: TrainRunResult } } {
   const root = tempDir();
-  let data = '';
-  let run: TrainRunResult | null = null;
+  let made: { data: string; run: TrainRunResult } | null = null;
   beforeAll(async () => {
-    data = await tinyDataset(root, 24);
-    run = await trainRun({ ...TINY_OPTIONS, data, folds: 3, epochs: 1, runsDir: path.join(root, 'runs') });
+    const data = await tinyDataset(root, 24);
+    made = { data, run: await trainRun({ ...TINY_OPTIONS, data, folds: 3, epochs: 1, runsDir: path.join(root, 'runs') }) };
   });
-  return { root, data: () => data, run: () => run as TrainRunResult };
+  return { root, made: () => made! };
 }
