@@ -118,6 +118,13 @@ bool float32Field(const Napi::Object& js, const char* key, std::vector<float>& o
 }
 
 // The images are copied here, on the JS thread, so the caller may reuse its Buffer at once.
+// The values as a new JS Float32Array (a copy: the vector belongs to the engine's result).
+Napi::Float32Array toFloat32Array(Napi::Env env, const std::vector<float>& values) {
+  auto array = Napi::Float32Array::New(env, values.size());
+  std::memcpy(array.Data(), values.data(), values.size() * sizeof(float));
+  return array;
+}
+
 engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
   const auto env = js.Env();
   engine::HostBatch batch;
@@ -494,15 +501,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         [batch = std::move(batch)](EngineSlot& slot) { return slot.get().evaluate(batch); },
         [](Napi::Env env, const engine::EvaluateResult& result) -> Napi::Value {
           auto js = Napi::Object::New(env);
-          auto logits = Napi::Float32Array::New(env, result.logits.size());
-          std::memcpy(logits.Data(), result.logits.data(), result.logits.size() * sizeof(float));
-          js.Set("logits", logits);
+          js.Set("logits", toFloat32Array(env, result.logits));
           js.Set("lossSum", result.hasLoss ? Napi::Value(Napi::Number::New(env, result.lossSum))
                                            : env.Null());
           if (result.embeddingSize > 0) {
-            auto embeddings = Napi::Float32Array::New(env, result.embeddings.size());
-            std::memcpy(embeddings.Data(), result.embeddings.data(), result.embeddings.size() * sizeof(float));
-            js.Set("embeddings", embeddings);
+            js.Set("embeddings", toFloat32Array(env, result.embeddings));
             js.Set("embeddingSize", Napi::Number::New(env, static_cast<double>(result.embeddingSize)));
           } else {
             js.Set("embeddings", env.Null());
@@ -528,14 +531,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         [batch = std::move(batch)](EngineSlot& slot) { return slot.get().gradCam(batch); },
         [](Napi::Env env, const engine::GradCamResult& result) -> Napi::Value {
           auto js = Napi::Object::New(env);
-          auto maps = Napi::Float32Array::New(env, result.maps.size());
-          std::memcpy(maps.Data(), result.maps.data(), result.maps.size() * sizeof(float));
-          auto logits = Napi::Float32Array::New(env, result.logits.size());
-          std::memcpy(logits.Data(), result.logits.data(), result.logits.size() * sizeof(float));
-          js.Set("maps", maps);
+          js.Set("maps", toFloat32Array(env, result.maps));
           js.Set("height", Napi::Number::New(env, static_cast<double>(result.height)));
           js.Set("width", Napi::Number::New(env, static_cast<double>(result.width)));
-          js.Set("logits", logits);
+          js.Set("logits", toFloat32Array(env, result.logits));
           return js;
         });
   }
