@@ -7,6 +7,7 @@
 import './threadpool'; // first: sizes libuv's pool (sharp's decodes) before anything starts it
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runDataBenchmark } from './bench/data-bench';
+import { runDecodeCheck } from './bench/decode-check';
 import { runEndToEndBenchmark } from './bench/end-to-end-bench';
 import { runPrecisionCheck } from './bench/precision-check';
 import { runModelBenchmark, runModelSweep } from './bench/model-bench';
@@ -29,6 +30,7 @@ import { crossValidate, formatCvSummary } from './train/cv';
 import { DEMO_DATA, epochTableHeader, epochTableRow, resumeRun, trainRun } from './train/run';
 import { SCHEDULE_NAMES, parseProgressive } from './train/schedule';
 import type { BatchProgress, EpochRecord } from './train/trainer';
+import { DECODE_BACKENDS } from './data/types';
 
 function integer(name: string, min: number) {
   return (value: string): number => {
@@ -73,6 +75,10 @@ function progressBar(p: BatchProgress): string {
   );
 }
 
+function decodeOption(description: string): Option {
+  return new Option('--decode <backend>', description).choices([...DECODE_BACKENDS]);
+}
+
 /** How saved models run when they score (predict, embed): ScoringOptions in src/predict.ts. */
 function addScoringOptions(command: Command): Command {
   return command
@@ -104,6 +110,7 @@ function addTrainingOptions(command: Command): Command {
     .option('--csv <file>', 'CSV with ISIC columns, joined on image_name for TFRecord sets')
     .option('--folds <k>', 'patient-level stratified folds', integer('--folds', 2), 5)
     .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
+    .addOption(decodeOption('where training JPEGs are decoded: sharp (CPU, default) or nvjpeg (GPU; --device cuda, an engine built with nvJPEG); validation uses sharp'))
     // optimisation
     .option('--epochs <n>', 'epochs (default 3; demo 4)', integer('--epochs', 1))
     .option('--lr <lr>', 'Adam learning rate (default 1e-3)', number('--lr'))
@@ -167,6 +174,7 @@ function trainerOptionsFrom(opts: Record<string, unknown>): TrainerOptions {
     labelSmoothing: opts.labelSmoothing as number | undefined,
     accumulate: opts.accumulate as number | undefined,
     workers: opts.workers as number | undefined,
+    decode: opts.decode as TrainerOptions['decode'],
     augment: opts.augment as TrainerOptions['augment'],
     device: opts.device as TrainerOptions['device'],
     precision: opts.precision as TrainerOptions['precision'],
@@ -181,14 +189,14 @@ function trainerOptionsFrom(opts: Record<string, unknown>): TrainerOptions {
   };
 }
 
-/** With --resume, options other than --epochs/--workers/--log-every/--checkpoint-minutes come from the run: say so. */
+/** With --resume, options other than --epochs/--workers/--decode/--log-every/--checkpoint-minutes come from the run: say so. */
 function rejectWithResume(command: Command, name: string): void {
-  const allowed = new Set(['resume', 'epochs', 'workers', 'logEvery', 'checkpointMinutes', 'fold']);
+  const allowed = new Set(['resume', 'epochs', 'workers', 'decode', 'logEvery', 'checkpointMinutes', 'fold']);
   const given = command.options
     .filter((o) => command.getOptionValueSource(o.attributeName()) === 'cli' && !allowed.has(o.attributeName()))
     .map((o) => o.long);
   if (given.length)
-    throw new RangeError(`${given.join(', ')} cannot be combined with --resume: a resumed run keeps its own options (only --epochs, --workers and --checkpoint-minutes may change); start a new \`melanoma ${name}\` to change them`);
+    throw new RangeError(`${given.join(', ')} cannot be combined with --resume: a resumed run keeps its own options (only --epochs, --workers, --decode and --checkpoint-minutes may change); start a new \`melanoma ${name}\` to change them`);
 }
 
 /** Runs `body` with Ctrl-C turned into an AbortSignal (a second Ctrl-C quits at once). */
@@ -287,7 +295,7 @@ function buildProgram(): Command {
       const printer = new RowPrinter(opts.logEvery);
       const hooks = { signal, log: printer.log, onBatch: printer.onBatch, onEpoch: printer.onEpoch, checkpointMinutes: opts.checkpointMinutes as number | undefined };
       const result = opts.resume
-        ? await resumeRun(opts.resume, { epochs: opts.epochs, workers: opts.workers, ...hooks })
+        ? await resumeRun(opts.resume, { epochs: opts.epochs, workers: opts.workers, decode: opts.decode, ...hooks })
         : await trainRun({ data: opts.data, csv: opts.csv, folds: opts.folds, fold: opts.fold, runsDir: opts.runsDir, ...trainerOptionsFrom(opts), ...hooks });
       const best = result.best;
       console.log(
@@ -427,7 +435,9 @@ function buildProgram(): Command {
       .option('--records <n>', 'with --end-to-end: records generated (default 2048)', integer('--records', 1))
       .option('--distinct-images <n>', 'with --end-to-end: distinct JPEGs among them (default 64)', integer('--distinct-images', 1))
       .option('--workers <n>', 'with --end-to-end: JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
+      .addOption(decodeOption('with --end-to-end: decode the JPEGs with sharp (CPU, default) or nvjpeg (GPU)'))
       .option('--precision-check', 'train the same model on fixed batches in each of --precisions (default fp32,bf16,fp16 on cuda) with and without CUDA graphs, and compare each loss curve with fp32 eager (--steps, default 200 here)')
+      .option('--decode-check', 'decode JPEGs of each kind (baseline, 4:4:4, progressive, greyscale, non-square, small, damaged) on the GPU with nvJPEG and with sharp, and print how far the pixels differ (--image-size, default 256)')
       .option('--data-only', 'measure the data path instead: TFRecord read + JPEG decode + resize + batch, from generated 1024x1024 JPEGs')
       .option('--sizes <list>', 'with --data-only: training sizes, comma-separated', '256,512'),
   ).action(async (opts, command: Command) => {
@@ -437,6 +447,10 @@ function buildProgram(): Command {
       for (const row of result.rows) {
         console.log(JSON.stringify({ benchmark: 'data', sourceSize: result.sourceSize, meanJpegBytes: Math.round(result.meanJpegBytes), cores: result.cores, ...row }));
       }
+      return;
+    }
+    if (opts.decodeCheck) {
+      console.log(JSON.stringify(await runDecodeCheck({ imageSize: opts.imageSize ?? 256, device: opts.device ?? 'cuda' })));
       return;
     }
     if (opts.precisionCheck) {
@@ -472,6 +486,7 @@ function buildProgram(): Command {
         widthFactor: opts.widthFactor,
         headHidden: opts.headHidden,
         workers: opts.workers,
+        decode: opts.decode,
         seed: opts.seed,
       });
       console.log(JSON.stringify(result));

@@ -158,12 +158,25 @@ export interface EngineConfig {
    * once per batch shape as a CUDA graph and replay it. Needs `torchInfo().cudaGraphs`.
    */
   cudaGraph: boolean;
+  /**
+   * Make the GPU JPEG decoder (nvJPEG) with the engine: fails at once where there is none, and
+   * info().jpegBackend names its backend. JPEG batches make one on demand anyway.
+   */
+  nvjpeg?: boolean;
   augment: AugmentSpec;
 }
 
-/** A batch as it crosses the boundary: uint8 HWC RGB images, row-major, one Buffer. */
+/**
+ * A batch as it crosses the boundary: uint8 HWC RGB images, row-major, one Buffer; or, for an
+ * engine on CUDA built with nvJPEG (`torchInfo().nvjpeg`), the JPEG files themselves, which the
+ * engine decodes on the GPU and resizes to height x width. Exactly one of the two.
+ */
 export interface ImageBatch {
-  images: Buffer;
+  images?: Buffer;
+  /** One JPEG file per image (instead of `images`). */
+  jpegs?: Buffer[];
+  /** With `jpegs`: non-square images are stretched ('fill', default) or centre-cropped ('cover'). */
+  fit?: 'fill' | 'cover';
   batchSize: number;
   height: number;
   width: number;
@@ -268,6 +281,8 @@ export interface EngineInfo {
   device: string;
   precision: string;
   stepMode: StepMode;
+  /** The nvJPEG backend that decoded its JPEG batches ('hardware': the GPU's JPEG engines; 'cuda'), null before any. */
+  jpegBackend: 'hardware' | 'cuda' | null;
   parameterNames: string[];
 }
 
@@ -280,6 +295,8 @@ export interface TorchInfo {
   compiledWithCuda: boolean;
   /** Whether it has the device-resident CUDA step and CUDA graphs (CUDA LibTorch >= 2.4). */
   cudaGraphs: boolean;
+  /** Whether it decodes JPEG batches on the GPU (built with the CUDA toolkit's nvJPEG). */
+  nvjpeg: boolean;
 }
 
 /** Device memory from LibTorch's CUDA caching allocator, in bytes. */

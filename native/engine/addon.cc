@@ -81,6 +81,7 @@ engine::EngineConfig parseConfig(const Napi::Object& js) {
   config.freezeBatchNorm = boolField(js, "freezeBatchNorm");
   config.channelsLast = boolField(js, "channelsLast");
   config.cudaGraph = boolField(js, "cudaGraph");
+  config.nvjpeg = js.Get("nvjpeg").ToBoolean().Value();  // optional: JPEG batches also make one on demand
   const auto augment = field(js, "augment").As<Napi::Object>();
   auto& a = config.augment;
   for (const auto& [key, target] : std::initializer_list<std::pair<const char*, double*>>{
@@ -117,7 +118,6 @@ bool float32Field(const Napi::Object& js, const char* key, std::vector<float>& o
   return true;
 }
 
-// The images are copied here, on the JS thread, so the caller may reuse its Buffer at once.
 // The values as a new JS Float32Array (a copy: the vector belongs to the engine's result).
 Napi::Float32Array toFloat32Array(Napi::Env env, const std::vector<float>& values) {
   auto array = Napi::Float32Array::New(env, values.size());
@@ -125,22 +125,62 @@ Napi::Float32Array toFloat32Array(Napi::Env env, const std::vector<float>& value
   return array;
 }
 
+// A JPEG batch: `jpegs`, an array of batchSize Buffers (one JPEG file each), instead of
+// `images`; `fit` 'cover' crops non-square ones to their centre. Copied end to end, like images.
+void parseJpegs(const Napi::Object& js, const Napi::Value& value, engine::HostBatch& batch) {
+  const auto env = js.Env();
+  if (!js.Get("images").IsUndefined()) {
+    throw Napi::TypeError::New(env, "engine: a batch holds 'images' or 'jpegs', not both");
+  }
+  if (!value.IsArray()) throw Napi::TypeError::New(env, "engine: 'jpegs' must be an array of Buffers");
+  const auto array = value.As<Napi::Array>();
+  if (array.Length() != static_cast<uint32_t>(batch.batchSize)) {
+    throw Napi::RangeError::New(env, "engine: 'jpegs' has " + std::to_string(array.Length()) +
+                                         " Buffers for a batch of " + std::to_string(batch.batchSize));
+  }
+  batch.jpegOffsets.push_back(0);
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const auto item = array.Get(i);
+    if (!item.IsBuffer() || item.As<Napi::Buffer<uint8_t>>().Length() == 0) {
+      throw Napi::TypeError::New(env, "engine: 'jpegs[" + std::to_string(i) + "]' must be a non-empty Buffer");
+    }
+    const auto buffer = item.As<Napi::Buffer<uint8_t>>();
+    batch.jpegs.insert(batch.jpegs.end(), buffer.Data(), buffer.Data() + buffer.Length());
+    batch.jpegOffsets.push_back(static_cast<int64_t>(batch.jpegs.size()));
+  }
+  const auto fit = js.Get("fit");
+  if (!fit.IsUndefined() && !(fit.IsString() && (fit.As<Napi::String>().Utf8Value() == "fill" ||
+                                                 fit.As<Napi::String>().Utf8Value() == "cover"))) {
+    throw Napi::TypeError::New(env, "engine: 'fit' must be 'fill' or 'cover'");
+  }
+  batch.coverFit = fit.IsString() && fit.As<Napi::String>().Utf8Value() == "cover";
+}
+
+// The images are copied here, on the JS thread, so the caller may reuse its Buffer at once.
 engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
   const auto env = js.Env();
   engine::HostBatch batch;
   batch.batchSize = intField(js, "batchSize");
   batch.height = intField(js, "height");
   batch.width = intField(js, "width");
-  const auto images = field(js, "images");
-  if (!images.IsBuffer()) throw Napi::TypeError::New(env, "engine: 'images' must be a Buffer");
-  const auto buffer = images.As<Napi::Buffer<uint8_t>>();
-  const size_t expected = static_cast<size_t>(batch.batchSize) * batch.height * batch.width * 3;
-  if (batch.batchSize <= 0 || batch.height <= 0 || batch.width <= 0 || buffer.Length() != expected) {
-    throw Napi::RangeError::New(
-        env, "engine: 'images' holds " + std::to_string(buffer.Length()) +
-                 " bytes but batchSize x height x width x 3 = " + std::to_string(expected));
+  if (batch.batchSize <= 0 || batch.height <= 0 || batch.width <= 0) {
+    throw Napi::RangeError::New(env, "engine: batchSize, height and width must be positive");
   }
-  batch.images.assign(buffer.Data(), buffer.Data() + buffer.Length());
+  const auto jpegs = js.Get("jpegs");
+  if (!jpegs.IsUndefined() && !jpegs.IsNull()) {
+    parseJpegs(js, jpegs, batch);
+  } else {
+    const auto images = field(js, "images");
+    if (!images.IsBuffer()) throw Napi::TypeError::New(env, "engine: 'images' must be a Buffer");
+    const auto buffer = images.As<Napi::Buffer<uint8_t>>();
+    const size_t expected = static_cast<size_t>(batch.batchSize) * batch.height * batch.width * 3;
+    if (buffer.Length() != expected) {
+      throw Napi::RangeError::New(
+          env, "engine: 'images' holds " + std::to_string(buffer.Length()) +
+                   " bytes but batchSize x height x width x 3 = " + std::to_string(expected));
+    }
+    batch.images.assign(buffer.Data(), buffer.Data() + buffer.Length());
+  }
   if (float32Field(js, "labels", batch.labels)) {
     if (batch.labels.size() != static_cast<size_t>(batch.batchSize)) {
       throw Napi::RangeError::New(env, "engine: 'labels' has " +
@@ -244,6 +284,7 @@ Napi::Object infoToJs(Napi::Env env, const engine::EngineInfo& info) {
   js.Set("device", info.device);
   js.Set("precision", info.precision);
   js.Set("stepMode", info.stepMode);
+  js.Set("jpegBackend", info.jpegBackend.empty() ? env.Null() : Napi::String::New(env, info.jpegBackend));
   auto names = Napi::Array::New(env, info.parameterNames.size());
   for (size_t i = 0; i < info.parameterNames.size(); ++i) {
     names.Set(static_cast<uint32_t>(i), info.parameterNames[i]);
@@ -621,6 +662,7 @@ Napi::Value TorchInfo(const Napi::CallbackInfo& info) {
     js.Set("cudnnAvailable", torch.cudnnAvailable);
     js.Set("compiledWithCuda", torch.compiledWithCuda);
     js.Set("cudaGraphs", torch.cudaGraphs);
+    js.Set("nvjpeg", torch.nvjpeg);
     return js;
   } catch (const EngineFailure& failure) {
     throw engineError(env, failure.code, failure.what());

@@ -66,13 +66,23 @@ struct EngineConfig {
   // CUDA: capture the whole training step (forward, backward, loss scaling, optimizer) once per
   // batch shape and replay it (see engine.cc, "The device-resident training step").
   bool cudaGraph = false;
+  // Make the GPU JPEG decoder with the engine (training with --decode nvjpeg), so that a machine
+  // without it fails at once and info() names its backend; JPEG batches make one anyway.
+  bool nvjpeg = false;
   AugmentSpec augment;
 };
 
-// uint8 RGB HWC images, row-major, plus optional labels.
+// uint8 RGB HWC images, row-major (or the JPEGs to decode on the device), plus optional labels.
 struct HostBatch {
   std::vector<uint8_t> images;
   int64_t batchSize = 0, height = 0, width = 0;
+  // Instead of `images` (then empty): the batch's JPEG files end to end, image i being bytes
+  // [jpegOffsets[i], jpegOffsets[i + 1]), decoded on the device by nvJPEG and resized to
+  // height x width (see jpeg_decoder.h). CUDA engines built with nvJPEG only.
+  std::vector<uint8_t> jpegs;
+  std::vector<int64_t> jpegOffsets;  // batchSize + 1 entries when jpegs is used
+  bool coverFit = false;             // non-square JPEGs: crop the centre ('cover'), not stretch
+  bool hasJpegs() const { return !jpegOffsets.empty(); }
   std::vector<float> labels;  // empty when the caller gave none
   std::vector<float> metadata;  // batchSize x metadataFeatures, row-major; empty without
   double lr = 0;              // of the head (classifier, head_fc)
@@ -143,6 +153,9 @@ struct EngineInfo {
   // "host": per-step host scalars and multi-tensor Adam; "device": device-resident scalars and
   // fused AdamW, no host sync but the loss read-back; "graph": that step replayed as a CUDA graph.
   std::string stepMode;
+  // The nvJPEG backend that decoded this engine's JPEG batches: "hardware" (the GPU's JPEG
+  // engines) or "cuda"; empty before the first JPEG batch.
+  std::string jpegBackend;
   std::vector<std::string> parameterNames;
 };
 
@@ -160,6 +173,8 @@ struct TorchInfo {
   bool compiledWithCuda = false;
   // The sync-free CUDA training step and its CUDA graphs are compiled in (CUDA LibTorch >= 2.4).
   bool cudaGraphs = false;
+  // JPEG batches can be decoded on the GPU (built with the CUDA toolkit's nvJPEG).
+  bool nvjpeg = false;
 };
 
 // An error with a stable code that the N-API layer turns into `err.code` (see src/native.ts).

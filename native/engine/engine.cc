@@ -14,6 +14,9 @@
 #include <sstream>
 
 #include "efficientnet.h"
+#ifdef ENGINE_WITH_NVJPEG
+#include "jpeg_decoder.h"
+#endif
 
 // The autocast API moved from CUDA-only functions to per-device-type ones in LibTorch 2.4.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -233,6 +236,11 @@ struct Engine::Impl {
   std::string captureFailure;
   int64_t stepsInFlight = 0;     // launched, result not read yet
 #endif
+#ifdef ENGINE_WITH_NVJPEG
+  // Made on the first JPEG batch; mutable because decoding is part of reading a batch, which
+  // const methods (evaluate, previewAugment) do too.
+  mutable std::unique_ptr<DeviceJpegDecoder> jpegDecoder;
+#endif
   // Set by a non-finite loss (fp32/bf16): train steps are refused, on every device alike, until
   // a checkpoint is imported (importState), so what a failure leaves does not depend on timing.
   std::string haltedBy;
@@ -309,6 +317,13 @@ struct Engine::Impl {
                               "train without CUDA graphs (--no-cuda-graph)");
     }
 #endif
+    if (config.nvjpeg) {
+#ifdef ENGINE_WITH_NVJPEG
+      jpegDecoderOrRefuse();
+#else
+      refuseJpegs();
+#endif
+    }
   }
 
   // The batch's uint8 NHWC images as a tensor over the caller's memory (no copy).
@@ -323,11 +338,38 @@ struct Engine::Impl {
     return nhwc.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0f);
   }
 
-  // Host batch -> [0, 1] floats on the device (through pinned memory on CUDA: an async copy).
-  torch::Tensor unitTensor(const HostBatch& batch) const {
+  // The batch's uint8 NHWC images on the engine's device, queued on the current stream: the
+  // caller's pixels (through pinned memory on CUDA: an async copy), or its JPEGs decoded there.
+  torch::Tensor deviceImages(const HostBatch& batch) const {
+    if (batch.hasJpegs()) return decodedJpegs(batch);
     auto host = hostImages(batch);
-    return unitFromBytes(device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host);
+    return device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host;
   }
+
+  // Refuses JPEG batches where there is no GPU decoder: a CPU engine, or a build without nvJPEG.
+  [[noreturn]] void refuseJpegs() const {
+    throw EngineFailure("ERR_ENGINE_DEVICE",
+                        device.is_cuda()
+                            ? "this engine was built without nvJPEG (CMake found no CUDA::nvjpeg), so it cannot "
+                              "decode JPEGs on the GPU: decode on the CPU (--decode sharp), or rebuild where the "
+                              "CUDA toolkit has nvjpeg"
+                            : "JPEG batches are decoded on the GPU (nvJPEG) and this engine runs on the CPU: "
+                              "decode on the CPU (--decode sharp), or train on CUDA");
+  }
+
+#ifdef ENGINE_WITH_NVJPEG
+  DeviceJpegDecoder& jpegDecoderOrRefuse() const {
+    if (!device.is_cuda()) refuseJpegs();
+    if (!jpegDecoder) jpegDecoder = std::make_unique<DeviceJpegDecoder>(device.index());
+    return *jpegDecoder;
+  }
+  torch::Tensor decodedJpegs(const HostBatch& batch) const { return jpegDecoderOrRefuse().decode(batch); }
+#else
+  [[noreturn]] torch::Tensor decodedJpegs(const HostBatch&) const { refuseJpegs(); }
+#endif
+
+  // Host batch -> [0, 1] floats on the device.
+  torch::Tensor unitTensor(const HostBatch& batch) const { return unitFromBytes(deviceImages(batch)); }
 
   // The network's input: optionally augmented (train steps only), then ImageNet-normalised.
   torch::Tensor inputTensor(const HostBatch& batch, bool augmented) const {
@@ -571,7 +613,7 @@ struct Engine::Impl {
     DeviceBatch onDevice;
     {
       c10::cuda::CUDAStreamGuard onCopyStream(*copyStream);
-      onDevice.images = hostImages(batch).pin_memory().to(device, /*non_blocking=*/true);
+      onDevice.images = deviceImages(batch);  // decoding JPEGs here overlaps the step before too
       onDevice.labels = hostLabels(batch).pin_memory().to(device, /*non_blocking=*/true);
       if (metadata.defined()) onDevice.metadata = metadata.pin_memory().to(device, /*non_blocking=*/true);
     }
@@ -688,7 +730,7 @@ struct Engine::Impl {
     g->frozen = backboneFrozen;
     g->images = torch::zeros({g->n, g->h, g->w, 3}, torch::TensorOptions().dtype(torch::kUInt8).device(device));
     g->labels = torch::zeros({g->n}, torch::TensorOptions().dtype(torch::kFloat).device(device));
-    stageInto(g->images, hostImages(batch));
+    g->images.copy_(deviceImages(batch), /*non_blocking=*/true);
     stageInto(g->labels, hostLabels(batch));
     if (const auto metadata = hostMetadata(batch); metadata.defined()) {
       g->metadata = torch::zeros_like(metadata, torch::TensorOptions().device(device));
@@ -1269,6 +1311,9 @@ EngineInfo Engine::info() const {
 #if ENGINE_DEVICE_STEP
   if (impl_->deviceStep) info.stepMode = impl_->config.cudaGraph ? "graph" : "device";
 #endif
+#ifdef ENGINE_WITH_NVJPEG
+  if (impl_->jpegDecoder) info.jpegBackend = impl_->jpegDecoder->backend();
+#endif
   info.parameterNames = impl_->parameterNames;
   return info;
 }
@@ -1283,6 +1328,9 @@ TorchInfo torchInfo() {
   info.compiledWithCuda = true;
 #endif
   info.cudaGraphs = ENGINE_DEVICE_STEP == 1;
+#ifdef ENGINE_WITH_NVJPEG
+  info.nvjpeg = true;
+#endif
   return info;
 }
 

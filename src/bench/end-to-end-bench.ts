@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import { openDataset } from '../data/isic';
-import { createLoader } from '../data/loader';
+import { createLoader, engineImages } from '../data/loader';
 import { ENGINE_PROBE, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { Engine, PACKAGE_ROOT } from '../native';
 import { ensureJpegRecords } from './jpeg-records';
@@ -41,6 +41,10 @@ export interface EndToEndResult {
   device: string;
   precision: string;
   cudaGraph: boolean;
+  /** Where the JPEGs were decoded: 'sharp' (CPU) or 'nvjpeg' (GPU, inside the train steps). */
+  decode: string;
+  /** With nvjpeg: the backend that decoded ('hardware': the GPU's JPEG engines, or 'cuda'). */
+  jpegBackend: string | null;
   cores: number;
   decodeConcurrency: number;
   threadpoolSize: string;
@@ -55,7 +59,10 @@ export interface EndToEndResult {
   time: {
     /** Waiting for the loader's next batch: decoding did not keep up. */
     waitForData: number;
-    /** Awaiting the step in flight (its copy, compute and read-back not hidden behind the next batch's fetch). */
+    /**
+     * Awaiting the step in flight (its copy, compute and read-back not hidden behind the next
+     * batch's fetch; with nvjpeg, the batch's GPU decode too).
+     */
     trainStep: number;
     /** Everything else on the JS thread (bookkeeping between the two). */
     other: number;
@@ -97,6 +104,7 @@ export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promi
       dropLast: true,
       prefetchBatches: o.prefetch,
       decodeConcurrency: o.workers,
+      decode: o.decode,
     });
     // As the Trainer drives it: one step in flight while the next batch is fetched and submitted.
     // The timed window runs from the warm-up's last completion to the last timed completion.
@@ -118,7 +126,7 @@ export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promi
     };
     for await (const batch of loader.epoch(0)) {
       if (completed >= warmup) waitForData += performance.now() - mark;
-      const next = engine.trainStep({ images: batch.images, labels: batch.labels, batchSize: batch.batchSize, height: batch.height, width: batch.width, lr: o.lr });
+      const next = engine.trainStep({ ...engineImages(batch), labels: batch.labels, batchSize: batch.batchSize, height: batch.height, width: batch.width, lr: o.lr });
       next.catch(() => undefined); // awaited on the next batch
       if (inFlight) await complete(inFlight);
       inFlight = next;
@@ -145,6 +153,8 @@ export async function runEndToEndBenchmark(options: EndToEndOptions = {}): Promi
       device: o.device,
       precision: o.precision,
       cudaGraph: o.cudaGraph,
+      decode: o.decode,
+      jpegBackend: engine.info().jpegBackend,
       cores,
       decodeConcurrency: o.workers,
       threadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '4 (libuv default)',

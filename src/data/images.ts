@@ -70,17 +70,7 @@ export interface DecodeOptions {
 async function resized<T>(bytes: Buffer, options: DecodeOptions, output: (pipeline: Sharp) => Promise<T>): Promise<T> {
   const { size, fit = 'fill', imageName = 'image', source } = options;
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`Expected positive integer for size but received ${size}`);
-  const where = source ? describeSource(source) : 'an in-memory buffer';
-  const context = { imageName, file: source?.kind === 'file' ? source.path : source?.kind === 'tfrecord' ? source.file : undefined };
-  const format = sniffImageFormat(bytes);
-  if (format !== 'jpeg') {
-    throw new DataError(
-      'ERR_IMAGE_FORMAT',
-      `${imageName} from ${where} is ${format ? `a ${format.toUpperCase()} image` : `not an image (first bytes ${bytes.subarray(0, 4).toString('hex') || 'none'})`}, ` +
-        'not a JPEG: the pipeline reads JPEGs only; convert the image to JPEG or remove it from the dataset',
-      context,
-    );
-  }
+  const { where, context } = requireJpeg(bytes, imageName, source);
   try {
     return await output(
       sharp(bytes, { failOn: 'truncated' })
@@ -96,6 +86,48 @@ async function resized<T>(bytes: Buffer, options: DecodeOptions, output: (pipeli
       { ...context, cause: err },
     );
   }
+}
+
+/**
+ * Throws ERR_IMAGE_FORMAT, naming the image and its source, unless `bytes` start as a JPEG; returns
+ * the words and context its later errors use.
+ */
+function requireJpeg(bytes: Buffer, imageName: string, source: ImageSource | undefined) {
+  const where = source ? describeSource(source) : 'an in-memory buffer';
+  const context = { imageName, file: source?.kind === 'file' ? source.path : source?.kind === 'tfrecord' ? source.file : undefined };
+  const format = sniffImageFormat(bytes);
+  if (format !== 'jpeg') {
+    throw new DataError(
+      'ERR_IMAGE_FORMAT',
+      `${imageName} from ${where} is ${format ? `a ${format.toUpperCase()} image` : `not an image (first bytes ${bytes.subarray(0, 4).toString('hex') || 'none'})`}, ` +
+        'not a JPEG: the pipeline reads JPEGs only; convert the image to JPEG or remove it from the dataset',
+      context,
+    );
+  }
+  return { where, context };
+}
+
+/** How far from the end a JPEG's end-of-image marker may sit (encoders pad some files). */
+const EOI_SEARCH_BYTES = 4096;
+
+/**
+ * A sample's JPEG file, read and checked but not decoded, for decoding on the GPU (decode
+ * 'nvjpeg'). GPU decoders do not notice a truncated file, so one without an end-of-image marker
+ * near its end is refused here (ERR_IMAGE_DECODE), as sharp refuses it on the CPU.
+ */
+export async function readSampleJpeg(sample: LesionSample, reader: ImageBytesReader): Promise<Buffer> {
+  const bytes = await reader.read(sample.image, sample.imageName);
+  const { where, context } = requireJpeg(bytes, sample.imageName, sample.image);
+  const tail = bytes.subarray(Math.max(2, bytes.length - EOI_SEARCH_BYTES));
+  if (tail.lastIndexOf(Buffer.from([0xff, 0xd9])) < 0) {
+    throw new DataError(
+      'ERR_IMAGE_DECODE',
+      `Cannot decode ${sample.imageName} from ${where}: the JPEG is truncated (no end-of-image marker in its last ${EOI_SEARCH_BYTES} bytes). ` +
+        'The JPEG is damaged: replace it or remove it from the dataset',
+      context,
+    );
+  }
+  return bytes;
 }
 
 /** Decodes a JPEG to size x size x 3 uint8 RGB (HWC), as training and prediction see it. */

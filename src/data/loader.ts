@@ -1,12 +1,14 @@
 /**
  * The batch loader: a seeded per-epoch order, `decodeConcurrency` sharp decodes in flight, and
  * up to `prefetchBatches` batches decoded ahead while the consumer (the engine) works on the
- * current one. Batches come out in the epoch order whatever order decodes finish in.
+ * current one. Batches come out in the epoch order whatever order decodes finish in. With
+ * decode 'nvjpeg' the same machinery only reads and checks the JPEG files, and the batch carries
+ * them for the engine to decode on the GPU.
  */
 import { DataError } from './errors';
-import { ImageBytesReader, describeSource, loadSampleImage } from './images';
+import { ImageBytesReader, describeSource, loadSampleImage, readSampleJpeg } from './images';
 import { mixSeed, mulberry32, shuffleInPlace } from './random';
-import { Batch, LesionSample, LoaderOptions, LoaderStats } from './types';
+import { Batch, DECODE_BACKENDS, LesionSample, LoaderOptions, LoaderStats } from './types';
 
 export interface Loader {
   /** Batches of a full epoch (an upper bound when images are skipped). */
@@ -41,6 +43,7 @@ const OPTION_NAMES = [
   'onBadImage',
   'fit',
   'positiveFraction',
+  'decode',
 ];
 
 function validate(samples: LesionSample[], o: LoaderOptions): void {
@@ -61,6 +64,8 @@ function validate(samples: LesionSample[], o: LoaderOptions): void {
     if (typeof o[name] !== 'boolean') throw new TypeError(`Expected boolean for ${name} but received ${typeof o[name]}`);
   if (o.onBadImage !== undefined && o.onBadImage !== 'skip' && o.onBadImage !== 'error')
     throw new RangeError(`Expected 'skip' or 'error' for onBadImage but received '${String(o.onBadImage)}'`);
+  if (o.decode !== undefined && !DECODE_BACKENDS.includes(o.decode))
+    throw new RangeError(`Expected one of ${DECODE_BACKENDS.join(', ')} for decode but received '${String(o.decode)}'`);
   if (o.fit !== undefined && o.fit !== 'fill' && o.fit !== 'cover') throw new RangeError(`Expected 'fill' or 'cover' for fit but received '${String(o.fit)}'`);
   if (o.positiveFraction !== undefined) {
     const p = o.positiveFraction;
@@ -86,6 +91,11 @@ function balancedIndices(samples: LesionSample[], fraction: number, random: () =
   return out;
 }
 
+/** A batch's images as the engine takes them: its pixels, or its JPEG files (decode 'nvjpeg'). */
+export function engineImages(batch: Batch): { images: Buffer } | { jpegs: Buffer[]; fit: 'fill' | 'cover' } {
+  return batch.jpegs ? { jpegs: batch.jpegs.files, fit: batch.jpegs.fit } : { images: batch.images };
+}
+
 function emptyStats(): LoaderStats {
   return { images: 0, decodeSeconds: 0, waitSeconds: 0, imagesPerSecond: 0, skipped: [] };
 }
@@ -94,7 +104,9 @@ const now = () => performance.now() / 1000;
 
 export function createLoader(samples: LesionSample[], options: LoaderOptions): Loader {
   validate(samples, options);
-  const o = { onBadImage: 'error' as const, fit: 'fill' as const, ...options };
+  const o = { onBadImage: 'error' as const, fit: 'fill' as const, decode: 'sharp' as const, ...options };
+  const load = (sample: LesionSample, reader: ImageBytesReader) =>
+    o.decode === 'nvjpeg' ? readSampleJpeg(sample, reader) : loadSampleImage(sample, o.imageSize, reader, o.fit);
   const samplesPerEpoch = o.positiveFraction !== undefined ? balancedIndices(samples, o.positiveFraction, mulberry32(0)).length : samples.length;
   const batchesPerEpoch = o.dropLast ? Math.floor(samplesPerEpoch / o.batchSize) : Math.ceil(samplesPerEpoch / o.batchSize);
   let current = emptyStats();
@@ -133,7 +145,7 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
         slots[launched] = slot;
         const sample = samples[order[launched++]];
         const t0 = now();
-        const task = loadSampleImage(sample, o.imageSize, reader, o.fit).then(
+        const task = load(sample, reader).then(
           (data) => void (slot.data = data),
           (error) => void (slot.error = error),
         );
@@ -153,10 +165,12 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
     let batch: LesionSample[] = [];
     let images: Buffer[] = [];
     const assemble = (): Batch => {
-      const buffer = Buffer.allocUnsafe(images.length * pixels);
-      images.forEach((img, i) => img.copy(buffer, i * pixels));
+      const jpegs = o.decode === 'nvjpeg';
+      const buffer = Buffer.allocUnsafe(jpegs ? 0 : images.length * pixels);
+      if (!jpegs) images.forEach((img, i) => img.copy(buffer, i * pixels));
       const out: Batch = {
         images: buffer,
+        ...(jpegs ? { jpegs: { files: images, fit: o.fit } } : {}),
         batchSize: batch.length,
         height: o.imageSize,
         width: o.imageSize,

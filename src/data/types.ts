@@ -22,10 +22,20 @@ export interface LesionSample {
   image: ImageSource;
 }
 
+/**
+ * Where JPEGs become pixels: 'sharp' on the CPU (libvips, `decodeConcurrency` at once), or
+ * 'nvjpeg' on the GPU: the loader only reads (and checks) the JPEG files and the CUDA engine
+ * decodes and resizes them (native/engine/jpeg_decoder.h).
+ */
+export type DecodeBackend = 'sharp' | 'nvjpeg';
+export const DECODE_BACKENDS: readonly DecodeBackend[] = ['sharp', 'nvjpeg'];
+
 /** One batch ready for the engine. */
 export interface Batch {
-  /** uint8 RGB, HWC, row-major: batchSize * height * width * 3 bytes. */
+  /** uint8 RGB, HWC, row-major: batchSize * height * width * 3 bytes; empty when `jpegs` holds the batch. */
   images: Buffer;
+  /** With decode 'nvjpeg': each image's JPEG file, for the engine to decode to height x width as `fit` says. */
+  jpegs?: { files: Buffer[]; fit: 'fill' | 'cover' };
   batchSize: number;
   height: number;
   width: number;
@@ -45,8 +55,10 @@ export interface LoaderOptions {
   dropLast: boolean;
   /** Batches decoded ahead of the consumer. */
   prefetchBatches: number;
-  /** Images decoded at once (sharp calls in flight). */
+  /** Images decoded at once (sharp calls in flight; with decode 'nvjpeg', file reads in flight). */
   decodeConcurrency: number;
+  /** 'sharp' (default) decodes here; 'nvjpeg' hands the engine the JPEG files (Batch.jpegs). */
+  decode?: DecodeBackend;
   /** An image that cannot be read or decoded: 'error' (default) stops the epoch, 'skip' lists it in stats().skipped. */
   onBadImage?: 'skip' | 'error';
   /** Non-square images: 'fill' (default) stretches, 'cover' crops the centre (see src/data/images.ts). */

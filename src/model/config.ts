@@ -6,6 +6,7 @@
 import * as os from 'os';
 import { AugmentSpec, EngineConfig, torchInfo } from '../native';
 import { METADATA_FEATURES, METADATA_HIDDEN } from '../data/metadata';
+import { DECODE_BACKENDS, DecodeBackend } from '../data/types';
 import { ArchitectureOptions, MODEL_NAMES, ModelName, buildModelSpec, isModelName } from './architectures';
 import { ImageSizeStage, SCHEDULE_NAMES, ScheduleName } from '../train/schedule';
 
@@ -36,6 +37,12 @@ export interface TrainerOptions {
   seed?: number;
   /** Images decoded at once by sharp (the report's --workers). Default: CPU cores. */
   workers?: number;
+  /**
+   * Where training batches' JPEGs are decoded: 'sharp' (default: on the CPU, `workers` at once)
+   * or 'nvjpeg' (read on the CPU, decoded and resized on the GPU; needs --device cuda and an
+   * engine built with nvJPEG, `torchInfo().nvjpeg`). Scoring (validation, predict) uses sharp.
+   */
+  decode?: DecodeBackend;
   /** Batches decoded ahead of the engine. */
   prefetch?: number;
   /** Width of a hidden dense layer in the head; 0 = Linear(features, 1), as in the report. */
@@ -209,6 +216,7 @@ export const DEFAULT_OPTIONS = {
   precision: 'auto' as const,
   seed: 42,
   workers: Math.max(1, os.cpus().length),
+  decode: 'sharp' as DecodeBackend,
   prefetch: 2,
   headHidden: 0,
   metadata: false,
@@ -296,10 +304,16 @@ export interface DeviceProbe {
   cudaAvailable(): boolean;
   /** Whether the engine has CUDA graphs (torchInfo().cudaGraphs); absent = no. */
   cudaGraphs?(): boolean;
+  /** Whether the engine decodes JPEGs on the GPU (torchInfo().nvjpeg); absent = no. */
+  nvjpeg?(): boolean;
 }
 
 /** The probe of the engine addon itself (it loads the addon only when 'auto' asks). */
-export const ENGINE_PROBE: DeviceProbe = { cudaAvailable: () => torchInfo().cudaAvailable, cudaGraphs: () => torchInfo().cudaGraphs };
+export const ENGINE_PROBE: DeviceProbe = {
+  cudaAvailable: () => torchInfo().cudaAvailable,
+  cudaGraphs: () => torchInfo().cudaGraphs,
+  nvjpeg: () => torchInfo().nvjpeg,
+};
 
 /**
  * Validates user options and fills in the defaults. Throws TypeError (wrong type, unknown option)
@@ -336,6 +350,11 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     throw new RangeError(`Expected cudaGraph false with device ${device} but received true: CUDA graphs need --device cuda (drop --cuda-graph)`);
   if (cudaGraph && !cudaGraphsBuilt)
     throw new RangeError('Expected cudaGraph false but received true: this engine was built without CUDA graphs (they need a CUDA LibTorch >= 2.4); use --no-cuda-graph or rebuild the engine against such a LibTorch');
+  const decode = expectChoice('decode', o.decode, DECODE_BACKENDS);
+  if (decode === 'nvjpeg' && device !== 'cuda')
+    throw new RangeError(`Expected decode 'sharp' with device ${device} but received 'nvjpeg': nvJPEG decodes on the GPU, so it needs --device cuda`);
+  if (decode === 'nvjpeg' && !(probe.nvjpeg?.() ?? false))
+    throw new RangeError("Expected decode 'sharp' but received 'nvjpeg': this engine was built without nvJPEG (CMake found no CUDA::nvjpeg); decode with sharp, or rebuild the engine where the CUDA toolkit has nvjpeg");
   if (minLr > lr) throw new RangeError(`Expected minLr <= lr (${lr}) but received ${describe(minLr)}: the cosine schedule decays from lr down to minLr`);
   return {
     model: model as ModelName,
@@ -351,6 +370,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     precision,
     seed: expectInteger('seed', o.seed, 0, 2 ** 32 - 1),
     workers: expectInteger('workers', o.workers, 1, 256),
+    decode,
     prefetch: expectInteger('prefetch', o.prefetch, 0, 64),
     headHidden: expectInteger('headHidden', o.headHidden, 0, 65536),
     metadata: expectBoolean('metadata', o.metadata),
@@ -433,6 +453,7 @@ export function engineConfig(o: ResolvedOptions, posWeight: number): EngineConfi
     freezeBatchNorm: o.freezeBatchNorm,
     channelsLast: o.channelsLast,
     cudaGraph: o.cudaGraph,
+    nvjpeg: o.decode === 'nvjpeg',
     augment: o.augment,
   };
 }

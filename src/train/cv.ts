@@ -77,8 +77,8 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     config = JSON.parse(text) as CvConfig;
     if (config.kind !== 'cv') throw new RangeError(`${resume} is a single-fold run folder: resume it with \`melanoma train --resume ${resume}\``);
     cvDir = resume;
-    const { epochs, workers, prefetch } = options;
-    Object.assign(config.trainerOptions, Object.fromEntries(Object.entries({ epochs, workers, prefetch }).filter(([, v]) => v !== undefined)));
+    const { epochs, workers, prefetch, decode } = options;
+    Object.assign(config.trainerOptions, Object.fromEntries(Object.entries({ epochs, workers, prefetch, decode }).filter(([, v]) => v !== undefined)));
   } else {
     const { data = DEMO_DATA, csv, folds = 5 } = options;
     const trainerOptions = omit(options, ['data', 'csv', 'folds', 'runsDir', 'signal', 'log', 'onBatch', 'onEpoch', 'checkpointMinutes', 'resume', 'onFold']);
@@ -108,7 +108,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     const last = foldDir ? path.join(foldDir, RUN_FILES.last) : '';
     const resumable = foldDir !== '' && (await fsp.stat(last).catch(() => null)) !== null;
     onFold?.(fold, config.folds);
-    const trainer = resumable ? await Trainer.load(last, pick(config.trainerOptions, ['epochs', 'workers', 'prefetch'])) : new Trainer(config.trainerOptions);
+    const trainer = resumable ? await Trainer.load(last, pick(config.trainerOptions, ['epochs', 'workers', 'prefetch', 'decode'])) : new Trainer(config.trainerOptions);
     try {
       if (resumable) {
         log(`fold ${fold}/${config.folds}: resuming ${resumePoint(trainer)}`);

@@ -7,7 +7,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { ensureDemoDataset } from '../data/demo';
 import { openDataset } from '../data/isic';
-import type { LesionSample } from '../data/types';
+import type { DecodeBackend, LesionSample } from '../data/types';
 import { csvField, writeFileAtomic } from '../files';
 import { evaluatePredictionsFile } from '../cli/evaluate';
 import { FoldAssignment, readFoldsCsv, splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
@@ -269,7 +269,7 @@ export function dataBoundHint(record: Pick<EpochRecord, 'epoch' | 'seconds' | 'd
   const share = Math.round((100 * record.dataWaitSeconds) / record.seconds);
   return (
     `epoch ${record.epoch} waited ${record.dataWaitSeconds.toFixed(1)} s of ${record.seconds.toFixed(1)} s (${share}%) for decoded images: training is data-bound. ` +
-    `Convert the images once to TFRecords at the training size (melanoma convert --data YOUR_DATA --size ${record.imageSize} --out NEW_FOLDER) and train from that folder, or give more --workers`
+    `Convert the images once to TFRecords at the training size (melanoma convert --data YOUR_DATA --size ${record.imageSize} --out NEW_FOLDER) and train from that folder, or give more --workers, or on a GPU decode there (--decode nvjpeg)`
   );
 }
 
@@ -279,19 +279,21 @@ export interface ResumeOptions extends RunHooks {
   epochs?: number;
   workers?: number;
   prefetch?: number;
+  /** Where training JPEGs are decoded now ('sharp' or 'nvjpeg'): the machine's choice, not the run's. */
+  decode?: DecodeBackend;
 }
 
 /**
  * Continues a run folder from its last checkpoint: model, optimizer, step, RNG state and history
  * come back, the folds from folds.csv, so on CPU the result equals an uninterrupted run.
  */
-export async function resumeRun(runDir: string, { epochs, workers, prefetch, ...hooks }: ResumeOptions = {}): Promise<TrainRunResult> {
+export async function resumeRun(runDir: string, { epochs, workers, prefetch, decode, ...hooks }: ResumeOptions = {}): Promise<TrainRunResult> {
   const config = await readRunConfig(runDir);
   const lastCheckpoint = path.join(runDir, RUN_FILES.last);
   if (!(await exists(lastCheckpoint)))
     throw new RangeError(`Cannot resume ${runDir}: it has no ${RUN_FILES.last} (the run stopped before its first checkpoint); start a new run instead`);
   const log = hooks.log ?? (() => undefined);
-  const overrides = Object.fromEntries(Object.entries({ epochs, workers, prefetch }).filter(([, v]) => v !== undefined)) as TrainerOptions;
+  const overrides = Object.fromEntries(Object.entries({ epochs, workers, prefetch, decode }).filter(([, v]) => v !== undefined)) as TrainerOptions;
   const assignments = await readFoldsCsv(path.join(runDir, RUN_FILES.folds));
   const dataset = await openDataset(config.data, { csv: config.csv ?? undefined });
   const { train, valid } = splitByFold(dataset.samples, assignments, config.fold);

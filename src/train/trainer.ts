@@ -3,7 +3,7 @@
  * Engine (which owns the tensors). Everything the CLI does goes through this class.
  */
 import { EventEmitter } from 'events';
-import { createLoader } from '../data/loader';
+import { createLoader, engineImages } from '../data/loader';
 import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
@@ -281,7 +281,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** A batch as the engine takes it; `metadata` encodes its samples when the model fuses metadata. */
   private batchRequest(batch: Batch, metadata: ((samples: readonly LesionSample[]) => Float32Array) | null) {
     return {
-      images: batch.images,
+      ...engineImages(batch),
       batchSize: batch.batchSize,
       height: batch.height,
       width: batch.width,
@@ -327,6 +327,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         dropLast: data.train.length > o.batchSize,
         prefetchBatches: o.prefetch,
         decodeConcurrency: o.workers,
+        // Train steps only: scoring keeps sharp (its test-time views flip host pixels).
+        decode: o.decode,
       });
       loaders.set(imageSize, created);
       return created;
@@ -618,10 +620,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const { headDropout, ...saved } = JSON.parse(metadata['melanoma.options']) as ResolvedOptions;
     // Another device (a GPU checkpoint scored on a laptop) brings its own defaults for precision
     // and memory layout, unless they are given too.
-    const deviceDefaults: TrainerOptions =
-      overrides.device !== undefined && overrides.device !== saved.device ? { precision: 'auto', channelsLast: undefined, cudaGraph: undefined } : {};
+    const deviceChanged = overrides.device !== undefined && overrides.device !== saved.device;
+    const deviceDefaults: TrainerOptions = deviceChanged ? { precision: 'auto', channelsLast: undefined, cudaGraph: undefined } : {};
     // A run trained with CUDA graphs continues (or predicts) without them on an engine that has none.
     if (saved.cudaGraph && overrides.cudaGraph === undefined && !torchInfo().cudaGraphs) deviceDefaults.cudaGraph = false;
+    // Likewise GPU decoding: it belongs to the machine, not the model, so elsewhere sharp decodes.
+    if (saved.decode === 'nvjpeg' && overrides.decode === undefined && (deviceChanged || !torchInfo().nvjpeg)) deviceDefaults.decode = 'sharp';
     // pretrained: null, as the checkpoint already holds the fine-tuned weights.
     const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides });
     // The class weight the run trained with, unless a number is given now.

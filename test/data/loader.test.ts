@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { DataError } from '../../src/data/errors';
 import { decodeImage } from '../../src/data/images';
 import { openDataset } from '../../src/data/isic';
+import { readSpan } from '../../src/data/tfrecord';
 import { createLoader } from '../../src/data/loader';
 import { Batch, LesionSample, LoaderOptions } from '../../src/data/types';
 import { UDA1, describeWithUda1 } from './helpers';
@@ -169,11 +170,50 @@ describe('createLoader', () => {
     expect((await all(loader.epoch(1))).reduce((n, b) => n + b.batchSize, 0)).toBe(43);
   });
 
+  describe("decode 'nvjpeg': batches carry the JPEG files for the engine to decode on the GPU", () => {
+    const nvjpeg: LoaderOptions = { ...base, shuffle: false, decode: 'nvjpeg', fit: 'cover' };
+
+    it('each batch holds its samples\' JPEG files unchanged, in order, with the fit, and no pixels', async () => {
+      const batches = await all(createLoader(samples, nvjpeg).epoch(0));
+      expect(names(batches)).toEqual(samples.map((s) => s.imageName));
+      let i = 0;
+      for (const batch of batches) {
+        expect(batch.images.length).toBe(0);
+        expect(batch.jpegs!.fit).toBe('cover');
+        expect(batch.jpegs!.files.length).toBe(batch.batchSize);
+        for (const file of batch.jpegs!.files) expect(file.equals((samples[i++].image as { bytes: Buffer }).bytes)).toBe(true);
+        expect([batch.height, batch.width]).toEqual([16, 16]);
+      }
+      // The sharp loader's batches carry pixels and no files.
+      const [decoded] = await all(createLoader(samples, { ...nvjpeg, decode: 'sharp' }).epoch(0));
+      expect(decoded.jpegs).toBeUndefined();
+      expect(decoded.images.length).toBe(8 * 16 * 16 * 3);
+    });
+
+    it('refuses what the GPU decoder would not catch or cannot read: a truncated JPEG, a non-JPEG', async () => {
+      const whole = (samples[3].image as { bytes: Buffer }).bytes;
+      const truncated: LesionSample = { ...samples[3], imageName: 'CUT', image: { kind: 'memory', bytes: whole.subarray(0, whole.length - 2) } };
+      const png: LesionSample = { ...samples[4], imageName: 'PNG', image: { kind: 'memory', bytes: await sharp({ create: { width: 8, height: 8, channels: 3, background: 'red' } }).png().toBuffer() } };
+      const loader = createLoader([...samples.slice(0, 5), truncated, png], { ...nvjpeg, onBadImage: 'skip' });
+      const batches = await all(loader.epoch(0));
+      expect(names(batches)).toEqual(samples.slice(0, 5).map((s) => s.imageName));
+      const skipped = loader.stats().skipped;
+      expect(skipped.map((s) => s.imageName)).toEqual(['CUT', 'PNG']);
+      expect(skipped[0].reason).toBe(
+        'Cannot decode CUT from an in-memory buffer: the JPEG is truncated (no end-of-image marker in its last 4096 bytes). The JPEG is damaged: replace it or remove it from the dataset',
+      );
+      expect(skipped[1].reason).toMatch(/^PNG from an in-memory buffer is a PNG image, not a JPEG/);
+      // The same file whole passes: the check looks for the marker, not for any one length.
+      expect(await all(createLoader([samples[3]], nvjpeg).epoch(0))).toHaveLength(1);
+    });
+  });
+
   it('validates options with messages naming them (BAD CALL)', () => {
     expect(() => createLoader(samples, { ...base, batchsize: 4 } as unknown as LoaderOptions)).toThrow("Unknown loader option 'batchsize'");
     expect(() => createLoader(samples, { ...base, batchSize: 0 })).toThrow(new RangeError('Expected integer >= 1 for batchSize but received 0 of type number'));
     expect(() => createLoader(samples, { ...base, onBadImage: 'ignore' as 'skip' })).toThrow("Expected 'skip' or 'error' for onBadImage but received 'ignore'");
     expect(() => createLoader(samples, { ...base, positiveFraction: 1 })).toThrow('Expected a number in (0, 1) for positiveFraction but received 1');
+    expect(() => createLoader(samples, { ...base, decode: 'gpu' as 'nvjpeg' })).toThrow("Expected one of sharp, nvjpeg for decode but received 'gpu'");
   });
 });
 
@@ -185,6 +225,19 @@ describeWithUda1('loader over the real TFRecords (uda1-dev)', () => {
     expect(batches.reduce((n, b) => n + b.batchSize, 0)).toBe(300);
     expect(batches.reduce((n, b) => n + b.labels.reduce((s, v) => s + v, 0), 0)).toBe(83);
     expect(new Set(names(batches)).size).toBe(300);
+    expect(loader.stats()).toMatchObject({ images: 300, skipped: [] });
+  });
+
+  it("with decode 'nvjpeg', hands over each record's JPEG bytes exactly as the TFRecord stores them", async () => {
+    const ds = await openDataset(UDA1);
+    const loader = createLoader(ds.samples, { ...base, shuffle: false, batchSize: 50, imageSize: 256, decode: 'nvjpeg' });
+    const batches = await all(loader.epoch(0));
+    const files = batches.flatMap((b) => b.jpegs!.files);
+    expect(files).toHaveLength(300);
+    for (const [i, sample] of ds.samples.entries()) {
+      const span = sample.image as { kind: 'tfrecord'; file: string; offset: number; length: number };
+      expect(files[i].equals(await readSpan(span.file, span.offset, span.length))).toBe(true);
+    }
     expect(loader.stats()).toMatchObject({ images: 300, skipped: [] });
   });
 });

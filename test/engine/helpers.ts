@@ -37,8 +37,11 @@ export function cpuConfig(
   };
 }
 
+/** A batch of host pixels (not JPEGs) with labels. */
+export type PixelBatch = ImageBatch & { images: Buffer; labels: Float32Array };
+
 /** Deterministic uint8 HWC noise images with alternating 0/1 labels (seeded, so every run sees the same bytes). */
-export function randomBatch(batchSize: number, size: number, seed = 1): ImageBatch & { labels: Float32Array } {
+export function randomBatch(batchSize: number, size: number, seed = 1): PixelBatch {
   const random = mulberry32(seed);
   const images = Buffer.alloc(batchSize * size * size * 3);
   for (let i = 0; i < images.length; i++) images[i] = Math.floor(random() * 256);
@@ -47,7 +50,7 @@ export function randomBatch(batchSize: number, size: number, seed = 1): ImageBat
 }
 
 /** Images [from, to) of a batch as a batch of their own (micro-batches of one larger batch). */
-export function sliceBatch(batch: ImageBatch & { labels: Float32Array }, from: number, to: number): ImageBatch & { labels: Float32Array } {
+export function sliceBatch(batch: PixelBatch, from: number, to: number): PixelBatch {
   const bytesPerImage = batch.height * batch.width * 3;
   return {
     images: Buffer.from(batch.images.subarray(from * bytesPerImage, to * bytesPerImage)),

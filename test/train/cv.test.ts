@@ -157,4 +157,15 @@ describe('crossValidate', () => {
     expect(wrong.status).toBe(2);
     expect(wrong.stderr.trim()).toBe(`error: ${fold0} is a single-fold run folder: resume it with \`melanoma train --resume ${fold0}\``);
   });
+
+  test('--decode nvjpeg without a GPU: exit 2 before anything is written, naming the fix; an unknown backend is refused', () => {
+    const runsDir = path.join(root, 'cli-nvjpeg');
+    const cpu = spawnSync(process.execPath, [CLI, 'train', '--data', data, '--decode', 'nvjpeg', '--device', 'cpu', '--runs-dir', runsDir], { encoding: 'utf8' });
+    expect(cpu.status).toBe(2);
+    expect(cpu.stderr.trim()).toBe("error: Expected decode 'sharp' with device cpu but received 'nvjpeg': nvJPEG decodes on the GPU, so it needs --device cuda");
+    expect(existsSync(runsDir)).toBe(false);
+    const unknown = spawnSync(process.execPath, [CLI, 'cv', '--data', data, '--decode', 'gpu', '--runs-dir', runsDir], { encoding: 'utf8' });
+    expect(unknown.status).not.toBe(0);
+    expect(unknown.stderr).toContain("error: option '--decode <backend>' argument 'gpu' is invalid. Allowed choices are sharp, nvjpeg.");
+  });
 });

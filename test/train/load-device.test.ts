@@ -24,15 +24,18 @@ test('a GPU checkpoint is scored on CPU with --device cpu', async () => {
   const { tensors, metadata } = decodeSafetensors(await fsp.readFile(cpuFile));
   const options = JSON.parse(metadata['melanoma.options']);
   const gpuFile = path.join(root, 'gpu.safetensors');
-  await fsp.writeFile(gpuFile, encodeSafetensors(tensors, { ...metadata, 'melanoma.options': JSON.stringify({ ...options, device: 'cuda', precision: 'bf16', channelsLast: true }) }));
+  await fsp.writeFile(gpuFile, encodeSafetensors(tensors, { ...metadata, 'melanoma.options': JSON.stringify({ ...options, device: 'cuda', precision: 'bf16', channelsLast: true, decode: 'nvjpeg' }) }));
 
   const loaded = await Trainer.load(gpuFile, { device: 'cpu' });
   try {
-    expect([loaded.options.device, loaded.options.precision, loaded.options.channelsLast]).toEqual(['cpu', 'fp32', false]);
+    // GPU decoding is the GPU machine's: here sharp decodes.
+    expect([loaded.options.device, loaded.options.precision, loaded.options.channelsLast, loaded.options.decode]).toEqual(['cpu', 'fp32', false, 'sharp']);
     const predictions = await loaded.predict(samples.slice(24));
     expect(predictions).toHaveLength(8);
     for (const p of predictions) expect(Number.isFinite(p.logit)).toBe(true);
   } finally {
     await loaded.dispose();
   }
+  // Asked for explicitly where there is no GPU decoder: refused, naming the fix.
+  await expect(Trainer.load(gpuFile, { device: 'cpu', decode: 'nvjpeg' })).rejects.toThrow(/decode 'sharp' with device cpu/);
 });

@@ -99,6 +99,20 @@ describe('resolveOptions', () => {
     expect(engineConfig(resolveOptions({}, cudaWithGraphs), 1).cudaGraph).toBe(true);
   });
 
+  test("decode: sharp by default; nvjpeg only on cuda with an engine built with nvJPEG, else a clear error", () => {
+    const cudaWithNvjpeg = { cudaAvailable: () => true, nvjpeg: () => true };
+    const cudaWithoutNvjpeg = { cudaAvailable: () => true, nvjpeg: () => false };
+    expect(resolveOptions({}, cudaWithNvjpeg).decode).toBe('sharp');
+    expect(engineConfig(resolveOptions({}, cudaWithNvjpeg), 1).nvjpeg).toBe(false);
+    const onGpu = resolveOptions({ decode: 'nvjpeg' }, cudaWithNvjpeg);
+    expect(onGpu.decode).toBe('nvjpeg');
+    expect(engineConfig(onGpu, 1).nvjpeg).toBe(true);
+    expect(() => resolveOptions({ decode: 'nvjpeg', device: 'cpu' }, cudaWithNvjpeg)).toThrow(/decode 'sharp' with device cpu.*needs --device cuda/);
+    expect(() => resolveOptions({ decode: 'nvjpeg' }, cudaWithoutNvjpeg)).toThrow(/built without nvJPEG/);
+    expect(() => resolveOptions({ decode: 'nvjpeg' }, { cudaAvailable: () => true })).toThrow(/built without nvJPEG/); // a probe that does not know: none
+    expect(() => resolveOptions({ decode: 'gpu' as never }, cudaWithNvjpeg)).toThrow(/one of sharp, nvjpeg for decode but received 'gpu'/);
+  });
+
   test('closestName suggests within a small edit distance only', () => {
     expect(closestName('imagesize', ['imageSize', 'batchSize'])).toBe('imageSize');
     expect(closestName('epoch', ['epochs', 'lr'])).toBe('epochs');

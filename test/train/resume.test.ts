@@ -122,7 +122,7 @@ describe('the CLI after SIGINT in the middle of an epoch', () => {
     const changed = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir, '--lr', '0.1'], { encoding: 'utf8' });
     expect(changed.status).toBe(2);
     expect(changed.stderr.trim()).toBe(
-      'error: --lr cannot be combined with --resume: a resumed run keeps its own options (only --epochs, --workers and --checkpoint-minutes may change); start a new `melanoma train` to change them',
+      'error: --lr cannot be combined with --resume: a resumed run keeps its own options (only --epochs, --workers, --decode and --checkpoint-minutes may change); start a new `melanoma train` to change them',
     );
   });
 });

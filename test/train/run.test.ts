@@ -88,7 +88,7 @@ test('an epoch that waited more than half its time for images gets the advice to
   expect(dataBoundHint({ epoch: 1, seconds: 0, dataWaitSeconds: 0, imageSize: 256 })).toBeNull();
   expect(dataBoundHint({ epoch: 2, seconds: 100, dataWaitSeconds: 62.5, imageSize: 384 })).toBe(
     'epoch 2 waited 62.5 s of 100.0 s (63%) for decoded images: training is data-bound. ' +
-      'Convert the images once to TFRecords at the training size (melanoma convert --data YOUR_DATA --size 384 --out NEW_FOLDER) and train from that folder, or give more --workers',
+      'Convert the images once to TFRecords at the training size (melanoma convert --data YOUR_DATA --size 384 --out NEW_FOLDER) and train from that folder, or give more --workers, or on a GPU decode there (--decode nvjpeg)',
   );
   // The tiny run here is not data-bound: no advice in its log.
   expect(logLines.some((l) => l.includes('data-bound'))).toBe(first.history.some((r) => r.dataWaitSeconds > 0.5 * r.seconds));
