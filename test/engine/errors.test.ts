@@ -3,19 +3,10 @@
  * engine keeps working after them; a disposed engine says so; the event loop runs during steps.
  */
 import { Engine, EngineError, EngineState, NamedTensor, torchInfo } from '../../src/native';
-import { TINY, byName, cpuConfig, f32, randomBatch, trackedEngines } from './helpers';
+import { TINY, byName, cpuConfig, f32, randomBatch, rejection, trackedEngines } from './helpers';
 
 const create = trackedEngines();
 
-/** The rejection of `promise` (fails the test when it resolves). */
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection but the promise resolved');
-}
 
 /** The engine still answers: an evaluate on a fresh batch resolves with finite logits. */
 async function expectWorking(engine: Engine) {

@@ -107,3 +107,13 @@ export function trackedEngines(): (...args: Parameters<typeof cpuConfig>) => Pro
     return engine;
   };
 }
+
+/** The rejection of `promise` (fails the test when it resolves). */
+export async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a rejection but the promise resolved');
+}

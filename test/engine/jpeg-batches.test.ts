@@ -6,18 +6,10 @@
  */
 import sharp from 'sharp';
 import { Engine, EngineError, torchInfo } from '../../src/native';
-import { cpuConfig, randomBatch, trackedEngines } from './helpers';
+import { cpuConfig, randomBatch, rejection, trackedEngines } from './helpers';
 
 const create = trackedEngines();
 
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection but the promise resolved');
-}
 
 let jpegs: Buffer[] = [];
 beforeAll(async () => {
