@@ -37,15 +37,28 @@ void check(nvjpegStatus_t status, const char* what) {
   }
 }
 
+// The statuses that are the file's fault; every other one is the library's or the device's.
+bool imageAtFault(nvjpegStatus_t status) {
+  return status == NVJPEG_STATUS_BAD_JPEG || status == NVJPEG_STATUS_JPEG_NOT_SUPPORTED ||
+         status == NVJPEG_STATUS_INCOMPLETE_BITSTREAM;
+}
+
 EngineFailure badJpeg(int64_t position, const std::string& why) {
   return EngineFailure("ERR_IMAGE_DECODE", "nvJPEG cannot decode the JPEG at position " + std::to_string(position) +
                                                " of the batch: " + why +
                                                ". Replace or remove the image, or decode on the CPU (--decode sharp)");
 }
 
-// Consecutive images of one source size are resized together, at most this many at once: the
-// float copies of 1024 px sources take 12 MB each.
-constexpr size_t kResizeGroup = 16;
+// Consecutive images of one source size are resized together, up to this many bytes of float
+// copies at once (a 1024 px source takes 12 MB; a 6000x4000 ISIC original 288 MB).
+constexpr int64_t kResizeGroupBytes = int64_t{256} << 20;
+// LibTorch's antialiased kernels run out of shared memory beyond ~45x downscaling: larger sources
+// are first halved (2x2 means) until they are within this factor of the target.
+constexpr int64_t kMaxAntialiasFactor = 16;
+
+// Waits for the stream's queued work, errors ignored: before throwing, so that no decode still
+// writes into buffers the unwinding frees.
+void drain(cudaStream_t stream) { (void)cudaStreamSynchronize(stream); }
 
 }  // namespace
 
@@ -72,9 +85,11 @@ struct DeviceJpegDecoder::Impl {
   }
 
   void ensureFallback() {
-    if (fallbackHandle) return;
-    check(nvjpegCreateEx(NVJPEG_BACKEND_DEFAULT, nullptr, nullptr, NVJPEG_FLAGS_DEFAULT, &fallbackHandle),
-          "creating the default-backend decoder");
+    if (fallbackHandle && fallbackState) return;
+    if (!fallbackHandle) {
+      check(nvjpegCreateEx(NVJPEG_BACKEND_DEFAULT, nullptr, nullptr, NVJPEG_FLAGS_DEFAULT, &fallbackHandle),
+            "creating the default-backend decoder");
+    }
     check(nvjpegJpegStateCreate(fallbackHandle, &fallbackState), "creating the default-backend decoder state");
   }
 
@@ -109,6 +124,8 @@ std::string DeviceJpegDecoder::backend() const { return impl_->hardware ? "hardw
 at::Tensor DeviceJpegDecoder::decode(const HostBatch& batch) {
   auto& d = *impl_;
   const int64_t n = batch.batchSize;
+  // nvJPEG works on the thread's current device.
+  c10::cuda::CUDAGuard onDevice(static_cast<c10::DeviceIndex>(d.deviceIndex));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(d.deviceIndex)).stream();
   const auto bytesOnDevice = torch::TensorOptions().dtype(torch::kUInt8).device(torch::kCUDA, d.deviceIndex);
 
@@ -139,6 +156,13 @@ at::Tensor DeviceJpegDecoder::decode(const HostBatch& batch) {
     }
     (!d.hardware || d.hardwareCanBatch(data[i], lengths[i]) ? batched : single).push_back(i);
   }
+  // The hardware decoder does not wait for work queued before it on the stream (Hopper; see
+  // torchcodec PR #1634). The output buffers may be blocks the caching allocator just took back
+  // from kernels still queued (the last batch's resize): let those finish first.
+  const auto ready = cudaStreamSynchronize(stream);
+  if (ready != cudaSuccess) {
+    throw EngineFailure("ERR_ENGINE_DEVICE", std::string("the device failed before nvJPEG decoding: ") + cudaGetErrorString(ready));
+  }
 
   if (!batched.empty()) {
     std::vector<const unsigned char*> batchData;
@@ -155,15 +179,28 @@ at::Tensor DeviceJpegDecoder::decode(const HostBatch& batch) {
           "initialising batched decoding");
     const auto status = nvjpegDecodeBatched(d.handle, d.state, batchData.data(), batchLengths.data(), batchOutputs.data(), stream);
     if (status != NVJPEG_STATUS_SUCCESS) {
-      throw badJpeg(batched.front(), std::string("batched decoding failed (") + statusName(status) +
-                                         ") for one of the " + std::to_string(batched.size()) +
-                                         " JPEGs decoded together from this position on");
+      drain(stream);
+      if (!imageAtFault(status)) check(status, "batched decoding");
+      // One of them is damaged: decode them one at a time to name it.
+      d.ensureFallback();
+      for (const auto i : batched) {
+        const auto one = nvjpegDecode(d.fallbackHandle, d.fallbackState, data[i], lengths[i], NVJPEG_OUTPUT_RGB, &outputs[i], stream);
+        drain(stream);
+        if (one != NVJPEG_STATUS_SUCCESS) throw badJpeg(i, std::string("decoding failed (") + statusName(one) + ")");
+      }
+      throw badJpeg(batched.front(), std::string("batched decoding failed (") + statusName(status) + ") for one of the " +
+                                         std::to_string(batched.size()) +
+                                         " JPEGs decoded together from this position on, though each decodes alone");
     }
   }
   if (!single.empty()) d.ensureFallback();
   for (const auto i : single) {
     const auto status = nvjpegDecode(d.fallbackHandle, d.fallbackState, data[i], lengths[i], NVJPEG_OUTPUT_RGB, &outputs[i], stream);
-    if (status != NVJPEG_STATUS_SUCCESS) throw badJpeg(i, std::string("decoding failed (") + statusName(status) + ")");
+    if (status != NVJPEG_STATUS_SUCCESS) {
+      drain(stream);
+      if (!imageAtFault(status)) check(status, "decoding");
+      throw badJpeg(i, std::string("decoding failed (") + statusName(status) + ")");
+    }
   }
   // nvJPEG reuses its state's buffers and reads the host bytes until its work is done: wait, on
   // this stream only (the copy stream during training: the step before keeps running).
@@ -190,12 +227,23 @@ at::Tensor DeviceJpegDecoder::decode(const HostBatch& batch) {
   }
   std::vector<torch::Tensor> resized;
   for (size_t start = 0; start < decoded.size();) {
+    const int64_t floatBytes = decoded[start].numel() * static_cast<int64_t>(sizeof(float));
     size_t end = start + 1;
-    while (end < decoded.size() && end - start < kResizeGroup && decoded[end].sizes() == decoded[start].sizes()) ++end;
+    while (end < decoded.size() && static_cast<int64_t>(end - start + 1) * floatBytes <= kResizeGroupBytes &&
+           decoded[end].sizes() == decoded[start].sizes()) {
+      ++end;
+    }
     auto group = torch::stack(std::vector<torch::Tensor>(decoded.begin() + start, decoded.begin() + end));
     const bool sameSize = group.size(2) == batch.height && group.size(3) == batch.width;
-    resized.push_back(sameSize ? group
-                               : F::interpolate(group.to(torch::kFloat), resize).round_().clamp_(0, 255).to(torch::kUInt8));
+    if (sameSize) {
+      resized.push_back(group);
+    } else {
+      auto x = group.to(torch::kFloat);
+      while (x.size(2) > kMaxAntialiasFactor * batch.height || x.size(3) > kMaxAntialiasFactor * batch.width) {
+        x = torch::avg_pool2d(x, {2, 2});
+      }
+      resized.push_back(F::interpolate(x, resize).round_().clamp_(0, 255).to(torch::kUInt8));
+    }
     for (size_t i = start; i < end; ++i) decoded[i] = torch::Tensor();  // free the full-size pixels
     start = end;
   }
