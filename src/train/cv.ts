@@ -24,6 +24,7 @@ import {
   cosineResumeNote,
   createRunDir,
   resumePoint,
+  resumeOverrides,
   describeModel,
   openRunData,
   trainFold,
@@ -77,8 +78,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     config = JSON.parse(text) as CvConfig;
     if (config.kind !== 'cv') throw new RangeError(`${resume} is a single-fold run folder: resume it with \`melanoma train --resume ${resume}\``);
     cvDir = resume;
-    const { epochs, workers, prefetch, decode } = options;
-    Object.assign(config.trainerOptions, Object.fromEntries(Object.entries({ epochs, workers, prefetch, decode }).filter(([, v]) => v !== undefined)));
+    Object.assign(config.trainerOptions, resumeOverrides(options));
   } else {
     const { data = DEMO_DATA, csv, folds = 5 } = options;
     const trainerOptions = omit(options, ['data', 'csv', 'folds', 'runsDir', 'signal', 'log', 'onBatch', 'onEpoch', 'checkpointMinutes', 'resume', 'onFold']);
@@ -108,7 +108,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     const last = foldDir ? path.join(foldDir, RUN_FILES.last) : '';
     const resumable = foldDir !== '' && (await fsp.stat(last).catch(() => null)) !== null;
     onFold?.(fold, config.folds);
-    const trainer = resumable ? await Trainer.load(last, pick(config.trainerOptions, ['epochs', 'workers', 'prefetch', 'decode'])) : new Trainer(config.trainerOptions);
+    const trainer = resumable ? await Trainer.load(last, resumeOverrides(config.trainerOptions)) : new Trainer(config.trainerOptions);
     try {
       if (resumable) {
         log(`fold ${fold}/${config.folds}: resuming ${resumePoint(trainer)}`);
@@ -168,10 +168,6 @@ export async function summariseCv(cvDir: string, folds: number): Promise<{ summa
 
 function omit<T extends object, K extends keyof T>(object: T, keys: K[]): Omit<T, K> {
   return Object.fromEntries(Object.entries(object).filter(([k]) => !keys.includes(k as K))) as Omit<T, K>;
-}
-
-function pick<T extends object>(object: T, keys: (keyof T)[]): Partial<T> {
-  return Object.fromEntries(keys.filter((k) => object[k] !== undefined).map((k) => [k, object[k]])) as Partial<T>;
 }
 
 /** One line per fold plus mean +- sd and the pooled AUC with its CI. */

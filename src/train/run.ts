@@ -273,6 +273,14 @@ export function dataBoundHint(record: Pick<EpochRecord, 'epoch' | 'seconds' | 'd
   );
 }
 
+/** The trainer options a resumed run may change (the rest come from its checkpoint): how long it trains and how this machine loads its data. */
+export const RESUME_OVERRIDES = ['epochs', 'workers', 'prefetch', 'decode'] as const;
+
+/** The RESUME_OVERRIDES that `options` sets (train and cv resume alike). */
+export function resumeOverrides(options: Pick<TrainerOptions, (typeof RESUME_OVERRIDES)[number]>): TrainerOptions {
+  return Object.fromEntries(RESUME_OVERRIDES.filter((k) => options[k] !== undefined).map((k) => [k, options[k]]));
+}
+
 /** Options that may change when a run is resumed (the rest come from its checkpoint). */
 export interface ResumeOptions extends RunHooks {
   /** Train up to this many epochs in all (default: the run's own). */
@@ -293,7 +301,7 @@ export async function resumeRun(runDir: string, { epochs, workers, prefetch, dec
   if (!(await exists(lastCheckpoint)))
     throw new RangeError(`Cannot resume ${runDir}: it has no ${RUN_FILES.last} (the run stopped before its first checkpoint); start a new run instead`);
   const log = hooks.log ?? (() => undefined);
-  const overrides = Object.fromEntries(Object.entries({ epochs, workers, prefetch, decode }).filter(([, v]) => v !== undefined)) as TrainerOptions;
+  const overrides = resumeOverrides({ epochs, workers, prefetch, decode });
   const assignments = await readFoldsCsv(path.join(runDir, RUN_FILES.folds));
   const dataset = await openDataset(config.data, { csv: config.csv ?? undefined });
   const { train, valid } = splitByFold(dataset.samples, assignments, config.fold);
