@@ -164,6 +164,16 @@ at::Tensor DeviceJpegDecoder::decode(const HostBatch& batch) {
     throw EngineFailure("ERR_ENGINE_DEVICE", std::string("the device failed before nvJPEG decoding: ") + cudaGetErrorString(ready));
   }
 
+  // One file through the default backend: a failure blames the file, or else ends the run.
+  const auto decodeAlone = [&](int64_t i) {
+    d.ensureFallback();
+    const auto status = nvjpegDecode(d.fallbackHandle, d.fallbackState, data[i], lengths[i], NVJPEG_OUTPUT_RGB, &outputs[i], stream);
+    if (status == NVJPEG_STATUS_SUCCESS) return;
+    drain(stream);
+    if (!imageAtFault(status)) check(status, "decoding");
+    throw badJpeg(i, std::string("decoding failed (") + statusName(status) + ")");
+  };
+
   if (!batched.empty()) {
     std::vector<const unsigned char*> batchData;
     std::vector<size_t> batchLengths;
@@ -182,26 +192,14 @@ at::Tensor DeviceJpegDecoder::decode(const HostBatch& batch) {
       drain(stream);
       if (!imageAtFault(status)) check(status, "batched decoding");
       // One of them is damaged: decode them one at a time to name it.
-      d.ensureFallback();
-      for (const auto i : batched) {
-        const auto one = nvjpegDecode(d.fallbackHandle, d.fallbackState, data[i], lengths[i], NVJPEG_OUTPUT_RGB, &outputs[i], stream);
-        drain(stream);
-        if (one != NVJPEG_STATUS_SUCCESS) throw badJpeg(i, std::string("decoding failed (") + statusName(one) + ")");
-      }
+      for (const auto i : batched) decodeAlone(i);
+      drain(stream);
       throw badJpeg(batched.front(), std::string("batched decoding failed (") + statusName(status) + ") for one of the " +
                                          std::to_string(batched.size()) +
                                          " JPEGs decoded together from this position on, though each decodes alone");
     }
   }
-  if (!single.empty()) d.ensureFallback();
-  for (const auto i : single) {
-    const auto status = nvjpegDecode(d.fallbackHandle, d.fallbackState, data[i], lengths[i], NVJPEG_OUTPUT_RGB, &outputs[i], stream);
-    if (status != NVJPEG_STATUS_SUCCESS) {
-      drain(stream);
-      if (!imageAtFault(status)) check(status, "decoding");
-      throw badJpeg(i, std::string("decoding failed (") + statusName(status) + ")");
-    }
-  }
+  for (const auto i : single) decodeAlone(i);
   // nvJPEG reuses its state's buffers and reads the host bytes until its work is done: wait, on
   // this stream only (the copy stream during training: the step before keeps running).
   const auto synced = cudaStreamSynchronize(stream);
