@@ -94,6 +94,11 @@ export interface ModelSpec {
   metadataFeatures: number;
   /** Units of the metadata branch's two hidden layers (0 without metadata). */
   metadataHidden: number;
+  /**
+   * Patient context: width of the attention of each image over the other images of its patient
+   * in the batch (see ImageBatch.groups); 0 = each image is scored alone.
+   */
+  contextDim: number;
   bnEps: number;
   bnMomentum: number;
   /** 'symmetric' (torchvision, timm) or TensorFlow 'same' (lukemelas, timm tf_*). */
@@ -182,6 +187,11 @@ export interface ImageBatch {
   width: number;
   /** batchSize x metadataFeatures values, row-major; required by a model with a metadata branch. */
   metadata?: Float32Array;
+  /**
+   * For a model with patient context: one number per image, equal for images of the same
+   * patient. Absent: every image is its own patient (scored without context).
+   */
+  groups?: Int32Array;
 }
 
 export interface TrainStepRequest extends ImageBatch {

@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "config.h"
 #include "engine.h"
@@ -58,6 +59,7 @@ engine::EngineConfig parseConfig(const Napi::Object& js) {
   config.model.headDropout = numberField(model, "headDropout");
   config.model.metadataFeatures = intField(model, "metadataFeatures");
   config.model.metadataHidden = intField(model, "metadataHidden");
+  config.model.contextDim = intField(model, "contextDim");
   config.model.bnEps = numberField(model, "bnEps");
   config.model.bnMomentum = numberField(model, "bnMomentum");
   config.model.samePadding = stringField(model, "padding") == "same";
@@ -106,14 +108,20 @@ engine::EngineConfig parseConfig(const Napi::Object& js) {
   return config;
 }
 
-// An optional Float32Array field copied into `out`; false when the field is absent or null.
-bool float32Field(const Napi::Object& js, const char* key, std::vector<float>& out) {
+// An optional typed-array field (Float32Array for float, Int32Array for int32_t) copied into
+// `out`; false when the field is absent or null.
+template <typename T>
+bool typedArrayField(const Napi::Object& js, const char* key, std::vector<T>& out) {
+  constexpr bool isFloat = std::is_same_v<T, float>;
+  static_assert(isFloat || std::is_same_v<T, int32_t>);
   const auto value = js.Get(key);
   if (value.IsUndefined() || value.IsNull()) return false;
-  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw Napi::TypeError::New(js.Env(), std::string("engine: '") + key + "' must be a Float32Array");
+  if (!value.IsTypedArray() ||
+      value.As<Napi::TypedArray>().TypedArrayType() != (isFloat ? napi_float32_array : napi_int32_array)) {
+    throw Napi::TypeError::New(js.Env(), std::string("engine: '") + key + "' must be a" +
+                                             (isFloat ? " Float32Array" : "n Int32Array"));
   }
-  const auto array = value.As<Napi::Float32Array>();
+  const auto array = value.As<Napi::TypedArrayOf<T>>();
   out.assign(array.Data(), array.Data() + array.ElementLength());
   return true;
 }
@@ -188,7 +196,7 @@ engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
     }
     batch.images.assign(buffer.Data(), buffer.Data() + buffer.Length());
   }
-  if (float32Field(js, "labels", batch.labels)) {
+  if (typedArrayField(js, "labels", batch.labels)) {
     if (batch.labels.size() != static_cast<size_t>(batch.batchSize)) {
       throw Napi::RangeError::New(env, "engine: 'labels' has " +
                                            std::to_string(batch.labels.size()) +
@@ -199,7 +207,9 @@ engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
     throw Napi::TypeError::New(env, "engine: a train step needs 'labels'");
   }
   // Its size depends on the model: the engine checks it (hostMetadata in engine.cc).
-  float32Field(js, "metadata", batch.metadata);
+  typedArrayField(js, "metadata", batch.metadata);
+  // Patients (patient context): checked against the model by the engine (hostGroups).
+  typedArrayField(js, "groups", batch.groups);
   batch.wantEmbeddings = js.Get("embeddings").ToBoolean().Value();
   if (withLearningRate) {
     batch.lr = numberField(js, "lr");

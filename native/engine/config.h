@@ -31,6 +31,10 @@ struct ModelSpec {
   // metadataFeatures inputs, concatenated with the pooled features (0 = images only).
   int metadataFeatures = 0;
   int metadataHidden = 0;
+  // Patient context: each image attends over the other images of its patient in the batch
+  // (query/key/value projections of contextDim units over the pooled features); the attended
+  // context and a "has other lesions" flag join the classifier's input (0 = each image alone).
+  int contextDim = 0;
   double bnEps = 1e-5;
   double bnMomentum = 0.1;
   bool samePadding = false;  // TensorFlow "SAME" padding (lukemelas / timm tf_* weights)
@@ -85,6 +89,9 @@ struct HostBatch {
   bool hasJpegs() const { return !jpegOffsets.empty(); }
   std::vector<float> labels;  // empty when the caller gave none
   std::vector<float> metadata;  // batchSize x metadataFeatures, row-major; empty without
+  // Patient of each image as a small integer (equal = same patient), for a model with patient
+  // context; empty = every image its own patient (no context).
+  std::vector<int32_t> groups;
   double lr = 0;              // of the head (classifier, head_fc)
   double backboneLr = 0;
   bool freezeBackbone = false;

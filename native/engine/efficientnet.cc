@@ -149,6 +149,13 @@ EfficientNetImpl::EfficientNetImpl(const ModelSpec& spec, at::Generator generato
     meta_fc2 = register_module("meta_fc2", torch::nn::Linear(spec.metadataHidden, spec.metadataHidden));
     features += spec.metadataHidden;
   }
+  if (spec.contextDim > 0) {
+    const int64_t pooled = spec.headChannels;
+    ctx_query = register_module("ctx_query", torch::nn::Linear(pooled, spec.contextDim));
+    ctx_key = register_module("ctx_key", torch::nn::Linear(pooled, spec.contextDim));
+    ctx_value = register_module("ctx_value", torch::nn::Linear(pooled, spec.contextDim));
+    features += spec.contextDim + 1;
+  }
   if (spec.headHidden > 0) {
     head_fc = register_module("head_fc", torch::nn::Linear(features, spec.headHidden));
     features = spec.headHidden;
@@ -171,14 +178,40 @@ torch::Tensor EfficientNetImpl::forwardFeatures(torch::Tensor x) {
 
 torch::Tensor EfficientNetImpl::embed(torch::Tensor x) { return forwardFeatures(std::move(x)).mean({2, 3}); }
 
-torch::Tensor EfficientNetImpl::forward(torch::Tensor x, const torch::Tensor& metadata) {
-  return classify(embed(std::move(x)), metadata);
+torch::Tensor EfficientNetImpl::forward(torch::Tensor x, const HeadInputs& inputs) {
+  return classify(embed(std::move(x)), inputs);
 }
 
-torch::Tensor EfficientNetImpl::classify(torch::Tensor x, const torch::Tensor& metadata) {
+torch::Tensor EfficientNetImpl::patientContext(const torch::Tensor& embeddings,
+                                               const torch::Tensor& groups, bool isolate) {
+  const auto others = isolate ? embeddings.detach() : embeddings;
+  const auto query = ctx_query->forward(embeddings);
+  const auto key = ctx_key->forward(others);
+  const auto value = ctx_value->forward(others);
+  const int64_t n = embeddings.size(0);
+  const auto index = torch::arange(n, groups.options());
+  // [N, N]: j is another image of i's patient.
+  const auto attends = groups.unsqueeze(1).eq(groups.unsqueeze(0))
+                           .logical_and(index.unsqueeze(1).ne(index.unsqueeze(0)));
+  const auto hasOthers = attends.any(1, /*keepdim=*/true);
+  // Scores in fp32 whatever the autocast type, so that the mask value cannot overflow.
+  auto scores = torch::matmul(query, key.t()).to(torch::kFloat) /
+                std::sqrt(static_cast<double>(query.size(1)));
+  scores = scores.masked_fill(attends.logical_not(), -1e9);
+  // A row without others is a uniform softmax over masked scores: zero it, its context is none.
+  const auto weights = torch::softmax(scores, 1) * attends.to(torch::kFloat);
+  const auto context = torch::matmul(weights.to(value.scalar_type()), value);
+  return torch::cat({context, hasOthers.to(context.scalar_type())}, 1);
+}
+
+torch::Tensor EfficientNetImpl::classify(torch::Tensor x, const HeadInputs& inputs) {
+  const auto embeddings = x;
   if (!meta_fc1.is_empty()) {
-    auto m = torch::silu(meta_fc2->forward(torch::silu(meta_fc1->forward(metadata.to(x.scalar_type())))));
+    auto m = torch::silu(meta_fc2->forward(torch::silu(meta_fc1->forward(inputs.metadata.to(x.scalar_type())))));
     x = torch::cat({x, m}, 1);
+  }
+  if (!ctx_query.is_empty()) {
+    x = torch::cat({x, patientContext(embeddings, inputs.groups, inputs.isolateContext).to(x.scalar_type())}, 1);
   }
   if (!head_fc.is_empty()) {
     x = torch::silu(head_fc->forward(x));

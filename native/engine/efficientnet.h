@@ -45,6 +45,14 @@ struct MBConvImpl : torch::nn::Module {
 };
 TORCH_MODULE(MBConv);
 
+// What the head reads besides the pooled image features. Each is undefined when the model has no
+// such branch.
+struct HeadInputs {
+  torch::Tensor metadata;  // float [N, metadataFeatures]
+  torch::Tensor groups;    // int64 [N]: equal values = the same patient (patient context)
+  bool isolateContext = false;  // see patientContext
+};
+
 // Training-time randomness (dropout, stochastic depth) draws from `generator`, the engine's own,
 // so engines in one process do not disturb each other's random streams.
 struct EfficientNetImpl : torch::nn::Module {
@@ -52,11 +60,17 @@ struct EfficientNetImpl : torch::nn::Module {
   torch::Tensor forwardFeatures(torch::Tensor x);
   // The image embedding: forwardFeatures pooled over space, [N, C].
   torch::Tensor embed(torch::Tensor x);
-  // Logits of shape [N] from embeddings (one output: melanoma vs not). `metadata` is
-  // [N, metadataFeatures] when the model has a metadata branch, undefined otherwise.
-  torch::Tensor classify(torch::Tensor embeddings, const torch::Tensor& metadata = {});
-  // classify(embed(x), metadata).
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& metadata = {});
+  // Logits of shape [N] from embeddings (one output: melanoma vs not), given the head's other
+  // inputs (see HeadInputs).
+  torch::Tensor classify(torch::Tensor embeddings, const HeadInputs& inputs = {});
+  // classify(embed(x), inputs).
+  torch::Tensor forward(torch::Tensor x, const HeadInputs& inputs = {});
+  // [N, contextDim + 1]: for each image, attention over the embeddings of the other images of
+  // its patient, and 1 when there are any (all zeros for an image alone). With `isolate`, the
+  // other images' embeddings enter as constants, so that the gradient of image i's logit
+  // reaches image i's features only (Grad-CAM of a batch in one backward).
+  torch::Tensor patientContext(const torch::Tensor& embeddings, const torch::Tensor& groups,
+                               bool isolate);
 
   at::Generator generator;
   Conv conv_stem{nullptr}, conv_head{nullptr};
@@ -64,6 +78,7 @@ struct EfficientNetImpl : torch::nn::Module {
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::Linear head_fc{nullptr}, classifier{nullptr};
   torch::nn::Linear meta_fc1{nullptr}, meta_fc2{nullptr};
+  torch::nn::Linear ctx_query{nullptr}, ctx_key{nullptr}, ctx_value{nullptr};
   double headDropout;
 };
 TORCH_MODULE(EfficientNet);

@@ -218,7 +218,8 @@ struct Engine::Impl {
   struct GraphedStep {
     int64_t n = 0, h = 0, w = 0;
     bool frozen = false;
-    torch::Tensor images, labels, metadata;      // uint8 [n, h, w, 3], float [n], float [n, m]
+    torch::Tensor images, labels;                // uint8 [n, h, w, 3], float [n]
+    HeadInputs headInputs;                       // metadata float [n, m], groups int64 [n]
     std::unique_ptr<at::cuda::CUDAGraph> micro;  // forward + backward (inside a window)
     std::unique_ptr<at::cuda::CUDAGraph> last;   // forward + backward + optimizer (ends a window)
     bool fits(const HostBatch& batch, bool frozenNow) const {
@@ -286,9 +287,10 @@ struct Engine::Impl {
       parameters.push_back(item.value());
       expAvg.push_back(torch::zeros_like(item.value()));
       expAvgSq.push_back(torch::zeros_like(item.value()));
-      // The head (the layers after pooling, the metadata branch among them) vs the backbone.
+      // The head (the layers after pooling, the metadata and patient-context branches among
+      // them) vs the backbone.
       const bool inHead = item.key().rfind("classifier.", 0) == 0 || item.key().rfind("head_fc.", 0) == 0 ||
-                          item.key().rfind("meta_fc", 0) == 0;
+                          item.key().rfind("meta_fc", 0) == 0 || item.key().rfind("ctx_", 0) == 0;
       auto& group = inHead ? head : backbone;
       group.params.push_back(parameters.back());
       group.expAvg.push_back(expAvg.back());
@@ -485,9 +487,32 @@ struct Engine::Impl {
                             torch::kFloat);
   }
 
-  torch::Tensor metadataTensor(const HostBatch& batch) const {
-    auto host = hostMetadata(batch);
-    return host.defined() ? host.to(device).clone() : host;
+  // The batch's patients as an int64 [N] host tensor (undefined for a model without patient
+  // context). A batch without groups is one of single images: each is its own patient.
+  torch::Tensor hostGroups(const HostBatch& batch) const {
+    if (config.model.contextDim == 0) return {};
+    if (batch.groups.empty()) return torch::arange(batch.batchSize, torch::kLong);
+    if (static_cast<int64_t>(batch.groups.size()) != batch.batchSize) {
+      std::ostringstream msg;
+      msg << "the batch's 'groups' has " << batch.groups.size() << " values for " << batch.batchSize
+          << " images: give one patient number per image";
+      throw EngineFailure("ERR_ENGINE_STATE", msg.str());
+    }
+    return torch::from_blob(const_cast<int32_t*>(batch.groups.data()), {batch.batchSize}, torch::kInt)
+        .to(torch::kLong);
+  }
+
+  HeadInputs hostHeadInputs(const HostBatch& batch) const {
+    return {hostMetadata(batch), hostGroups(batch)};
+  }
+
+  // The head's inputs on the device, owning their memory (the batch's may go once this returns).
+  HeadInputs headInputsTensor(const HostBatch& batch) const {
+    auto inputs = hostHeadInputs(batch);
+    for (auto* tensor : {&inputs.metadata, &inputs.groups}) {
+      if (tensor->defined()) *tensor = tensor->to(device).clone();
+    }
+    return inputs;
   }
 
   // The batch's labels as a host tensor over its memory (no copy).
@@ -605,20 +630,22 @@ struct Engine::Impl {
   // The batch on the device, copied on the copy stream from pinned memory; the current (compute)
   // stream waits for that copy, and the allocator keeps the memory until the compute is done.
   struct DeviceBatch {
-    torch::Tensor images, labels, metadata;  // metadata undefined without a metadata branch
+    torch::Tensor images, labels;
+    HeadInputs headInputs;
   };
   DeviceBatch batchOnDevice(const HostBatch& batch) {
     const auto compute = c10::cuda::getCurrentCUDAStream(device.index());
-    const auto metadata = hostMetadata(batch);
+    const auto host = hostHeadInputs(batch);
     DeviceBatch onDevice;
     {
       c10::cuda::CUDAStreamGuard onCopyStream(*copyStream);
       onDevice.images = deviceImages(batch);  // decoding JPEGs here overlaps the step before too
       onDevice.labels = hostLabels(batch).pin_memory().to(device, /*non_blocking=*/true);
-      if (metadata.defined()) onDevice.metadata = metadata.pin_memory().to(device, /*non_blocking=*/true);
+      if (host.metadata.defined()) onDevice.headInputs.metadata = host.metadata.pin_memory().to(device, /*non_blocking=*/true);
+      if (host.groups.defined()) onDevice.headInputs.groups = host.groups.pin_memory().to(device, /*non_blocking=*/true);
     }
     streamWaits(compute, *copyStream);
-    for (auto* tensor : {&onDevice.images, &onDevice.labels, &onDevice.metadata}) {
+    for (auto* tensor : {&onDevice.images, &onDevice.labels, &onDevice.headInputs.metadata, &onDevice.headInputs.groups}) {
       if (tensor->defined()) tensor->record_stream(compute);
     }
     return onDevice;
@@ -643,12 +670,12 @@ struct Engine::Impl {
   // Forward, loss and backward of one micro-batch, accumulating into the gradient buffers. Device
   // work only (capturable). A non-finite loss marks the window skipped; the host reports it.
   void forwardBackwardOnDevice(const torch::Tensor& images, const torch::Tensor& labels,
-                               const torch::Tensor& metadata) {
+                               const HeadInputs& headInputs) {
     const auto x = normalisedInput(unitFromBytes(images), /*augmented=*/true);
     torch::Tensor logits;
     {
       AutocastScope scope(autocast, autocastDtype);
-      logits = model->forward(x, metadata);
+      logits = model->forward(x, headInputs);
     }
     const auto lossTensor = loss(logits, labels, at::Reduction::Mean);
     {
@@ -732,9 +759,12 @@ struct Engine::Impl {
     g->labels = torch::zeros({g->n}, torch::TensorOptions().dtype(torch::kFloat).device(device));
     g->images.copy_(deviceImages(batch), /*non_blocking=*/true);
     stageInto(g->labels, hostLabels(batch));
-    if (const auto metadata = hostMetadata(batch); metadata.defined()) {
-      g->metadata = torch::zeros_like(metadata, torch::TensorOptions().device(device));
-      stageInto(g->metadata, metadata);
+    const auto host = hostHeadInputs(batch);
+    for (const auto& [target, source] : {std::pair(&g->headInputs.metadata, host.metadata),
+                                          std::pair(&g->headInputs.groups, host.groups)}) {
+      if (!source.defined()) continue;
+      *target = torch::zeros_like(source, torch::TensorOptions().device(device));
+      stageInto(*target, source);
     }
     // The backward accumulates into the gradients in place, at addresses the graphs keep: they
     // must exist before capture.
@@ -789,7 +819,7 @@ struct Engine::Impl {
         scalars.skipWindow.fill_(1);
         {
           torch::AutoGradMode enableGrad(true);
-          forwardBackwardOnDevice(g.images, g.labels, g.metadata);
+          forwardBackwardOnDevice(g.images, g.labels, g.headInputs);
         }
         optimizerOnDevice(1.0);
       }
@@ -811,7 +841,7 @@ struct Engine::Impl {
       torch::AutoGradMode enableGrad(true);  // the captured step records a backward
       graph->capture_begin(pool);
       try {
-        forwardBackwardOnDevice(g.images, g.labels, g.metadata);
+        forwardBackwardOnDevice(g.images, g.labels, g.headInputs);
         if (endsWindow) optimizerOnDevice(1.0);
       } catch (...) {
         try {
@@ -856,7 +886,8 @@ struct Engine::Impl {
   void loadGraphInputs(const DeviceBatch& onDevice) {
     graphed->images.copy_(onDevice.images);
     graphed->labels.copy_(onDevice.labels);
-    if (onDevice.metadata.defined()) graphed->metadata.copy_(onDevice.metadata);
+    if (onDevice.headInputs.metadata.defined()) graphed->headInputs.metadata.copy_(onDevice.headInputs.metadata);
+    if (onDevice.headInputs.groups.defined()) graphed->headInputs.groups.copy_(onDevice.headInputs.groups);
   }
 
   // Queues one step on the device and the copy of its report, without waiting for either.
@@ -870,7 +901,7 @@ struct Engine::Impl {
       loadGraphInputs(onDevice);
       (endsWindow ? graphed->last : graphed->micro)->replay();
     } else {
-      forwardBackwardOnDevice(onDevice.images, onDevice.labels, onDevice.metadata);
+      forwardBackwardOnDevice(onDevice.images, onDevice.labels, onDevice.headInputs);
       if (endsWindow) optimizerOnDevice(1.0);
     }
     microStep = endsWindow ? 0 : microStep + 1;
@@ -927,7 +958,7 @@ struct Engine::Impl {
         if (config.cudaGraph) {
           (endsWindow ? graphed->last : graphed->micro)->replay();
         } else {
-          forwardBackwardOnDevice(onDevice.images, onDevice.labels, onDevice.metadata);
+          forwardBackwardOnDevice(onDevice.images, onDevice.labels, onDevice.headInputs);
           if (endsWindow) optimizerOnDevice(1.0);
         }
         microStep = endsWindow ? 0 : microStep + 1;
@@ -1012,11 +1043,11 @@ struct Engine::Impl {
   TrainStepResult trainStepOnHost(const HostBatch& batch) {
     const auto x = inputTensor(batch, /*augmented=*/true);
     const auto y = labelTensor(batch);
-    const auto metadata = metadataTensor(batch);
+    const auto headInputs = headInputsTensor(batch);
     torch::Tensor logits;
     {
       AutocastScope scope(autocast, autocastDtype);
-      logits = model->forward(x, metadata);
+      logits = model->forward(x, headInputs);
     }
     const auto lossTensor = loss(logits, y, at::Reduction::Mean);
     TrainStepResult result;
@@ -1089,12 +1120,12 @@ struct Engine::Impl {
     torch::NoGradGuard noGrad;
     model->eval();
     const auto x = inputTensor(batch, /*augmented=*/false);
-    const auto metadata = metadataTensor(batch);
+    const auto headInputs = headInputsTensor(batch);
     torch::Tensor logits, embeddings;
     {
       AutocastScope scope(autocast, autocastDtype);
       embeddings = model->embed(x);
-      logits = model->classify(embeddings, metadata);
+      logits = model->classify(embeddings, headInputs);
     }
     logits = logits.to(torch::kFloat);
     EvaluateResult result;
@@ -1118,7 +1149,10 @@ struct Engine::Impl {
   GradCamResult gradCam(const HostBatch& batch) {
     model->eval();
     const auto x = inputTensor(batch, /*augmented=*/false).to(torch::kFloat);
-    const auto metadata = metadataTensor(batch);
+    auto headInputs = headInputsTensor(batch);
+    // Each logit's gradient then reaches its own image's features only, as one backward of the
+    // sum needs; the logits are those of scoring (the other images still give the context).
+    headInputs.isolateContext = true;
     torch::Tensor features;
     {
       torch::NoGradGuard noGrad;
@@ -1126,7 +1160,7 @@ struct Engine::Impl {
     }
     features.requires_grad_(true);
     torch::AutoGradMode enableGrad(true);
-    const auto logits = model->classify(features.mean({2, 3}), metadata);
+    const auto logits = model->classify(features.mean({2, 3}), headInputs);
     const auto gradient = torch::autograd::grad({logits.sum()}, {features})[0];
     const auto maps = (gradient.mean({2, 3}, /*keepdim=*/true) * features).sum(1).detach().to(torch::kCPU).contiguous();
     const auto hostLogits = logits.detach().to(torch::kCPU).contiguous();

@@ -7,6 +7,7 @@
  */
 import { DataError } from './errors';
 import { ImageBytesReader, describeSource, loadSampleImage, readSampleJpeg } from './images';
+import { groupByPatient, patientBatchEnds } from './patients';
 import { mixSeed, mulberry32, shuffleInPlace } from './random';
 import { Batch, DECODE_BACKENDS, LesionSample, LoaderOptions, LoaderStats } from './types';
 
@@ -20,7 +21,8 @@ export interface Loader {
   /**
    * The epoch's batches in its seeded order. `fromBatch` starts at that batch (0-based) without
    * reading the ones before it, as a run resumed within an epoch needs; it requires
-   * onBadImage 'error', so that batch k always starts at image k x batchSize.
+   * onBadImage 'error', so that batch k always starts at the same image (k x batchSize, or
+   * where the patient-grouped plan puts it).
    */
   epoch(epochIndex: number, options?: { fromBatch?: number }): AsyncIterable<Batch>;
   /**
@@ -44,6 +46,7 @@ const OPTION_NAMES = [
   'fit',
   'positiveFraction',
   'decode',
+  'groupPatients',
 ];
 
 function validate(samples: LesionSample[], o: LoaderOptions): void {
@@ -62,6 +65,11 @@ function validate(samples: LesionSample[], o: LoaderOptions): void {
   if (!Number.isInteger(o.seed)) throw new RangeError(`Expected integer for seed but received ${String(o.seed)}`);
   for (const name of ['shuffle', 'dropLast'] as const)
     if (typeof o[name] !== 'boolean') throw new TypeError(`Expected boolean for ${name} but received ${typeof o[name]}`);
+  if (o.groupPatients !== undefined && typeof o.groupPatients !== 'boolean') throw new TypeError(`Expected boolean for groupPatients but received ${typeof o.groupPatients}`);
+  if (o.groupPatients && o.positiveFraction !== undefined)
+    throw new RangeError('Expected no positiveFraction with groupPatients: repeated positives would each be scored in the context of their own copies');
+  if (o.groupPatients && !o.shuffle && o.dropLast)
+    throw new RangeError('Expected dropLast false for an unshuffled loader with groupPatients: its batches end between patients, so they are not all batchSize');
   if (o.onBadImage !== undefined && o.onBadImage !== 'skip' && o.onBadImage !== 'error')
     throw new RangeError(`Expected 'skip' or 'error' for onBadImage but received '${String(o.onBadImage)}'`);
   if (o.decode !== undefined && !DECODE_BACKENDS.includes(o.decode))
@@ -108,7 +116,12 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
   const load = (sample: LesionSample, reader: ImageBytesReader) =>
     o.decode === 'nvjpeg' ? readSampleJpeg(sample, reader) : loadSampleImage(sample, o.imageSize, reader, o.fit);
   const samplesPerEpoch = o.positiveFraction !== undefined ? balancedIndices(samples, o.positiveFraction, mulberry32(0)).length : samples.length;
-  const batchesPerEpoch = o.dropLast ? Math.floor(samplesPerEpoch / o.batchSize) : Math.ceil(samplesPerEpoch / o.batchSize);
+  // An unshuffled loader that groups patients ends its batches between patients (the same
+  // batches every epoch); every other loader cuts one every batchSize images.
+  const patientEnds = o.groupPatients && !o.shuffle ? patientBatchEnds(groupByPatient(samples, samples.map((_, i) => i)), o.batchSize) : null;
+  const batchesPerEpoch = patientEnds ? patientEnds.length : o.dropLast ? Math.floor(samplesPerEpoch / o.batchSize) : Math.ceil(samplesPerEpoch / o.batchSize);
+  const batchStartOf = (batchIndex: number) => (patientEnds ? (batchIndex === 0 ? 0 : patientEnds[batchIndex - 1]) : batchIndex * o.batchSize);
+  const endsBatch = patientEnds ? new Set(patientEnds) : null;
   let current = emptyStats();
 
   function epochOrder(epochIndex: number): number[] {
@@ -116,6 +129,7 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
     const random = mulberry32(mixSeed(o.seed, epochIndex));
     if (o.positiveFraction !== undefined) return shuffleInPlace(balancedIndices(samples, o.positiveFraction, random), random);
     const order = samples.map((_, i) => i);
+    if (o.groupPatients) return groupByPatient(samples, order, o.shuffle ? random : undefined).flat();
     return o.shuffle ? shuffleInPlace(order, random) : order;
   }
 
@@ -125,7 +139,7 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
       throw new RangeError(`Expected integer between 0 and ${batchesPerEpoch} for fromBatch but received ${String(fromBatch)}`);
     // Skipped images would shift every later batch: only a loader that never skips can start mid-epoch.
     if (fromBatch > 0 && o.onBadImage !== 'error') throw new RangeError("Expected onBadImage 'error' to start an epoch at a later batch (skipped images would shift the batches)");
-    const firstPosition = fromBatch * o.batchSize;
+    const firstPosition = batchStartOf(fromBatch);
     const stats = emptyStats();
     current = stats;
     const started = now();
@@ -199,13 +213,15 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
         if (slot.error !== undefined) {
           if (o.onBadImage === 'error' || !(slot.error instanceof DataError)) throw slot.error;
           stats.skipped.push({ imageName: sample.imageName, source: describeSource(sample.image), reason: slot.error.message });
-          continue;
+        } else {
+          batch.push(sample);
+          images.push(slot.data!);
+          stats.images++;
+          stats.imagesPerSecond = stats.images / Math.max(now() - started, 1e-9);
         }
-        batch.push(sample);
-        images.push(slot.data!);
-        stats.images++;
-        stats.imagesPerSecond = stats.images / Math.max(now() - started, 1e-9);
-        if (batch.length === o.batchSize) {
+        // A patient-grouped plan ends a batch after its last patient even when images were skipped.
+        const planEnd = endsBatch !== null && endsBatch.has(pos + 1);
+        if (batch.length > 0 && (batch.length === o.batchSize || planEnd)) {
           batchStart = pos + 1;
           limit = Math.max(limit, batchStart + o.prefetchBatches * o.batchSize);
           pump(); // keep decoding while the consumer holds this batch

@@ -68,6 +68,13 @@ export interface LoaderOptions {
    * (e.g. 0.5); negatives are each seen once. Implies a shuffled order. Default: off.
    */
   positiveFraction?: number;
+  /**
+   * Keep each patient's images together (models with patient context): a shuffled epoch shuffles
+   * patients, then each patient's images, and cuts batches of batchSize from that order (a patient
+   * at a cut is split); an unshuffled (scoring) loader ends its batches between patients, so that
+   * only a patient with more than batchSize images is split. Default: off.
+   */
+  groupPatients?: boolean;
 }
 
 /** Throughput figures a loader reports after (or during) an epoch. */

@@ -75,6 +75,8 @@ export interface ArchitectureOptions {
   /** Metadata values per image for a metadata branch (0 = images only), and its width. */
   metadataFeatures?: number;
   metadataHidden?: number;
+  /** Patient-context attention width (0 = none). */
+  contextDim?: number;
   /** Head dropout; default: the variant's own (0.2 for b0 ... 0.5 for b7). */
   headDropout?: number;
   dropPathRate?: number;
@@ -105,6 +107,7 @@ export function buildModelSpec(name: ModelName, options: ArchitectureOptions = {
     headHidden: options.headHidden ?? 0,
     metadataFeatures: options.metadataFeatures ?? 0,
     metadataHidden: options.metadataFeatures ? (options.metadataHidden ?? 32) : 0,
+    contextDim: options.contextDim ?? 0,
     headDropout: options.headDropout ?? scaling.dropout,
     bnEps: options.bnEps ?? (options.padding === 'same' ? 1e-3 : 1e-5),
     bnMomentum: options.bnMomentum ?? (options.padding === 'same' ? 0.01 : 0.1),
@@ -137,6 +140,11 @@ export function countParameters(spec: ModelSpec): number {
     // Two Linear layers with biases; their output joins the pooled image features.
     total += spec.metadataFeatures * spec.metadataHidden + spec.metadataHidden + spec.metadataHidden * spec.metadataHidden + spec.metadataHidden;
     features += spec.metadataHidden;
+  }
+  if (spec.contextDim > 0) {
+    // Query, key and value projections of the pooled features; the context and a has-others flag join the head.
+    total += 3 * (spec.headChannels * spec.contextDim + spec.contextDim);
+    features += spec.contextDim + 1;
   }
   if (spec.headHidden > 0) {
     total += features * spec.headHidden + spec.headHidden;

@@ -1,0 +1,148 @@
+/**
+ * Patient grouping for models with patient context: the grouped orders, the batch plan that keeps
+ * patients whole, the engine's patient numbers, and the loader that uses them (real sharp decodes).
+ */
+import sharp from 'sharp';
+import { createLoader } from '../../src/data/loader';
+import { groupByPatient, patientBatchEnds, patientGroups } from '../../src/data/patients';
+import { mulberry32 } from '../../src/data/random';
+import { Batch, LesionSample, LoaderOptions } from '../../src/data/types';
+
+/** Samples of the given patients, in order ('' = no patient id), each a tiny real JPEG. */
+async function samplesOf(patients: readonly string[]): Promise<LesionSample[]> {
+  return Promise.all(
+    patients.map(async (patientId, i) => ({
+      imageName: `IMG_${i}`,
+      patientId,
+      target: (i % 3 === 0 ? 1 : 0) as 0 | 1,
+      sex: null,
+      ageApprox: null,
+      anatomSite: null,
+      diagnosis: null,
+      image: { kind: 'memory' as const, bytes: await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: i * 9, g: 40, b: 200 - i * 9 } } }).jpeg().toBuffer() },
+    })),
+  );
+}
+
+const ids = (samples: readonly LesionSample[], order: readonly number[]) => order.map((i) => samples[i].patientId);
+
+/** True when each patient's positions in `order` are consecutive. */
+function contiguous(patientOfPosition: readonly string[]): boolean {
+  const closed = new Set<string>();
+  for (let i = 0; i < patientOfPosition.length; i++) {
+    const id = patientOfPosition[i];
+    if (id === '') continue;
+    if (closed.has(id)) return false;
+    if (patientOfPosition[i + 1] !== id) closed.add(id);
+  }
+  return true;
+}
+
+async function all(it: AsyncIterable<Batch>): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of it) out.push(b);
+  return out;
+}
+
+describe('groupByPatient', () => {
+  const patients = ['A', 'B', 'A', '', 'C', 'B', '', 'A'];
+  let samples: LesionSample[];
+  beforeAll(async () => (samples = await samplesOf(patients)));
+
+  test('unshuffled: patients in order of their first image, images in their order; no id = alone', () => {
+    const runs = groupByPatient(samples, samples.map((_, i) => i));
+    expect(runs).toEqual([[0, 2, 7], [1, 5], [3], [4], [6]]);
+  });
+
+  test('shuffled: a seeded permutation with every patient contiguous, other seeds another order', () => {
+    const order = samples.map((_, i) => i);
+    const a = groupByPatient(samples, order, mulberry32(1)).flat();
+    expect(groupByPatient(samples, order, mulberry32(1)).flat()).toEqual(a);
+    expect([...a].sort((x, y) => x - y)).toEqual(order);
+    expect(contiguous(ids(samples, a))).toBe(true);
+    const others = [2, 3, 4, 5].map((seed) => groupByPatient(samples, order, mulberry32(seed)).flat());
+    expect(others.some((o) => o.join() !== a.join())).toBe(true);
+  });
+});
+
+describe('patientBatchEnds', () => {
+  test('ends a batch before a patient that would not fit; splits only a patient larger than a batch', () => {
+    const runs = (...sizes: number[]) => {
+      let next = 0;
+      return sizes.map((n) => Array.from({ length: n }, () => next++));
+    };
+    expect(patientBatchEnds(runs(2, 2, 2, 2), 4)).toEqual([4, 8]);
+    expect(patientBatchEnds(runs(3, 2, 1, 4), 4)).toEqual([3, 6, 10]);
+    // 6 images of one patient: a full batch, then the rest alone; then the next patient.
+    expect(patientBatchEnds(runs(6, 3), 4)).toEqual([4, 6, 9]);
+    expect(patientBatchEnds(runs(1, 1, 1, 1, 1), 2)).toEqual([2, 4, 5]);
+    expect(patientBatchEnds([], 4)).toEqual([]);
+  });
+});
+
+describe('patientGroups', () => {
+  test('equal numbers for one patient, distinct ones for other patients and for samples without an id', async () => {
+    const samples = await samplesOf(['X', '', 'Y', 'X', '', 'Y', 'Z']);
+    const groups = Array.from(patientGroups(samples));
+    expect(groups[0]).toBe(groups[3]);
+    expect(groups[2]).toBe(groups[5]);
+    expect(new Set(groups).size).toBe(5); // X, Y, Z and the two alone
+    expect(groups[1]).not.toBe(groups[4]);
+  });
+});
+
+describe('loader with groupPatients', () => {
+  // 10 patients of 2-3 images, interleaved, and 2 samples without a patient id.
+  const patients = Array.from({ length: 26 }, (_, i) => (i >= 24 ? '' : `P${(i * 7) % 10}`));
+  let samples: LesionSample[];
+  beforeAll(async () => (samples = await samplesOf(patients)));
+  const base: LoaderOptions = { batchSize: 5, imageSize: 16, shuffle: true, seed: 9, dropLast: false, prefetchBatches: 2, decodeConcurrency: 2, groupPatients: true };
+
+  test('a shuffled epoch keeps each patient together, seeded, and covers every image once', async () => {
+    const loader = createLoader(samples, base);
+    const order = loader.epochOrder(2);
+    expect(contiguous(ids(samples, order))).toBe(true);
+    expect(createLoader(samples, base).epochOrder(2)).toEqual(order);
+    expect(loader.epochOrder(3)).not.toEqual(order);
+    expect([...order].sort((x, y) => x - y)).toEqual(samples.map((_, i) => i));
+    const batches = await all(loader.epoch(2));
+    expect(batches.flatMap((b) => b.samples.map((s) => s.imageName))).toEqual(order.map((i) => samples[i].imageName));
+    expect(batches.every((b) => b.batchSize === 5 || b === batches[batches.length - 1])).toBe(true);
+  });
+
+  test('an unshuffled (scoring) loader never splits a patient across batches, and counts its batches right', async () => {
+    const loader = createLoader(samples, { ...base, shuffle: false });
+    const batches = await all(loader.epoch(0));
+    expect(batches).toHaveLength(loader.batchesPerEpoch);
+    expect(batches.reduce((n, b) => n + b.batchSize, 0)).toBe(samples.length);
+    const batchOf = new Map<string, number>();
+    batches.forEach((batch, k) => {
+      expect(batch.batchSize).toBeLessThanOrEqual(5);
+      for (const s of batch.samples) {
+        if (s.patientId === '') continue;
+        expect(batchOf.get(s.patientId) ?? k).toBe(k);
+        batchOf.set(s.patientId, k);
+      }
+    });
+    expect(batches.some((b) => b.batchSize < 5 && b !== batches[batches.length - 1])).toBe(true); // the plan did cut early
+    // fromBatch starts where the plan puts that batch.
+    const resumed = await all(loader.epoch(0, { fromBatch: 2 }));
+    expect(resumed.map((b) => b.samples.map((s) => s.imageName))).toEqual(batches.slice(2).map((b) => b.samples.map((s) => s.imageName)));
+  });
+
+  test('an undecodable image skipped: the other batches keep the plan, none mixes patients it should not', async () => {
+    const intact = await all(createLoader(samples, { ...base, shuffle: false }).epoch(0));
+    const broken = samples.map((s, i) => (i === 1 ? { ...s, image: { kind: 'memory' as const, bytes: Buffer.from('not a jpeg') } } : s));
+    const loader = createLoader(broken, { ...base, shuffle: false, onBadImage: 'skip' });
+    const batches = await all(loader.epoch(0));
+    const namesOf = (b: Batch[]) => b.map((batch) => batch.samples.map((s) => s.imageName));
+    expect(namesOf(batches)).toEqual(namesOf(intact).map((batch) => batch.filter((name) => name !== 'IMG_1')).filter((batch) => batch.length > 0));
+    expect(loader.stats().skipped.map((s) => s.imageName)).toEqual(['IMG_1']);
+  });
+
+  test('refuses options it cannot honour, naming them', () => {
+    expect(() => createLoader(samples, { ...base, positiveFraction: 0.5 })).toThrow(/Expected no positiveFraction with groupPatients/);
+    expect(() => createLoader(samples, { ...base, shuffle: false, dropLast: true })).toThrow(/Expected dropLast false for an unshuffled loader with groupPatients/);
+    expect(() => createLoader(samples, { ...base, groupPatients: 'yes' as unknown as boolean })).toThrow(/Expected boolean for groupPatients but received string/);
+  });
+});

@@ -1,0 +1,116 @@
+/**
+ * Patient context (ModelSpec.contextDim): its parameters, that an image's logit depends on the
+ * other images of its patient in the batch and on no one else's, that a batch without groups is
+ * one of single images, that bad groups are refused, and that it learns what only a patient's
+ * other image tells.
+ */
+import { mulberry32 } from '../../src/data/random';
+import { rocAuc } from '../../src/metrics/auc';
+import { buildModelSpec, countParameters } from '../../src/model/architectures';
+import { EngineError } from '../../src/native';
+import { TINY, byName, randomBatch, rejection, trackedEngines } from './helpers';
+import type { PixelBatch } from './helpers';
+
+const create = trackedEngines();
+const WIDTH = 8;
+const WITH_CONTEXT = { ...TINY, contextDim: WIDTH };
+
+/** The batch with image `index` replaced by fresh noise. */
+function withImageReplaced(batch: PixelBatch, index: number, seed: number): PixelBatch {
+  const bytes = batch.height * batch.width * 3;
+  const images = Buffer.from(batch.images);
+  images.set(randomBatch(1, batch.height, seed).images, index * bytes);
+  return { ...batch, images };
+}
+
+describe('patient context', () => {
+  test('adds query/key/value projections and widens the classifier by their width + 1', async () => {
+    const [plain, context] = await Promise.all([create({}, 'efficientnet-b0', TINY), create({}, 'efficientnet-b0', WITH_CONTEXT)]);
+    const plainTensors = byName((await plain.exportState()).model);
+    const tensors = byName((await context.exportState()).model);
+    const pooled = plainTensors.get('classifier.weight')!.shape[1];
+    for (const name of ['ctx_query', 'ctx_key', 'ctx_value']) {
+      expect(tensors.get(`${name}.weight`)!.shape).toEqual([WIDTH, pooled]);
+      expect(tensors.get(`${name}.bias`)!.shape).toEqual([WIDTH]);
+    }
+    expect(tensors.get('classifier.weight')!.shape[1]).toBe(pooled + WIDTH + 1);
+    expect(context.info().parameterCount - plain.info().parameterCount).toBe(3 * (pooled * WIDTH + WIDTH) + WIDTH + 1);
+    expect(context.info().parameterCount).toBe(countParameters(buildModelSpec('efficientnet-b0', WITH_CONTEXT)));
+  });
+
+  test("an image's logit moves with its patient's other image and with no one else's", async () => {
+    const engine = await create({}, 'efficientnet-b0', WITH_CONTEXT);
+    const batch = { ...randomBatch(4, 32, 5), groups: Int32Array.of(0, 0, 1, 1) };
+    const before = (await engine.evaluate(batch)).logits;
+    const after = (await engine.evaluate(withImageReplaced(batch, 1, 77))).logits;
+    expect(Math.abs(after[0] - before[0])).toBeGreaterThan(1e-5); // patient 0's other image changed
+    expect(after[2]).toBeCloseTo(before[2], 6); // patient 1: untouched
+    expect(after[3]).toBeCloseTo(before[3], 6);
+  });
+
+  test('a batch without groups scores each image alone, as distinct groups do; shared groups differ', async () => {
+    const engine = await create({}, 'efficientnet-b0', WITH_CONTEXT);
+    const batch = randomBatch(4, 32, 6);
+    const alone = Array.from((await engine.evaluate(batch)).logits);
+    const distinct = Array.from((await engine.evaluate({ ...batch, groups: Int32Array.of(5, -1, 9, 7) })).logits);
+    const pairs = Array.from((await engine.evaluate({ ...batch, groups: Int32Array.of(3, 3, 4, 4) })).logits);
+    distinct.forEach((logit, i) => expect(logit).toBeCloseTo(alone[i], 6));
+    expect(pairs.some((logit, i) => Math.abs(logit - alone[i]) > 1e-5)).toBe(true);
+  });
+
+  test('a model without patient context ignores groups', async () => {
+    const engine = await create({}, 'efficientnet-b0', TINY);
+    const batch = randomBatch(4, 32, 7);
+    const alone = Array.from((await engine.evaluate(batch)).logits);
+    const grouped = Array.from((await engine.evaluate({ ...batch, groups: Int32Array.of(0, 0, 0, 0) })).logits);
+    expect(grouped).toEqual(alone);
+  });
+
+  test('groups of the wrong length or type are refused with what the batch needs', async () => {
+    const engine = await create({}, 'efficientnet-b0', WITH_CONTEXT);
+    const batch = randomBatch(4, 32, 8);
+    const short = await rejection(engine.trainStep({ ...batch, lr: 1e-3, groups: Int32Array.of(0, 0, 1) }));
+    expect(short).toBeInstanceOf(EngineError);
+    expect(short.code).toBe('ERR_ENGINE_STATE');
+    expect(short.message).toMatch(/'groups' has 3 values for 4 images: give one patient number per image/);
+    const typed = await rejection(engine.evaluate({ ...batch, groups: Float32Array.of(0, 0, 1, 1) as unknown as Int32Array }));
+    expect(typed.name).toBe('TypeError'); // thrown in the addon's realm, not jest's
+    expect(typed.message).toMatch(/'groups' must be an Int32Array/);
+    // The engine is still usable after both refusals.
+    expect(Number.isFinite((await engine.trainStep({ ...batch, lr: 1e-3, groups: Int32Array.of(0, 0, 1, 1) })).loss)).toBe(true);
+  });
+
+  test('Grad-CAM of a batch in context gives the logits scoring gives', async () => {
+    const engine = await create({}, 'efficientnet-b0', WITH_CONTEXT);
+    const batch = { ...randomBatch(4, 32, 9), groups: Int32Array.of(0, 0, 0, 1) };
+    const scored = (await engine.evaluate(batch)).logits;
+    const explained = await engine.gradCam(batch);
+    Array.from(explained.logits).forEach((logit, i) => expect(logit).toBeCloseTo(scored[i], 5));
+    expect(explained.maps.every(Number.isFinite)).toBe(true);
+  });
+
+  test("learns a label that only the patient's other image carries: AUC near 1 in context, near chance alone", async () => {
+    // Patients of two images, each a flat colour with noise; an image is positive when its
+    // partner is bright. Its own pixels say nothing of its label.
+    const size = 32;
+    const pairsBatch = (pairs: number, seed: number) => {
+      const random = mulberry32(seed);
+      const n = pairs * 2;
+      const brightness = Float64Array.from({ length: n }, () => random());
+      const images = Buffer.alloc(n * size * size * 3);
+      for (let i = 0; i < n; i++)
+        for (let p = 0; p < size * size * 3; p++) images[i * size * size * 3 + p] = Math.max(0, Math.min(255, Math.round(brightness[i] * 200 + random() * 55)));
+      const labels = Float32Array.from({ length: n }, (_, i) => (brightness[i ^ 1] > 0.5 ? 1 : 0));
+      const groups = Int32Array.from({ length: n }, (_, i) => i >> 1);
+      return { images, batchSize: n, height: size, width: size, labels, groups };
+    };
+    const engine = await create({ seed: 4 }, 'efficientnet-b0', WITH_CONTEXT);
+    for (let step = 0; step < 150; step++) await engine.trainStep({ ...pairsBatch(4, 100 + step), lr: 3e-3 });
+    const test = pairsBatch(16, 999);
+    const inContext = (await engine.evaluate(test)).logits;
+    const alone = (await engine.evaluate({ ...test, groups: undefined })).logits;
+    const labels = Array.from(test.labels);
+    expect(rocAuc(labels, Array.from(inContext))).toBeGreaterThan(0.95);
+    expect(rocAuc(labels, Array.from(alone))).toBeLessThan(0.8);
+  });
+});
