@@ -76,3 +76,14 @@ export function patientGroups(samples: readonly LesionSample[]): Int32Array {
     return i;
   });
 }
+
+/** Whether any patient (a non-empty patient_id) has more than one of the samples. */
+export function hasPatientWithSeveralImages(samples: readonly LesionSample[]): boolean {
+  const seen = new Set<string>();
+  for (const { patientId } of samples) {
+    if (patientId === '') continue;
+    if (seen.has(patientId)) return true;
+    seen.add(patientId);
+  }
+  return false;
+}

@@ -52,6 +52,14 @@ export interface TrainerOptions {
    * src/data/metadata.ts) through a small MLP branch. Default off: the report used images only.
    */
   metadata?: boolean;
+  /**
+   * Patient context inside the network: each image attends over the pooled features of the other
+   * images of its patient in the batch (an attention of this many units), and what it attends to
+   * joins the head, so the model can learn the "ugly duckling" sign end to end. Batches then keep
+   * each patient's images together (scoring never splits a patient that fits in one batch), and
+   * every image needs its patient_id. 0 (default) = each image alone, as in the report.
+   */
+  patientContext?: number;
   /** Dropout before the output layer; default: the variant's own (0.2 for b0). */
   headDropout?: number;
   /** Stochastic depth rate of the last block. */
@@ -220,6 +228,7 @@ export const DEFAULT_OPTIONS = {
   prefetch: 2,
   headHidden: 0,
   metadata: false,
+  patientContext: 0,
   headDropout: null,
   dropPathRate: 0.2,
   widthFactor: 1,
@@ -374,6 +383,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     prefetch: expectInteger('prefetch', o.prefetch, 0, 64),
     headHidden: expectInteger('headHidden', o.headHidden, 0, 65536),
     metadata: expectBoolean('metadata', o.metadata),
+    patientContext: expectInteger('patientContext', o.patientContext, 0, 4096),
     headDropout,
     dropPathRate: expectNumber('dropPathRate', o.dropPathRate, 0, 0.9),
     widthFactor: expectNumber('widthFactor', o.widthFactor, 0.05, 4, { exclusiveMin: false }),
@@ -428,6 +438,7 @@ export function architectureOptions(o: ResolvedOptions): ArchitectureOptions {
     headHidden: o.headHidden,
     metadataFeatures: o.metadata ? METADATA_FEATURES.length : 0,
     metadataHidden: METADATA_HIDDEN,
+    contextDim: o.patientContext,
     headDropout: o.headDropout ?? undefined,
     dropPathRate: o.dropPathRate,
     padding: o.padding,

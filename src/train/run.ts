@@ -392,7 +392,7 @@ export function describeModel(trainer: Trainer, parameterCount: number): string 
   const sizes = o.imageSizes ? o.imageSizes.map(({ size, epochs }) => `${size}px x${epochs}`).join(' then ') : `${o.imageSize}px`;
   const schedule = o.schedule === 'constant' ? '' : ` ${o.schedule}`;
   return (
-    `model: ${o.model}${o.widthFactor !== 1 ? ` x${o.widthFactor} width` : ''}${o.metadata ? ' + metadata' : ''}, ${parameterCount.toLocaleString('en-US')} parameters, ` +
+    `model: ${o.model}${o.widthFactor !== 1 ? ` x${o.widthFactor} width` : ''}${o.metadata ? ' + metadata' : ''}${o.patientContext > 0 ? ` + patient context (${o.patientContext})` : ''}, ${parameterCount.toLocaleString('en-US')} parameters, ` +
     `${o.device} ${o.precision}${o.cudaGraph ? ' cuda-graph' : ''}, ${sizes}, batch ${o.batchSize}` +
     `${o.accumulate > 1 ? ` x ${o.accumulate} accumulated = ${o.batchSize * o.accumulate}` : ''}, lr ${o.lr}${schedule}` +
     `${o.warmupEpochs > 0 ? ` (warm-up ${o.warmupEpochs} epochs)` : ''}, pos_weight ${trainer.positiveWeight?.toFixed(3)}` +

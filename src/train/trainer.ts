@@ -3,7 +3,8 @@
  * Engine (which owns the tensors). Everything the CLI does goes through this class.
  */
 import { EventEmitter } from 'events';
-import { createLoader, engineImages } from '../data/loader';
+import { Loader, createLoader, engineImages } from '../data/loader';
+import { hasPatientWithSeveralImages, patientGroups } from '../data/patients';
 import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
@@ -178,6 +179,19 @@ function clinicalFigures(validation: EvaluationResult | null): Pick<EpochRecord,
   return { validPartialAuc: partialAucFromGroups(groups, 0.8), validSpecificityAt95: sensitivityPointFromGroups(groups, 0.95).specificity };
 }
 
+/**
+ * Results of a scoring loader's epoch 0 in the order of the samples it was given (a loader that
+ * groups patients scores them in another order); every sample has its result, as scoring loaders
+ * never skip an image.
+ */
+function inSampleOrder<T>(loader: Loader, inLoaderOrder: readonly T[]): T[] {
+  const order = loader.epochOrder(0);
+  if (order.length !== inLoaderOrder.length) throw new Error(`internal: ${inLoaderOrder.length} results for ${order.length} samples`);
+  const out = new Array<T>(order.length);
+  order.forEach((sampleIndex, position) => (out[sampleIndex] = inLoaderOrder[position]));
+  return out;
+}
+
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly options: ResolvedOptions;
   private engine: Engine | null = null;
@@ -272,13 +286,28 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return this.engine;
   }
 
-  /** The samples in order, every one of them (no shuffle, no dropped remainder), for scoring. */
+  /**
+   * The samples, every one of them (no shuffle, no dropped remainder), for scoring: in their order,
+   * or with patient context in patients' order (inSampleOrder puts the results back).
+   */
   private scoringLoader(samples: readonly LesionSample[], imageSize: number) {
     const o = this.options;
-    return createLoader([...samples], { batchSize: o.batchSize, imageSize, shuffle: false, seed: o.seed, dropLast: false, prefetchBatches: o.prefetch, decodeConcurrency: o.workers });
+    return createLoader([...samples], {
+      batchSize: o.batchSize,
+      imageSize,
+      shuffle: false,
+      seed: o.seed,
+      dropLast: false,
+      prefetchBatches: o.prefetch,
+      decodeConcurrency: o.workers,
+      groupPatients: o.patientContext > 0,
+    });
   }
 
-  /** A batch as the engine takes it; `metadata` encodes its samples when the model fuses metadata. */
+  /**
+   * A batch as the engine takes it; `metadata` encodes its samples when the model fuses metadata,
+   * and a model with patient context learns which images share a patient.
+   */
   private batchRequest(batch: Batch, metadata: ((samples: readonly LesionSample[]) => Float32Array) | null) {
     return {
       ...engineImages(batch),
@@ -286,6 +315,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       height: batch.height,
       width: batch.width,
       ...(metadata ? { metadata: metadata(batch.samples) } : {}),
+      ...(this.options.patientContext > 0 ? { groups: patientGroups(batch.samples) } : {}),
     };
   }
 
@@ -314,6 +344,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.stopReasonText = null;
     // One loader per image size (progressive resizing); the epoch order depends on the seed and epoch only.
     const trainMetadata = this.metadataFor(data.train, { training: true });
+    if (o.patientContext > 0 && !hasPatientWithSeveralImages(data.train))
+      this.emit('log', 'patient context: no patient of the training set has more than one image, so the context branch sees no other image (the model learns from each image alone)');
     const loaders = new Map<number, ReturnType<typeof createLoader>>();
     const loaderFor = (imageSize: number) => {
       const existing = loaders.get(imageSize);
@@ -329,6 +361,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         decodeConcurrency: o.workers,
         // Train steps only: scoring keeps sharp (its test-time views flip host pixels).
         decode: o.decode,
+        groupPatients: o.patientContext > 0,
       });
       loaders.set(imageSize, created);
       return created;
@@ -516,7 +549,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         });
       });
     }
-    return out;
+    return inSampleOrder(loader, out);
   }
 
   /** Predictions with each image's embedding (`embedding`), in order. */
@@ -568,7 +601,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       scored += batch.batchSize;
       onBatch?.(scored, samples.length);
     }
-    return perView.map(({ predictions, lossSum }) => {
+    return perView.map(({ predictions: inLoaderOrder, lossSum }) => {
+      const predictions = inSampleOrder(loader, inLoaderOrder);
       if (!labelled || predictions.length === 0) return { loss: null, auc: null, aucNote: 'samples without targets', predictions };
       const auc = rocAucOrNull(
         predictions.map((p) => p.target as number),

@@ -1,0 +1,87 @@
+/**
+ * Patient context through the Trainer: fit and predict score each image with its patient's other
+ * images, predictions come back in the samples' order, a checkpoint brings the branch back, the
+ * option is checked, and the CLI flag reaches the model.
+ */
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import type { LesionSample } from '../../src/data/types';
+import { Trainer } from '../../src/train/trainer';
+import { TINY_TRAINER, tempDir, tinyDemo } from './helpers';
+
+const root = tempDir('melanoma-context-');
+let samples: LesionSample[];
+let demoDir: string;
+
+beforeAll(async () => {
+  // The demo data: two images per patient, patients 0, 0, 1, 1, ...
+  ({ dir: demoDir, samples } = await tinyDemo(root));
+});
+
+const logitsByName = (predictions: readonly { imageName: string; logit: number }[]) => new Map(predictions.map((p) => [p.imageName, p.logit]));
+
+test('fit and predict in context; predictions in the samples order, whatever it is; a checkpoint predicts the same', async () => {
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1, patientContext: 8 });
+  const logs: string[] = [];
+  trainer.on('log', (line: string) => logs.push(line));
+  const file = path.join(root, 'context.safetensors');
+  try {
+    // Patients interleaved (every other sample first), so that scoring must regroup them.
+    const interleaved = [...samples.filter((_, i) => i % 2 === 0), ...samples.filter((_, i) => i % 2 === 1)];
+    const [record] = await trainer.fit({ train: interleaved, valid: interleaved });
+    expect(Number.isFinite(record.trainLoss)).toBe(true);
+    expect(logs.some((l) => l.startsWith('patient context:'))).toBe(false);
+    const predicted = await trainer.predict(interleaved);
+    expect(predicted.map((p) => p.imageName)).toEqual(interleaved.map((s) => s.imageName));
+    const reversed = await trainer.predict([...interleaved].reverse());
+    expect(reversed.map((p) => p.imageName)).toEqual([...interleaved].reverse().map((s) => s.imageName));
+    const byName = logitsByName(predicted);
+    for (const p of reversed) expect(p.logit).toBeCloseTo(byName.get(p.imageName)!, 5);
+    // Each image its own patient: other scores (the context is used at prediction time).
+    const alone = await trainer.predict(interleaved.map((s) => ({ ...s, patientId: `alone-${s.imageName}` })));
+    expect(alone.some((p, i) => Math.abs(p.logit - predicted[i].logit) > 1e-5)).toBe(true);
+    await trainer.save(file);
+    const loaded = await Trainer.load(file);
+    try {
+      expect(loaded.options.patientContext).toBe(8);
+      expect((await loaded.predict(interleaved)).map((p) => p.logit)).toEqual(predicted.map((p) => p.logit));
+    } finally {
+      await loaded.dispose();
+    }
+  } finally {
+    await trainer.dispose();
+  }
+});
+
+test('a training set without a patient of several images gets a note that the context sees nothing', async () => {
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1, patientContext: 4 });
+  const logs: string[] = [];
+  trainer.on('log', (line: string) => logs.push(line));
+  try {
+    const single = samples.slice(0, 8).map((s) => ({ ...s, patientId: `own-${s.imageName}` }));
+    await trainer.fit({ train: single });
+    expect(logs).toContain('patient context: no patient of the training set has more than one image, so the context branch sees no other image (the model learns from each image alone)');
+  } finally {
+    await trainer.dispose();
+  }
+});
+
+test.each([[-1], [1.5], [5000]])('patientContext %p is refused, naming the option and its range', (value) => {
+  expect(() => new Trainer({ ...TINY_TRAINER, patientContext: value })).toThrow('Expected integer between 0 and 4096 for patientContext but received ' + String(value));
+});
+
+test('`train --patient-context` builds the context model (its parameter count includes the branch)', () => {
+  const cli = path.resolve(__dirname, '../../dist/cli.js');
+  const args = ['train', '--data', demoDir, '--device', 'cpu', '--width-factor', '0.25', '--image-size', '32', '--batch-size', '4', '--epochs', '1', '--folds', '2', '--runs-dir', path.join(root, 'runs'), '--workers', '1'];
+  const plain = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  const context = spawnSync(process.execPath, [cli, ...args, '--patient-context', '16'], { encoding: 'utf8' });
+  expect(plain.status).toBe(0);
+  expect(context.status).toBe(0);
+  expect(context.stdout).toMatch(/x0\.25 width \+ patient context \(16\),/);
+  const count = (out: string) => Number(/, ([\d,]+) parameters/.exec(out)![1].replace(/,/g, ''));
+  const pooled = 1280 / 4; // the head's channels at quarter width
+  expect(count(context.stdout) - count(plain.stdout)).toBe(3 * (pooled * 16 + 16) + 16 + 1);
+  const refused = spawnSync(process.execPath, [cli, ...args, '--patient-context', 'wide'], { encoding: 'utf8' });
+  expect(refused.status).not.toBe(0);
+  expect(refused.stderr).toMatch(/--patient-context/);
+});
