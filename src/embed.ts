@@ -115,6 +115,8 @@ export async function embedDataset(options: EmbedOptions): Promise<EmbedResult> 
   for (const group of groups) {
     const trainer = await Trainer.load(group.checkpoint, overrides);
     try {
+      const contextNote = trainer.patientContextNote(group.samples, 'embedded');
+      if (contextNote) log(contextNote);
       log(`embedding ${group.samples.length} images with ${group.checkpoint} (${trainer.options.model}, ${imageSize ?? trainer.imageSizeAt(trainer.completedEpochs)}px)`);
       const before = scored;
       const predictions = await trainer.embed(group.samples, { imageSize, onBatch: (n) => onProgress?.((scored = before + n), samples.length) });

@@ -111,6 +111,8 @@ export async function explainImages(options: ExplainOptions): Promise<ExplainRes
   let explained: GradCamPrediction[];
   try {
     log(`explaining ${samples.length} images with ${checkpoints[0]} (${trainer.options.model}, ${imageSize ?? trainer.imageSizeAt(trainer.completedEpochs)}px)`);
+    const contextNote = trainer.patientContextNote(all, 'explained');
+    if (contextNote) log(contextNote);
     explained = await trainer.gradCam(samples, { imageSize, population: all });
   } finally {
     await trainer.dispose();

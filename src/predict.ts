@@ -254,9 +254,13 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   const uglySums = new Float64Array(samples.length);
   const perViewLines: string[] = ['image_name,checkpoint,view,score'];
   const started = performance.now();
+  let notedContext = false; // once for an ensemble
   for (const [index, file] of checkpoints.entries()) {
     const trainer = await Trainer.load(file, overrides);
     try {
+      const contextNote = trainer.patientContextNote(samples, 'scored');
+      if (contextNote && !notedContext) log(contextNote);
+      notedContext ||= contextNote !== null;
       const onBatch = (scored: number, images: number) => {
         const done = index * images + scored;
         const imagesPerSecond = done / Math.max((performance.now() - started) / 1000, 1e-9);

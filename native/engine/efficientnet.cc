@@ -1,5 +1,7 @@
 #include "efficientnet.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
 #include <cmath>
 
 namespace engine {
@@ -194,9 +196,15 @@ torch::Tensor EfficientNetImpl::patientContext(const torch::Tensor& embeddings,
   const auto attends = groups.unsqueeze(1).eq(groups.unsqueeze(0))
                            .logical_and(index.unsqueeze(1).ne(index.unsqueeze(0)));
   const auto hasOthers = attends.any(1, /*keepdim=*/true);
-  // Scores in fp32 whatever the autocast type, so that the mask value cannot overflow.
-  auto scores = torch::matmul(query, key.t()).to(torch::kFloat) /
-                std::sqrt(static_cast<double>(query.size(1)));
+  torch::Tensor scores;
+  {
+    // Scores in fp32 whatever the autocast type: under fp16 autocast a large q.k would round to
+    // inf (and the softmax to NaN), and the -1e9 mask does not fit either. Autocast would cast
+    // fp32 inputs of matmul back down, so it is switched off for this product.
+    c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+    scores = torch::matmul(query.to(torch::kFloat), key.to(torch::kFloat).t()) /
+             std::sqrt(static_cast<double>(query.size(1)));
+  }
   scores = scores.masked_fill(attends.logical_not(), -1e9);
   // A row without others is a uniform softmax over masked scores: zero it, its context is none.
   const auto weights = torch::softmax(scores, 1) * attends.to(torch::kFloat);

@@ -7,7 +7,7 @@
  */
 import { DataError } from './errors';
 import { ImageBytesReader, describeSource, loadSampleImage, readSampleJpeg } from './images';
-import { groupByPatient, patientBatchEnds } from './patients';
+import { defaultPatientRunLength, groupByPatient, patientBatchEnds } from './patients';
 import { mixSeed, mulberry32, shuffleInPlace } from './random';
 import { Batch, DECODE_BACKENDS, LesionSample, LoaderOptions, LoaderStats } from './types';
 
@@ -47,6 +47,7 @@ const OPTION_NAMES = [
   'positiveFraction',
   'decode',
   'groupPatients',
+  'patientRunLength',
 ];
 
 function validate(samples: LesionSample[], o: LoaderOptions): void {
@@ -68,6 +69,10 @@ function validate(samples: LesionSample[], o: LoaderOptions): void {
   if (o.groupPatients !== undefined && typeof o.groupPatients !== 'boolean') throw new TypeError(`Expected boolean for groupPatients but received ${typeof o.groupPatients}`);
   if (o.groupPatients && o.positiveFraction !== undefined)
     throw new RangeError('Expected no positiveFraction with groupPatients: repeated positives would each be scored in the context of their own copies');
+  if (o.patientRunLength !== undefined) {
+    if (!o.groupPatients || !o.shuffle) throw new RangeError('Expected patientRunLength only with groupPatients and shuffle (it shapes training epochs)');
+    if (!Number.isInteger(o.patientRunLength) || o.patientRunLength < 1) throw new RangeError(`Expected positive integer for patientRunLength but received ${String(o.patientRunLength)}`);
+  }
   if (o.groupPatients && !o.shuffle && o.dropLast)
     throw new RangeError('Expected dropLast false for an unshuffled loader with groupPatients: its batches end between patients, so they are not all batchSize');
   if (o.onBadImage !== undefined && o.onBadImage !== 'skip' && o.onBadImage !== 'error')
@@ -129,7 +134,10 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
     const random = mulberry32(mixSeed(o.seed, epochIndex));
     if (o.positiveFraction !== undefined) return shuffleInPlace(balancedIndices(samples, o.positiveFraction, random), random);
     const order = samples.map((_, i) => i);
-    if (o.groupPatients) return groupByPatient(samples, order, o.shuffle ? random : undefined).flat();
+    if (o.groupPatients) {
+      const runLength = o.patientRunLength ?? defaultPatientRunLength(o.batchSize);
+      return groupByPatient(samples, order, o.shuffle ? { random, runLength } : undefined).flat();
+    }
     return o.shuffle ? shuffleInPlace(order, random) : order;
   }
 

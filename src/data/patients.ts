@@ -25,15 +25,35 @@ function patientRuns(samples: readonly LesionSample[], order: readonly number[])
 }
 
 /**
- * `order` rearranged so that each patient's images are consecutive. With `random`, patients come
- * in a random order and each patient's images too (a training epoch); without, patients keep the
- * order of their first image and images their order (scoring).
+ * `order` rearranged so that each patient's images are consecutive. Without `shuffle`, patients
+ * keep the order of their first image and images their order (scoring). With it (a training
+ * epoch), each patient's images are shuffled and cut into runs of at most `shuffle.runLength`,
+ * and the runs of all patients come in a random order.
  */
-export function groupByPatient(samples: readonly LesionSample[], order: readonly number[], random?: () => number): number[][] {
+export function groupByPatient(
+  samples: readonly LesionSample[],
+  order: readonly number[],
+  shuffle?: { random: () => number; runLength: number },
+): number[][] {
   const runs = patientRuns(samples, order);
-  if (!random) return runs;
-  for (const run of runs) shuffleInPlace(run, random);
-  return shuffleInPlace(runs, random);
+  if (!shuffle) return runs;
+  const cut: number[][] = [];
+  for (const run of runs) {
+    shuffleInPlace(run, shuffle.random);
+    for (let i = 0; i < run.length; i += shuffle.runLength) cut.push(run.slice(i, i + shuffle.runLength));
+  }
+  return shuffleInPlace(cut, shuffle.random);
+}
+
+/**
+ * How many images of one patient a training batch takes together by default: a quarter of the
+ * batch (at least 2). ISIC 2020 has about 16 images per patient; whole patients would fill a
+ * batch of 8 with one patient's skin, and BatchNorm would learn its statistics from one or two
+ * patients per batch while evaluation uses the running ones. A quarter keeps 4 or more patients
+ * in every batch and still gives each image others of its patient to attend over.
+ */
+export function defaultPatientRunLength(batchSize: number): number {
+  return Math.max(2, Math.ceil(batchSize / 4));
 }
 
 /**
@@ -86,4 +106,15 @@ export function hasPatientWithSeveralImages(samples: readonly LesionSample[]): b
     seen.add(patientId);
   }
   return false;
+}
+
+/**
+ * `chosen`, then the samples of `population` that share a patient with one of them (by
+ * patient_id; not the chosen ones again, by image name): what a patient-context model must see
+ * to score the chosen images as it scored them within the whole population.
+ */
+export function withTheirPatients(chosen: readonly LesionSample[], population: readonly LesionSample[]): LesionSample[] {
+  const patients = new Set(chosen.map((s) => s.patientId).filter((id) => id !== ''));
+  const names = new Set(chosen.map((s) => s.imageName));
+  return [...chosen, ...population.filter((s) => patients.has(s.patientId) && !names.has(s.imageName))];
 }

@@ -69,12 +69,18 @@ export interface LoaderOptions {
    */
   positiveFraction?: number;
   /**
-   * Keep each patient's images together (models with patient context): a shuffled epoch shuffles
-   * patients, then each patient's images, and cuts batches of batchSize from that order (a patient
-   * at a cut is split); an unshuffled (scoring) loader ends its batches between patients, so that
-   * only a patient with more than batchSize images is split. Default: off.
+   * Keep each patient's images together (models with patient context). A shuffled epoch shuffles
+   * each patient's images, cuts them into runs of at most patientRunLength, shuffles the runs of
+   * all patients, and cuts batches of batchSize from that order (a run at a cut is split). An
+   * unshuffled (scoring) loader ends its batches between patients, so that only a patient with
+   * more than batchSize images is split. Default: off.
    */
   groupPatients?: boolean;
+  /**
+   * With groupPatients and shuffle: the most images of one patient kept together in a training
+   * batch. Default: defaultPatientRunLength(batchSize), a quarter of the batch (at least 2).
+   */
+  patientRunLength?: number;
 }
 
 /** Throughput figures a loader reports after (or during) an epoch. */

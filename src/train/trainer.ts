@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'events';
 import { Loader, createLoader, engineImages } from '../data/loader';
-import { hasPatientWithSeveralImages, patientGroups } from '../data/patients';
+import { hasPatientWithSeveralImages, patientGroups, withTheirPatients } from '../data/patients';
 import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
@@ -333,6 +333,16 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /**
+   * For a model with patient context: a note when no patient of `samples` has more than one image
+   * (no patient_id, or one image each), so that each image is `verb` (trained, scored) alone, as
+   * without the context. Null otherwise.
+   */
+  patientContextNote(samples: readonly LesionSample[], verb: string): string | null {
+    if (this.options.patientContext === 0 || hasPatientWithSeveralImages(samples)) return null;
+    return `patient context: no patient of these ${samples.length} images has more than one of them (by patient_id), so each image is ${verb} alone, without context`;
+  }
+
+  /**
    * Trains for `options.epochs` epochs in all (a loaded checkpoint continues where it stopped),
    * validating after each. Resolves with the whole history.
    */
@@ -344,8 +354,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.stopReasonText = null;
     // One loader per image size (progressive resizing); the epoch order depends on the seed and epoch only.
     const trainMetadata = this.metadataFor(data.train, { training: true });
-    if (o.patientContext > 0 && !hasPatientWithSeveralImages(data.train))
-      this.emit('log', 'patient context: no patient of the training set has more than one image, so the context branch sees no other image (the model learns from each image alone)');
+    const contextNote = this.patientContextNote(data.train, 'trained');
+    if (contextNote) this.emit('log', contextNote);
     const loaders = new Map<number, ReturnType<typeof createLoader>>();
     const loaderFor = (imageSize: number) => {
       const existing = loaders.get(imageSize);
@@ -521,12 +531,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    */
   async gradCam(
     samples: readonly LesionSample[],
-    { imageSize, population }: { imageSize?: number; /** With metadata: the set whose images per patient are counted (default `samples`). */ population?: readonly LesionSample[] } = {},
+    { imageSize, population }: { imageSize?: number; /** The set the samples belong to: its images per patient are counted (metadata), and its other images of their patients give the context (patient context). Default `samples`. */ population?: readonly LesionSample[] } = {},
   ): Promise<GradCamPrediction[]> {
     const engine = await this.ensureEngine();
     const size = imageSize ?? this.imageSizeAt(this.epochsDone);
-    const loader = this.scoringLoader(samples, size);
-    // A few chosen images of a larger set must see the patient counts of that set, as scoring did.
+    // A few chosen images of a larger set must see that set as scoring did: its patient counts
+    // (metadata), and with patient context the patient's other images, explained beside them.
+    const scored = this.options.patientContext > 0 && population ? withTheirPatients(samples, population) : samples;
+    const loader = this.scoringLoader(scored, size);
     const metadata = this.metadataFor(population ?? samples);
     const out: GradCamPrediction[] = [];
     for await (const batch of loader.epoch(0)) {
@@ -549,7 +561,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         });
       });
     }
-    return inSampleOrder(loader, out);
+    return inSampleOrder(loader, out).slice(0, samples.length);
   }
 
   /** Predictions with each image's embedding (`embedding`), in order. */

@@ -4,7 +4,7 @@
  */
 import sharp from 'sharp';
 import { createLoader } from '../../src/data/loader';
-import { groupByPatient, patientBatchEnds, patientGroups } from '../../src/data/patients';
+import { defaultPatientRunLength, groupByPatient, patientBatchEnds, patientGroups } from '../../src/data/patients';
 import { mulberry32 } from '../../src/data/random';
 import { Batch, LesionSample, LoaderOptions } from '../../src/data/types';
 
@@ -56,12 +56,26 @@ describe('groupByPatient', () => {
 
   test('shuffled: a seeded permutation with every patient contiguous, other seeds another order', () => {
     const order = samples.map((_, i) => i);
-    const a = groupByPatient(samples, order, mulberry32(1)).flat();
-    expect(groupByPatient(samples, order, mulberry32(1)).flat()).toEqual(a);
+    const shuffled = (seed: number) => groupByPatient(samples, order, { random: mulberry32(seed), runLength: 8 }).flat();
+    const a = shuffled(1);
+    expect(shuffled(1)).toEqual(a);
     expect([...a].sort((x, y) => x - y)).toEqual(order);
     expect(contiguous(ids(samples, a))).toBe(true);
-    const others = [2, 3, 4, 5].map((seed) => groupByPatient(samples, order, mulberry32(seed)).flat());
-    expect(others.some((o) => o.join() !== a.join())).toBe(true);
+    expect([2, 3, 4, 5].map(shuffled).some((o) => o.join() !== a.join())).toBe(true);
+  });
+
+  test('shuffled: a patient with more images than runLength comes in runs of at most runLength, all of its own', () => {
+    const many = ['A', 'A', 'A', 'A', 'A', 'B', 'C', 'C'];
+    const runs = groupByPatient(many.map((patientId) => ({ patientId }) as LesionSample), many.map((_, i) => i), { random: mulberry32(3), runLength: 2 });
+    expect(runs.every((run) => run.length >= 1 && run.length <= 2 && new Set(run.map((i) => many[i])).size === 1)).toBe(true);
+    expect(runs.filter((run) => many[run[0]] === 'A').map((run) => run.length).sort()).toEqual([1, 2, 2]);
+    expect(runs.flat().sort((x, y) => x - y)).toEqual(many.map((_, i) => i));
+  });
+});
+
+describe('defaultPatientRunLength', () => {
+  test('a quarter of the batch, at least 2', () => {
+    expect([1, 4, 8, 9, 32, 128].map(defaultPatientRunLength)).toEqual([2, 2, 2, 3, 8, 32]);
   });
 });
 
@@ -98,16 +112,19 @@ describe('loader with groupPatients', () => {
   beforeAll(async () => (samples = await samplesOf(patients)));
   const base: LoaderOptions = { batchSize: 5, imageSize: 16, shuffle: true, seed: 9, dropLast: false, prefetchBatches: 2, decodeConcurrency: 2, groupPatients: true };
 
-  test('a shuffled epoch keeps each patient together, seeded, and covers every image once', async () => {
-    const loader = createLoader(samples, base);
+  test('a shuffled epoch keeps each patient together (runs as long as its patients), seeded, and covers every image once', async () => {
+    const options = { ...base, patientRunLength: 3 };
+    const loader = createLoader(samples, options);
     const order = loader.epochOrder(2);
     expect(contiguous(ids(samples, order))).toBe(true);
-    expect(createLoader(samples, base).epochOrder(2)).toEqual(order);
+    expect(createLoader(samples, options).epochOrder(2)).toEqual(order);
     expect(loader.epochOrder(3)).not.toEqual(order);
     expect([...order].sort((x, y) => x - y)).toEqual(samples.map((_, i) => i));
     const batches = await all(loader.epoch(2));
     expect(batches.flatMap((b) => b.samples.map((s) => s.imageName))).toEqual(order.map((i) => samples[i].imageName));
     expect(batches.every((b) => b.batchSize === 5 || b === batches[batches.length - 1])).toBe(true);
+    // By default a batch of 5 takes at most 2 images of a patient together: patients of 3 are cut.
+    expect(contiguous(ids(samples, createLoader(samples, base).epochOrder(2)))).toBe(false);
   });
 
   test('an unshuffled (scoring) loader never splits a patient across batches, and counts its batches right', async () => {
@@ -144,5 +161,7 @@ describe('loader with groupPatients', () => {
     expect(() => createLoader(samples, { ...base, positiveFraction: 0.5 })).toThrow(/Expected no positiveFraction with groupPatients/);
     expect(() => createLoader(samples, { ...base, shuffle: false, dropLast: true })).toThrow(/Expected dropLast false for an unshuffled loader with groupPatients/);
     expect(() => createLoader(samples, { ...base, groupPatients: 'yes' as unknown as boolean })).toThrow(/Expected boolean for groupPatients but received string/);
+    expect(() => createLoader(samples, { ...base, shuffle: false, patientRunLength: 2 })).toThrow('Expected patientRunLength only with groupPatients and shuffle (it shapes training epochs)');
+    expect(() => createLoader(samples, { ...base, patientRunLength: 0 })).toThrow('Expected positive integer for patientRunLength but received 0');
   });
 });

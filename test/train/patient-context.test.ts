@@ -4,7 +4,10 @@
  * option is checked, and the CLI flag reaches the model.
  */
 import { spawnSync } from 'child_process';
+import { mkdirSync } from 'fs';
 import * as path from 'path';
+import sharp from 'sharp';
+import { predict } from '../../src/predict';
 import type { LesionSample } from '../../src/data/types';
 import { Trainer } from '../../src/train/trainer';
 import { TINY_TRAINER, tempDir, tinyDemo } from './helpers';
@@ -40,6 +43,14 @@ test('fit and predict in context; predictions in the samples order, whatever it 
     // Each image its own patient: other scores (the context is used at prediction time).
     const alone = await trainer.predict(interleaved.map((s) => ({ ...s, patientId: `alone-${s.imageName}` })));
     expect(alone.some((p, i) => Math.abs(p.logit - predicted[i].logit) > 1e-5)).toBe(true);
+    // Grad-CAM of one image of a patient, within the whole set: explained beside its patient's
+    // other image, with the logit scoring gave; alone (no population) it is scored without it.
+    const chosen = interleaved[3];
+    const [explained] = await trainer.gradCam([chosen], { population: interleaved });
+    expect(explained.imageName).toBe(chosen.imageName);
+    expect(explained.logit).toBeCloseTo(byName.get(chosen.imageName)!, 5);
+    const [withoutPatient] = await trainer.gradCam([chosen]);
+    expect(Math.abs(withoutPatient.logit - byName.get(chosen.imageName)!)).toBeGreaterThan(1e-5);
     await trainer.save(file);
     const loaded = await Trainer.load(file);
     try {
@@ -53,14 +64,23 @@ test('fit and predict in context; predictions in the samples order, whatever it 
   }
 });
 
-test('a training set without a patient of several images gets a note that the context sees nothing', async () => {
+test('a training set without a patient of several images gets a note that the context sees nothing; `predict` says so too', async () => {
   const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1, patientContext: 4 });
   const logs: string[] = [];
   trainer.on('log', (line: string) => logs.push(line));
   try {
     const single = samples.slice(0, 8).map((s) => ({ ...s, patientId: `own-${s.imageName}` }));
     await trainer.fit({ train: single });
-    expect(logs).toContain('patient context: no patient of the training set has more than one image, so the context branch sees no other image (the model learns from each image alone)');
+    expect(logs).toContain('patient context: no patient of these 8 images has more than one of them (by patient_id), so each image is trained alone, without context');
+    // A bare folder of JPEGs has no patient ids: predict scores each image alone, and says so.
+    const checkpoint = path.join(root, 'single.safetensors');
+    await trainer.save(checkpoint);
+    const bare = path.join(root, 'bare');
+    mkdirSync(bare);
+    for (const name of ['a', 'b', 'c']) await sharp({ create: { width: 40, height: 40, channels: 3, background: name === 'a' ? '#884422' : '#aa6655' } }).jpeg().toFile(path.join(bare, `${name}.jpg`));
+    const lines: string[] = [];
+    await predict({ checkpoints: [checkpoint], data: bare, out: path.join(root, 'bare.csv'), log: (line) => lines.push(line) });
+    expect(lines).toContain('patient context: no patient of these 3 images has more than one of them (by patient_id), so each image is scored alone, without context');
   } finally {
     await trainer.dispose();
   }
