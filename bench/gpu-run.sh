@@ -31,12 +31,12 @@ phase() {
 # SMOKE=1 runs every phase on CPU with tiny sizes, to check this script itself on any machine.
 if [ "${SMOKE:-0}" = 1 ]; then
   DEVICE=cpu SIZE=64 STEPS=2 WARMUP=1 BATCHES=2,4 E2E="--batch-size 4 --image-size 64 --records 64 --steps 4 --warmup 1 --width-factor 0.25"
-  PRECISIONS_FIRST=fp32 PRECISIONS_REST=fp32 GRAPHS=off NATIVE_EXTRA="--width-factor 0.25" CHECK="--steps 20 --image-size 32 --batch-size 8 --width-factor 0.25" PRODUCT_EPOCHS=1
+  PRECISIONS_FIRST=fp32 PRECISIONS_REST=fp32 GRAPHS=off NATIVE_EXTRA="--width-factor 0.25" CHECK="--steps 20 --image-size 32 --batch-size 8 --width-factor 0.25" PRODUCT_EPOCHS=1 CONTEXT_PRECISION=fp32
 else
   DEVICE=cuda SIZE=256 STEPS=20 WARMUP=5 BATCHES=8,32,128,256 E2E="--batch-size 128 --image-size 256 --records 6400 --steps 40 --warmup 5"
-  PRECISIONS_FIRST=bf16 PRECISIONS_REST=fp16,fp32 GRAPHS=on,off NATIVE_EXTRA="" CHECK="--steps 200 --image-size 128 --batch-size 32" PRODUCT_EPOCHS=2
+  PRECISIONS_FIRST=bf16 PRECISIONS_REST=fp16,fp32 GRAPHS=on,off NATIVE_EXTRA="" CHECK="--steps 200 --image-size 128 --batch-size 32" PRODUCT_EPOCHS=2 CONTEXT_PRECISION=fp16
 fi
-export OUT DEVICE SIZE STEPS WARMUP NATIVE_EXTRA PRODUCT_EPOCHS PYTHON="${PYTHON:-python3}"
+export OUT DEVICE SIZE STEPS WARMUP NATIVE_EXTRA PRODUCT_EPOCHS CONTEXT_PRECISION PYTHON="${PYTHON:-python3}"
 native() { node dist/cli.js bench --device "$DEVICE" --image-size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" $NATIVE_EXTRA "$@" >> "$OUT/native.jsonl"; }
 python_eager() { "${PYTHON:-python3}" bench/python_baseline.py --device "$DEVICE" --image-size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" --out "$OUT/python.jsonl" "$@" > /dev/null; }
 export -f native python_eager
@@ -73,7 +73,8 @@ else
   log "skip end-to-end-nvjpeg: this engine has no nvJPEG decoder"
 fi
 # 4. The product itself on the device: the demo run (train:native's defaults: graphs, bf16), a
-#    prediction with TTA and a calibrator, embeddings and Grad-CAM maps.
+#    prediction with TTA and a calibrator, embeddings and Grad-CAM maps; then a patient-context
+#    model in fp16 (its attention scores are computed in fp32 under autocast) and its prediction.
 product() {
   local runs="$OUT/product-runs" log="$OUT/product.log" demo
   set -e
@@ -84,6 +85,9 @@ product() {
   node dist/cli.js predict "$run" --data "$demo" --tta 2 --calibrator "$runs/calibrator.json" --out "$runs/submission.csv" >> "$log" 2>&1
   node dist/cli.js embed "$run" --data "$demo" --out "$runs/embeddings" >> "$log" 2>&1
   node dist/cli.js explain "$run" --data "$demo" --hardest "$run/evaluation.json" --out "$runs/explained" >> "$log" 2>&1
+  node dist/cli.js train --device "$DEVICE" --epochs "$PRODUCT_EPOCHS" --patient-context 64 --precision "$CONTEXT_PRECISION" --runs-dir "$runs/context" --log-every 10 >> "$log" 2>&1
+  run="$(ls -d "$runs"/context/*/ | head -1)"
+  node dist/cli.js predict "$run" --data "$demo" --out "$runs/context-submission.csv" >> "$log" 2>&1
   rm -rf "$runs"  # only the log comes back (at most 8 files)
 }
 export -f product
