@@ -88,6 +88,15 @@ test('stopped after 4 of 6 batches of epoch 2: the checkpoint continues at batch
   expect(after.history.map(comparable)).toEqual(whole.history.map(comparable));
 });
 
+test('a patient-context model stopped inside an epoch continues with the same patient-grouped batches, exactly', async () => {
+  const context = { ...options, patientContext: 8 };
+  const whole = await uninterrupted(context);
+  const { before, after } = await stoppedAndResumed(context, 3, path.join(root, 'context-stopped.safetensors'));
+  expect([...after.losses.keys()]).toEqual(['2.5', '2.6', '3.1', '3.2', '3.3', '3.4', '3.5', '3.6']);
+  for (const [key, loss] of [...before.losses, ...after.losses]) expect(loss).toBe(whole.losses.get(key));
+  expect(after.history.map(comparable)).toEqual(whole.history.map(comparable));
+});
+
 test('a checkpoint inside an epoch refuses to continue with other batches or windows', async () => {
   const file = path.join(root, 'stopped.safetensors'); // from the test above: 4 of 6 batches of epoch 2
   for (const [overrides, message] of [
