@@ -121,9 +121,10 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
   const load = (sample: LesionSample, reader: ImageBytesReader) =>
     o.decode === 'nvjpeg' ? readSampleJpeg(sample, reader) : loadSampleImage(sample, o.imageSize, reader, o.fit);
   const samplesPerEpoch = o.positiveFraction !== undefined ? balancedIndices(samples, o.positiveFraction, mulberry32(0)).length : samples.length;
-  // An unshuffled loader that groups patients ends its batches between patients (the same
-  // batches every epoch); every other loader cuts one every batchSize images.
-  const patientEnds = o.groupPatients && !o.shuffle ? patientBatchEnds(groupByPatient(samples, samples.map((_, i) => i)), o.batchSize) : null;
+  // An unshuffled loader that groups patients has the same patient runs every epoch, and ends its
+  // batches between patients; every other loader cuts one every batchSize images.
+  const scoringRuns = o.groupPatients && !o.shuffle ? groupByPatient(samples, samples.map((_, i) => i)) : null;
+  const patientEnds = scoringRuns ? patientBatchEnds(scoringRuns, o.batchSize) : null;
   const batchesPerEpoch = patientEnds ? patientEnds.length : o.dropLast ? Math.floor(samplesPerEpoch / o.batchSize) : Math.ceil(samplesPerEpoch / o.batchSize);
   const batchStartOf = (batchIndex: number) => (patientEnds ? (batchIndex === 0 ? 0 : patientEnds[batchIndex - 1]) : batchIndex * o.batchSize);
   const endsBatch = patientEnds ? new Set(patientEnds) : null;
@@ -133,11 +134,9 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
     if (!Number.isInteger(epochIndex) || epochIndex < 0) throw new RangeError(`Expected integer >= 0 for epochIndex but received ${epochIndex}`);
     const random = mulberry32(mixSeed(o.seed, epochIndex));
     if (o.positiveFraction !== undefined) return shuffleInPlace(balancedIndices(samples, o.positiveFraction, random), random);
+    if (scoringRuns) return scoringRuns.flat();
     const order = samples.map((_, i) => i);
-    if (o.groupPatients) {
-      const runLength = o.patientRunLength ?? defaultPatientRunLength(o.batchSize);
-      return groupByPatient(samples, order, o.shuffle ? { random, runLength } : undefined).flat();
-    }
+    if (o.groupPatients) return groupByPatient(samples, order, { random, runLength: o.patientRunLength ?? defaultPatientRunLength(o.batchSize) }).flat();
     return o.shuffle ? shuffleInPlace(order, random) : order;
   }
 

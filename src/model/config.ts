@@ -56,8 +56,8 @@ export interface TrainerOptions {
    * Patient context inside the network: each image attends over the pooled features of the other
    * images of its patient in the batch (an attention of this many units), and what it attends to
    * joins the head, so the model can learn the "ugly duckling" sign end to end. Batches then keep
-   * each patient's images together (scoring never splits a patient that fits in one batch), and
-   * every image needs its patient_id. 0 (default) = each image alone, as in the report.
+   * each patient's images together (scoring never splits a patient that fits in one batch); an
+   * image without a patient_id is scored alone. 0 (default) = each image alone, as in the report.
    */
   patientContext?: number;
   /** Dropout before the output layer; default: the variant's own (0.2 for b0). */

@@ -158,9 +158,9 @@ describe('loader with groupPatients', () => {
   });
 
   test('refuses options it cannot honour, naming them', () => {
-    expect(() => createLoader(samples, { ...base, positiveFraction: 0.5 })).toThrow(/Expected no positiveFraction with groupPatients/);
-    expect(() => createLoader(samples, { ...base, shuffle: false, dropLast: true })).toThrow(/Expected dropLast false for an unshuffled loader with groupPatients/);
-    expect(() => createLoader(samples, { ...base, groupPatients: 'yes' as unknown as boolean })).toThrow(/Expected boolean for groupPatients but received string/);
+    expect(() => createLoader(samples, { ...base, positiveFraction: 0.5 })).toThrow('Expected no positiveFraction with groupPatients: repeated positives would each be scored in the context of their own copies');
+    expect(() => createLoader(samples, { ...base, shuffle: false, dropLast: true })).toThrow('Expected dropLast false for an unshuffled loader with groupPatients: its batches end between patients, so they are not all batchSize');
+    expect(() => createLoader(samples, { ...base, groupPatients: 'yes' as unknown as boolean })).toThrow('Expected boolean for groupPatients but received string');
     expect(() => createLoader(samples, { ...base, shuffle: false, patientRunLength: 2 })).toThrow('Expected patientRunLength only with groupPatients and shuffle (it shapes training epochs)');
     expect(() => createLoader(samples, { ...base, patientRunLength: 0 })).toThrow('Expected positive integer for patientRunLength but received 0');
   });

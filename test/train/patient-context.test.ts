@@ -4,7 +4,7 @@
  * option is checked, and the CLI flag reaches the model.
  */
 import { spawnSync } from 'child_process';
-import { mkdirSync } from 'fs';
+import { existsSync, mkdirSync } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { predict } from '../../src/predict';
@@ -102,6 +102,10 @@ test('`train --patient-context` builds the context model (its parameter count in
   const pooled = 1280 / 4; // the head's channels at quarter width
   expect(count(context.stdout) - count(plain.stdout)).toBe(3 * (pooled * 16 + 16) + 16 + 1);
   const refused = spawnSync(process.execPath, [cli, ...args, '--patient-context', 'wide'], { encoding: 'utf8' });
-  expect(refused.status).not.toBe(0);
-  expect(refused.stderr).toMatch(/--patient-context/);
+  expect(refused.status).toBe(2);
+  expect(refused.stderr).toContain("expected an integer >= 0 for --patient-context but received 'wide'");
+  const tooWide = spawnSync(process.execPath, [cli, ...args, '--patient-context', '5000', '--runs-dir', path.join(root, 'refused-runs')], { encoding: 'utf8' });
+  expect(tooWide.status).toBe(2);
+  expect(tooWide.stderr).toContain('Expected integer between 0 and 4096 for patientContext but received 5000');
+  expect(existsSync(path.join(root, 'refused-runs'))).toBe(false); // refused before anything is written
 });

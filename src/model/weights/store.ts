@@ -136,8 +136,8 @@ export function pretrainedOptions(resolved: ResolvedOptions, given: TrainerOptio
 
 /**
  * Engine tensors of the head (the layers after pooling, the metadata and patient-context branches
- * among them), which
- * fine-tuning starts fresh; the engine gives the same tensors the head's learning rate.
+ * among them), which fine-tuning starts fresh; the engine gives the same tensors the head's
+ * learning rate.
  */
 export function isHeadTensor(name: string): boolean {
   return name.startsWith('classifier.') || name.startsWith('head_fc.') || name.startsWith('meta_fc') || name.startsWith('ctx_');
