@@ -19,7 +19,7 @@ import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
 import { registerWeightsCommand } from './cli/weights';
 import { MODEL_NAMES, ModelName } from './model/architectures';
-import { OutputExistsError } from './cli/evaluate';
+import { OutputExistsError } from './files';
 import { EngineError, NativeLoadError } from './native';
 import { TTA_VIEWS, predict } from './predict';
 import { embedDataset } from './embed';

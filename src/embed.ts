@@ -11,9 +11,8 @@
 import { parse } from 'csv-parse/sync';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { OutputExistsError } from './cli/evaluate';
 import type { LesionSample } from './data/types';
-import { csvField } from './files';
+import { csvField, OutputExistsError } from './files';
 import { readFoldsCsv } from './folds';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
 import { ScoringOptions, cvFoldCheckpoints, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';

@@ -8,7 +8,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { OutputExistsError } from './cli/evaluate';
+import { OutputExistsError } from './files';
 import { ScoringOptions, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
 import { escapeHtml } from './report/svg';
 import { GradCamPrediction, Trainer } from './train/trainer';

@@ -1,7 +1,34 @@
 /** Small file helpers shared by everything that writes what a user keeps (checkpoints, CSVs). */
 import { randomBytes } from 'crypto';
+import * as fs from 'fs';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
+
+/** Refusal to replace something the user made (a results file, a checkpoint, an output folder): nothing was written. */
+export class OutputExistsError extends Error {
+  override name = 'OutputExistsError';
+}
+
+/**
+ * Before any work, so a refusal costs nothing: refuses when `file` exists. `instead` says what to
+ * do (e.g. "choose another --out or move that file away").
+ */
+export function refuseExistingFile(file: string, instead: string): void {
+  if (fs.existsSync(file)) throw new OutputExistsError(`${file} already exists and was left untouched: ${instead}`);
+}
+
+/**
+ * Writes a new file atomically (writeFileAtomic without overwrite), after refuseExistingFile
+ * passed: a file of that name created meanwhile is refused in the same words, left as it was.
+ */
+export async function writeNewFile(file: string, data: Buffer | readonly Buffer[], instead: string): Promise<void> {
+  try {
+    await writeFileAtomic(file, data);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new OutputExistsError(`${file} appeared meanwhile and was left untouched: ${instead}`);
+    throw e;
+  }
+}
 
 /**
  * Writes atomically: a temporary file in the same folder, fsync, then rename, so a crash never

@@ -36,6 +36,8 @@ export type { LesionSample, Batch, LoaderOptions } from './data/types';
 export { stratifiedGroupKFold, assignFileFolds, splitByFold, writeFoldsCsv, readFoldsCsv } from './folds';
 export * from './metrics';
 export { evaluatePredictionsFile } from './cli/evaluate';
+// Every refusal to replace a user's file (checkpoint, results, output folder) is one of these.
+export { OutputExistsError } from './files';
 export { Engine, EngineError, NativeLoadError, torchInfo } from './native';
 export { importWeights, resolvePretrained, listImportedWeights, WeightsError } from './model/weights';
 export type { ImportWeightsOptions, ImportWeightsResult, WeightsInfo } from './model/weights';

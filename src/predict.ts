@@ -11,11 +11,10 @@ import { DataError } from './data/errors';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
 import { openDataset } from './data/isic';
 import type { LesionSample } from './data/types';
-import { csvField } from './files';
+import { csvField, OutputExistsError } from './files';
 import { rocAucOrNull } from './metrics/auc';
 import { logit } from './metrics/calibration';
 import type { Device, TrainerOptions } from './model/config';
-import { OutputExistsError } from './cli/evaluate';
 import { Trainer, ViewTransform } from './train/trainer';
 
 /** The 8 symmetries of a square, in the order TTA takes them (2 views = identity + flip, ...). */

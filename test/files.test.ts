@@ -2,7 +2,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { writeFileAtomic } from '../src/files';
+import { OutputExistsError, refuseExistingFile, writeFileAtomic, writeNewFile } from '../src/files';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'melanoma-files-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -36,4 +36,28 @@ test('parts are written in order as one file, without being concatenated first',
   const parts = [Buffer.from('head'), Buffer.alloc(0), Buffer.alloc(300_000, 7), Buffer.from('tail')];
   await writeFileAtomic(file, parts);
   expect(readFileSync(file).equals(Buffer.concat(parts))).toBe(true);
+});
+
+describe('refuseExistingFile and writeNewFile (the refusals of compare --json, ensemble --out and calibrate)', () => {
+  const instead = 'choose another --out or move that file away';
+
+  test('a file that exists is refused before any work, in words that name it and the fix', () => {
+    const file = path.join(dir, 'results.json');
+    writeFileSync(file, 'mine');
+    expect(() => refuseExistingFile(file, instead)).toThrow(new OutputExistsError(`${file} already exists and was left untouched: ${instead}`));
+    expect(() => refuseExistingFile(path.join(dir, 'absent.json'), instead)).not.toThrow();
+  });
+
+  test('a file created between the check and the write is refused as having appeared, and kept', async () => {
+    const file = path.join(dir, 'late.csv');
+    refuseExistingFile(file, instead); // passes: nothing there yet
+    writeFileSync(file, 'theirs'); // another writer, meanwhile
+    const refusal = await writeNewFile(file, Buffer.from('ours'), instead).catch((e: unknown) => e);
+    expect(refusal).toBeInstanceOf(OutputExistsError);
+    expect((refusal as Error).message).toBe(`${file} appeared meanwhile and was left untouched: ${instead}`);
+    expect(readFileSync(file, 'utf8')).toBe('theirs');
+    await writeNewFile(path.join(dir, 'fresh.csv'), Buffer.from('ours'), instead);
+    expect(readFileSync(path.join(dir, 'fresh.csv'), 'utf8')).toBe('ours');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
 });

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CALIBRATOR_KINDS, CalibrationReport, Calibrator, CalibratorError, CalibratorKind, fitCalibrator } from '../calibrate';
 import { readUglyDuckling } from '../embed';
-import { csvField, writeFileAtomic } from '../files';
+import { csvField, refuseExistingFile, writeNewFile } from '../files';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
 import { CV_FILES } from '../train/cv';
 
@@ -40,14 +40,7 @@ export interface CalibrateFileResult {
   written: string[];
 }
 
-async function publish(file: string, text: string): Promise<void> {
-  try {
-    await writeFileAtomic(file, Buffer.from(text));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new CalibratorError(`${file} appeared meanwhile and was left untouched: choose another path`);
-    throw e;
-  }
-}
+const CHOOSE_ANOTHER = 'choose another path (--out / --cross-fitted-out) or move that file away';
 
 export async function calibratePredictionsFile(input: string, options: CalibrateFileOptions = {}): Promise<CalibrateFileResult> {
   const file = resolvePredictionsFile(input);
@@ -57,7 +50,7 @@ export async function calibratePredictionsFile(input: string, options: Calibrate
     throw new CalibratorError(`--out and --cross-fitted-out are both ${out}: give the cross-fitted predictions a file of their own`);
   const outputs = options.crossFittedOut ? [out, options.crossFittedOut] : [out];
   // Before any work: a file that exists is never replaced.
-  for (const o of outputs) if (fs.existsSync(o)) throw new CalibratorError(`${o} already exists and was left untouched: choose another path (--out / --cross-fitted-out) or move that file away`);
+  for (const o of outputs) refuseExistingFile(o, CHOOSE_ANOTHER);
   const rows = readPredictionsCsv(file);
   const uglyDuckling = options.uglyDucklingCsv ? await readUglyDuckling(options.uglyDucklingCsv) : undefined;
   if (uglyDuckling) {
@@ -66,13 +59,13 @@ export async function calibratePredictionsFile(input: string, options: Calibrate
       throw new CalibratorError(`${options.uglyDucklingCsv} lacks ${missing.length} of the ${rows.length} images of ${file} (e.g. ${missing[0].imageName}): embed the same cv folder's data`);
   }
   const { calibrator, crossFitted } = fitCalibrator(rows, { kind, l2: options.l2, source: file, uglyDuckling });
-  await publish(out, JSON.stringify(calibrator, null, 2) + '\n');
+  await writeNewFile(out, Buffer.from(JSON.stringify(calibrator, null, 2) + '\n'), CHOOSE_ANOTHER);
   const written = [out];
   if (options.crossFittedOut) {
     const withPatients = rows.every((r) => r.patientId);
     const lines = [withPatients ? 'image_name,patient_id,target,score' : 'image_name,target,score'];
     rows.forEach((r, i) => lines.push([r.imageName, ...(withPatients ? [r.patientId as string] : []), String(r.target), String(crossFitted[i])].map(csvField).join(',')));
-    await publish(options.crossFittedOut, lines.join('\n') + '\n');
+    await writeNewFile(options.crossFittedOut, Buffer.from(lines.join('\n') + '\n'), CHOOSE_ANOTHER);
     written.push(options.crossFittedOut);
   }
   return { calibrator, written };

@@ -5,9 +5,8 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { refuse } from './usage';
-import * as fs from 'fs';
 import * as path from 'path';
-import { writeFileAtomic } from '../files';
+import { refuseExistingFile, writeNewFile } from '../files';
 import { DelongTestResult, delongTest } from '../metrics/delong';
 import { PredictionRow, PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
 
@@ -86,8 +85,9 @@ export function registerCompareCommand(program: Command): void {
     }, 0.95)
     .option('--json <file>', 'also write the result as JSON (refuses to overwrite)')
     .action(async (fileA: string, fileB: string, opts: { level: number; json?: string }, command: Command) => {
+      const instead = 'choose another --json path or move that file away';
       // Before any work: a results file that exists is never replaced.
-      if (opts.json && fs.existsSync(opts.json)) refuse(command, `${opts.json} already exists and was left untouched: choose another --json path or move that file away`);
+      if (opts.json) refuseExistingFile(opts.json, instead);
       let result: PredictionsComparison;
       try {
         result = comparePredictionFiles(fileA, fileB, { level: opts.level });
@@ -97,13 +97,7 @@ export function registerCompareCommand(program: Command): void {
       }
       process.stdout.write(formatComparison(result).join('\n') + '\n');
       if (opts.json) {
-        try {
-          await writeFileAtomic(opts.json, Buffer.from(JSON.stringify(result, null, 2) + '\n'));
-        } catch (e) {
-          // Created by someone else since the check above.
-          if ((e as NodeJS.ErrnoException).code === 'EEXIST') refuse(command, `${opts.json} appeared meanwhile and was left untouched: choose another --json path`);
-          throw e;
-        }
+        await writeNewFile(opts.json, Buffer.from(JSON.stringify(result, null, 2) + '\n'), instead);
         process.stdout.write(`wrote ${opts.json}\n`);
       }
     });

@@ -6,10 +6,9 @@
  */
 import { Command, Option } from 'commander';
 import { refuse } from './usage';
-import * as fs from 'fs';
 import { resolvePredictionsFile } from './calibrate';
 import { joinPredictionFiles } from './compare';
-import { csvField, writeFileAtomic } from '../files';
+import { csvField, refuseExistingFile, writeNewFile } from '../files';
 import { rocAuc } from '../metrics/auc';
 import { delongTest } from '../metrics/delong';
 import { EnsembleMode, normalisedRanks } from '../predict';
@@ -72,7 +71,8 @@ export function registerEnsembleCommand(program: Command): void {
     .requiredOption('--out <file>', 'the ensemble\'s predictions CSV (never overwritten): evaluate, compare or calibrate it')
     .addOption(new Option('--mode <mode>', 'mean probability, or mean normalised rank (as predict --ensemble)').choices(['mean', 'rank']).default('mean'))
     .action(async (inputs: string[], opts: { out: string; mode: EnsembleMode }, command: Command) => {
-      if (fs.existsSync(opts.out)) refuse(command, `${opts.out} already exists and was left untouched: choose another --out or move that file away`);
+      const instead = 'choose another --out or move that file away';
+      refuseExistingFile(opts.out, instead);
       let result: EnsembleResult;
       try {
         result = ensemblePredictionFiles(inputs, opts.mode);
@@ -80,12 +80,7 @@ export function registerEnsembleCommand(program: Command): void {
         if (e instanceof PredictionsFileError || e instanceof RangeError) refuse(command, `${e.message}`);
         throw e;
       }
-      try {
-        await writeFileAtomic(opts.out, Buffer.from(result.csv));
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') refuse(command, `${opts.out} appeared meanwhile and was left untouched: choose another --out`);
-        throw e;
-      }
+      await writeNewFile(opts.out, Buffer.from(result.csv), instead);
       const f = (v: number) => v.toFixed(4);
       const b = result.againstBest;
       process.stdout.write(

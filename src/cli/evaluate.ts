@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { refuse } from './usage';
+import { OutputExistsError } from '../files';
 import { evaluatePredictions, Evaluation, EvaluationOptions, operatingPointRows } from '../report/evaluation';
 import { renderHtmlReport } from '../report/html';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
@@ -25,10 +26,6 @@ export interface EvaluateFileResult {
 
 export const OUTPUT_FILES = ['evaluation.json', 'report.html'] as const;
 
-/** Refusal to overwrite earlier results. */
-export class OutputExistsError extends Error {
-  override name = 'OutputExistsError';
-}
 
 /** Read a predictions CSV, evaluate it, and (with `out`) write evaluation.json and report.html. */
 export function evaluatePredictionsFile(file: string, options: EvaluateFileOptions = {}): EvaluateFileResult {
