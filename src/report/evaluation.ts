@@ -93,9 +93,9 @@ export interface Evaluation {
   calibrationReason: string | null;
   histogram: Histogram;
   /**
-   * The cases to look at first: the melanomas missed at the target-sensitivity threshold (lowest
-   * scores first) and the benign lesions scored highest (the most confident false alarms), at
-   * most HARDEST_CASES of each.
+   * The cases to look at first, at the target-sensitivity threshold: the melanomas it misses
+   * (scored below it, lowest first) and its false alarms (benign lesions scored at or above it,
+   * highest first), at most HARDEST_CASES of each.
    */
   hardestCases: { threshold: number; missedMelanomas: HardCase[]; falseAlarms: HardCase[] };
   crossValidation: {
@@ -122,7 +122,7 @@ export const HARDEST_CASES = 10;
 function hardestCases(units: readonly AggregatedRow[], threshold: number): Evaluation['hardestCases'] {
   const hardCase = (u: AggregatedRow): HardCase => ({ id: u.id, score: u.score, fold: u.fold });
   const missed = units.filter((u) => u.target === 1 && u.score < threshold).sort((a, b) => a.score - b.score);
-  const alarms = units.filter((u) => u.target === 0).sort((a, b) => b.score - a.score);
+  const alarms = units.filter((u) => u.target === 0 && u.score >= threshold).sort((a, b) => b.score - a.score);
   return { threshold, missedMelanomas: missed.slice(0, HARDEST_CASES).map(hardCase), falseAlarms: alarms.slice(0, HARDEST_CASES).map(hardCase) };
 }
 

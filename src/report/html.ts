@@ -247,8 +247,8 @@ function hardestCasesSection(e: Evaluation): string {
         : `<p class="note">${escapeHtml(empty)}</p>`
     }</div>`;
   return `<div class="grid2">${table('missed-melanomas', `Melanomas missed at sensitivity ≥ ${pct(e.operatingPoints.atTargetSensitivity.targetSensitivity, 0)} (threshold ${thresholdText(h.threshold)})`, h.missedMelanomas, 'None: every melanoma scored at or above the threshold.')}
-${table('false-alarms', 'Benign lesions scored highest', h.falseAlarms, 'No benign cases.')}</div>
-<p class="explain">Lowest-scored melanomas first, then the most confident false alarms (at most ${HARDEST_CASES} each): the ${e.unit === 'patient' ? 'patients' : 'images'} to look at before trusting the numbers above. Open them from your data by name.</p>`;
+${table('false-alarms', `False alarms at that threshold (benign, scored ≥ ${thresholdText(h.threshold)})`, h.falseAlarms, 'None: every benign lesion scored below the threshold.')}</div>
+<p class="explain">Lowest-scored missed melanomas first, then the most confident false alarms (at most ${HARDEST_CASES} each): the ${e.unit === 'patient' ? 'patients' : 'images'} to look at before trusting the numbers above. Open them from your data by name.</p>`;
 }
 
 function card(id: string, title: string, value: string, lines: string[]): string {

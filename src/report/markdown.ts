@@ -55,7 +55,7 @@ export function renderMarkdownReport(e: Evaluation): string {
     '',
     `Melanomas missed at sensitivity ≥ ${p(o.atTargetSensitivity.targetSensitivity)} (threshold ${h.threshold}): ${h.missedMelanomas.map((c) => `${c.id} (${n(c.score)})`).join(', ') || 'none'}.`,
     '',
-    `Benign lesions scored highest: ${h.falseAlarms.map((c) => `${c.id} (${n(c.score)})`).join(', ') || 'none'}.`,
+    `False alarms at that threshold (benign, highest first): ${h.falseAlarms.map((c) => `${c.id} (${n(c.score)})`).join(', ') || 'none'}.`,
   );
   if (e.warnings.length) lines.push('', '## Warnings', '', ...e.warnings.map((w) => `- ${w}`));
   return lines.join('\n') + '\n';

@@ -119,17 +119,25 @@ describe('the operating-point table', () => {
 });
 
 describe('hardest cases', () => {
-  test('the melanomas below the target-sensitivity threshold, lowest first, and the top-scored benign lesions', () => {
+  test('at the target-sensitivity threshold: the melanomas below it, lowest first, and the benign lesions at or above it, highest first', () => {
     const e = evaluatePredictions(rows, { bootstrap: 0, targetSensitivity: 0.8 });
     const threshold = e.operatingPoints.atTargetSensitivity.threshold;
     const missed = rows.filter((r) => r.target === 1 && r.score < threshold).sort((a, b) => a.score - b.score);
     expect(missed.length).toBeGreaterThan(0);
     expect(e.hardestCases.threshold).toBe(threshold);
     expect(e.hardestCases.missedMelanomas.map((c) => c.id)).toEqual(missed.slice(0, 10).map((r) => r.imageName));
-    const alarms = rows.filter((r) => r.target === 0).sort((a, b) => b.score - a.score);
+    const alarms = rows.filter((r) => r.target === 0 && r.score >= threshold).sort((a, b) => b.score - a.score);
+    expect(alarms.length).toBeGreaterThan(0);
     expect(e.hardestCases.falseAlarms).toEqual(alarms.slice(0, 10).map((r) => ({ id: r.imageName, score: r.score, fold: r.fold ?? null })));
+    // A strict threshold leaves fewer false alarms than there are top-scored benign lesions to list.
+    const strict = evaluatePredictions(rows, { bootstrap: 0, targetSensitivity: 0.1 });
+    const benignBelow = rows.filter((r) => r.target === 0 && r.score < strict.hardestCases.threshold);
+    expect(benignBelow.length).toBeGreaterThan(0);
+    expect(strict.hardestCases.falseAlarms.length).toBeLessThan(10);
+    expect(strict.hardestCases.falseAlarms.every((c) => c.score >= strict.hardestCases.threshold)).toBe(true);
     // Per patient, the cases are patients.
     const perPatient = evaluatePredictions(rows, { bootstrap: 0, patientAggregation: 'max' });
+    expect(perPatient.hardestCases.falseAlarms.length).toBeGreaterThan(0);
     expect(perPatient.hardestCases.falseAlarms.every((c) => c.id.startsWith('IP_'))).toBe(true);
     const md = renderMarkdownReport(e);
     expect(md).toContain(`Melanomas missed at sensitivity ≥ 80.0% (threshold ${threshold}): ${missed[0].imageName} (`);
