@@ -234,6 +234,19 @@ export interface EvaluateRequest extends ImageBatch {
   embeddings?: boolean;
 }
 
+/**
+ * The head alone (`Engine.classifyEmbeddings`): pooled features as evaluate returned them, with
+ * what the head reads besides (metadata, patient groups), and labels for the loss.
+ */
+export interface ClassifyEmbeddingsRequest {
+  /** batchSize x embeddingSize floats, row-major, each row an image's `embeddings` from evaluate. */
+  embeddings: Float32Array;
+  batchSize: number;
+  metadata?: Float32Array;
+  groups?: Int32Array;
+  labels?: Float32Array;
+}
+
 export interface EvaluateResult {
   logits: Float32Array;
   lossSum: number | null;
@@ -294,6 +307,12 @@ export interface EngineInfo {
   /** The nvJPEG backend that decoded its JPEG batches ('hardware': the GPU's JPEG engines; 'cuda'), null before any. */
   jpegBackend: 'hardware' | 'cuda' | null;
   parameterNames: string[];
+  /**
+   * Name prefixes of the head's tensors (the layers after pooling, the metadata and
+   * patient-context branches among them): they train at the head's learning rate, and importing
+   * pretrained weights leaves them fresh. The engine's one list, read here so TS repeats none.
+   */
+  headTensorPrefixes: string[];
 }
 
 export interface TorchInfo {
@@ -324,6 +343,7 @@ interface NativeEngine {
   benchmarkSteps(request: TrainStepRequest, steps: number): Promise<BenchmarkStepsResult>;
   flushAccumulation(rates: { lr: number; backboneLr?: number }): Promise<TrainStepResult>;
   evaluate(request: EvaluateRequest): Promise<EvaluateResult>;
+  classifyEmbeddings(request: ClassifyEmbeddingsRequest): Promise<EvaluateResult>;
   previewAugment(request: ImageBatch): Promise<Buffer>;
   gradCam(request: ImageBatch): Promise<GradCamResult>;
   exportState(): Promise<EngineState>;
@@ -432,6 +452,15 @@ export class Engine {
 
   evaluate(request: EvaluateRequest): Promise<EvaluateResult> {
     return this.call(() => this.native.evaluate(request));
+  }
+
+  /**
+   * The head on pooled features from `evaluate({ embeddings: true })`: the logits (and loss)
+   * evaluate gives, for as many images at once as the caller likes. With patient context, the
+   * Trainer scores whole patients this way, however many images they have (eval mode, no grad).
+   */
+  classifyEmbeddings(request: ClassifyEmbeddingsRequest): Promise<EvaluateResult> {
+    return this.call(() => this.native.classifyEmbeddings(request));
   }
 
   /**

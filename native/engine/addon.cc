@@ -171,6 +171,40 @@ void parseJpegs(const Napi::Object& js, const Napi::Value& value, engine::HostBa
   batch.coverFit = fit.IsString() && fit.As<Napi::String>().Utf8Value() == "cover";
 }
 
+// What a batch gives the head besides images: optional labels (required for a train step),
+// metadata and patient groups.
+void parseHeadInputs(const Napi::Object& js, engine::HostBatch& batch, bool labelsRequired) {
+  const auto env = js.Env();
+  if (typedArrayField(js, "labels", batch.labels)) {
+    if (batch.labels.size() != static_cast<size_t>(batch.batchSize)) {
+      throw Napi::RangeError::New(env, "engine: 'labels' has " +
+                                           std::to_string(batch.labels.size()) +
+                                           " values for a batch of " +
+                                           std::to_string(batch.batchSize));
+    }
+  } else if (labelsRequired) {
+    throw Napi::TypeError::New(env, "engine: a train step needs 'labels'");
+  }
+  // Its size depends on the model: the engine checks it (hostMetadata in engine.cc).
+  typedArrayField(js, "metadata", batch.metadata);
+  // Patients (patient context): checked against the model by the engine (hostGroups).
+  typedArrayField(js, "groups", batch.groups);
+}
+
+// classifyEmbeddings: pooled features (a Float32Array, checked against the model by the engine)
+// with the head's inputs, no images.
+engine::HostBatch parseEmbeddingBatch(const Napi::Object& js) {
+  const auto env = js.Env();
+  engine::HostBatch batch;
+  batch.batchSize = intField(js, "batchSize");
+  if (batch.batchSize <= 0) throw Napi::RangeError::New(env, "engine: batchSize must be positive");
+  if (!typedArrayField(js, "embeddings", batch.embeddings)) {
+    throw Napi::TypeError::New(env, "engine: classifyEmbeddings needs 'embeddings', a Float32Array");
+  }
+  parseHeadInputs(js, batch, /*labelsRequired=*/false);
+  return batch;
+}
+
 // The images are copied here, on the JS thread, so the caller may reuse its Buffer at once.
 engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
   const auto env = js.Env();
@@ -196,20 +230,7 @@ engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
     }
     batch.images.assign(buffer.Data(), buffer.Data() + buffer.Length());
   }
-  if (typedArrayField(js, "labels", batch.labels)) {
-    if (batch.labels.size() != static_cast<size_t>(batch.batchSize)) {
-      throw Napi::RangeError::New(env, "engine: 'labels' has " +
-                                           std::to_string(batch.labels.size()) +
-                                           " values for a batch of " +
-                                           std::to_string(batch.batchSize));
-    }
-  } else if (withLearningRate) {
-    throw Napi::TypeError::New(env, "engine: a train step needs 'labels'");
-  }
-  // Its size depends on the model: the engine checks it (hostMetadata in engine.cc).
-  typedArrayField(js, "metadata", batch.metadata);
-  // Patients (patient context): checked against the model by the engine (hostGroups).
-  typedArrayField(js, "groups", batch.groups);
+  parseHeadInputs(js, batch, /*labelsRequired=*/withLearningRate);
   batch.wantEmbeddings = js.Get("embeddings").ToBoolean().Value();
   if (withLearningRate) {
     batch.lr = numberField(js, "lr");
@@ -307,6 +328,24 @@ Napi::Object infoToJs(Napi::Env env, const engine::EngineInfo& info) {
     names.Set(static_cast<uint32_t>(i), info.parameterNames[i]);
   }
   js.Set("parameterNames", names);
+  auto prefixes = Napi::Array::New(env, info.headTensorPrefixes.size());
+  for (size_t i = 0; i < info.headTensorPrefixes.size(); ++i) {
+    prefixes.Set(static_cast<uint32_t>(i), info.headTensorPrefixes[i]);
+  }
+  js.Set("headTensorPrefixes", prefixes);
+  return js;
+}
+
+Napi::Value evaluateToJs(Napi::Env env, const engine::EvaluateResult& result) {
+  auto js = Napi::Object::New(env);
+  js.Set("logits", toFloat32Array(env, result.logits));
+  js.Set("lossSum", result.hasLoss ? Napi::Value(Napi::Number::New(env, result.lossSum)) : env.Null());
+  if (result.embeddingSize > 0) {
+    js.Set("embeddings", toFloat32Array(env, result.embeddings));
+    js.Set("embeddingSize", Napi::Number::New(env, static_cast<double>(result.embeddingSize)));
+  } else {
+    js.Set("embeddings", env.Null());
+  }
   return js;
 }
 
@@ -422,6 +461,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::BenchmarkSteps>("benchmarkSteps"),
                         InstanceMethod<&EngineWrap::FlushAccumulation>("flushAccumulation"),
                         InstanceMethod<&EngineWrap::Evaluate>("evaluate"),
+                        InstanceMethod<&EngineWrap::ClassifyEmbeddings>("classifyEmbeddings"),
                         InstanceMethod<&EngineWrap::PreviewAugment>("previewAugment"),
                         InstanceMethod<&EngineWrap::GradCam>("gradCam"),
                         InstanceMethod<&EngineWrap::ExportState>("exportState"),
@@ -557,19 +597,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return schedule(
         info.Env(),
         [batch = std::move(batch)](EngineSlot& slot) { return slot.get().evaluate(batch); },
-        [](Napi::Env env, const engine::EvaluateResult& result) -> Napi::Value {
-          auto js = Napi::Object::New(env);
-          js.Set("logits", toFloat32Array(env, result.logits));
-          js.Set("lossSum", result.hasLoss ? Napi::Value(Napi::Number::New(env, result.lossSum))
-                                           : env.Null());
-          if (result.embeddingSize > 0) {
-            js.Set("embeddings", toFloat32Array(env, result.embeddings));
-            js.Set("embeddingSize", Napi::Number::New(env, static_cast<double>(result.embeddingSize)));
-          } else {
-            js.Set("embeddings", env.Null());
-          }
-          return js;
-        });
+        evaluateToJs);
+  }
+
+  Napi::Value ClassifyEmbeddings(const Napi::CallbackInfo& info) {
+    auto batch = parseEmbeddingBatch(info[0].As<Napi::Object>());
+    return schedule(
+        info.Env(),
+        [batch = std::move(batch)](EngineSlot& slot) { return slot.get().classifyEmbeddings(batch); },
+        evaluateToJs);
   }
 
   Napi::Value PreviewAugment(const Napi::CallbackInfo& info) {

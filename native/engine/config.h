@@ -96,6 +96,8 @@ struct HostBatch {
   double backboneLr = 0;
   bool freezeBackbone = false;
   bool wantEmbeddings = false;  // evaluate: also return each image's pooled features
+  // classifyEmbeddings, instead of images: batchSize x embeddingSize pooled features, row-major.
+  std::vector<float> embeddings;
 };
 
 struct TrainStepResult {
@@ -164,6 +166,7 @@ struct EngineInfo {
   // engines) or "cuda"; empty before the first JPEG batch.
   std::string jpegBackend;
   std::vector<std::string> parameterNames;
+  std::vector<std::string> headTensorPrefixes;  // see kHeadTensorPrefixes (efficientnet.h)
 };
 
 // Device memory of the engine's device, from LibTorch's caching allocator (CUDA only).

@@ -45,6 +45,18 @@ struct MBConvImpl : torch::nn::Module {
 };
 TORCH_MODULE(MBConv);
 
+// The head: the tensors after pooling (classifier, head_fc, and the metadata and patient-context
+// branches), by name prefix. The one list of them: the optimizer gives these the head's learning
+// rate, and importing pretrained weights (src/model/weights/store.ts, through EngineInfo) leaves
+// them freshly initialised.
+inline const std::vector<std::string> kHeadTensorPrefixes = {"classifier.", "head_fc.", "meta_fc", "ctx_"};
+inline bool isHeadTensor(const std::string& name) {
+  for (const auto& prefix : kHeadTensorPrefixes) {
+    if (name.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
 // What the head reads besides the pooled image features. Each is undefined when the model has no
 // such branch.
 struct HeadInputs {

@@ -171,7 +171,7 @@ struct Engine::Impl {
   std::vector<std::string> parameterNames;
   std::vector<torch::Tensor> parameters;
   std::vector<torch::Tensor> expAvg, expAvgSq;
-  // Parameters that share a learning rate: the head (classifier, head_fc) and the backbone.
+  // Parameters that share a learning rate: the head (isHeadTensor) and the backbone.
   // Each counts its own Adam steps, so a backbone unfrozen late starts with a correct bias
   // correction. The tensors are the same handles as above.
   struct ParamGroup {
@@ -287,11 +287,7 @@ struct Engine::Impl {
       parameters.push_back(item.value());
       expAvg.push_back(torch::zeros_like(item.value()));
       expAvgSq.push_back(torch::zeros_like(item.value()));
-      // The head (the layers after pooling, the metadata and patient-context branches among
-      // them) vs the backbone.
-      const bool inHead = item.key().rfind("classifier.", 0) == 0 || item.key().rfind("head_fc.", 0) == 0 ||
-                          item.key().rfind("meta_fc", 0) == 0 || item.key().rfind("ctx_", 0) == 0;
-      auto& group = inHead ? head : backbone;
+      auto& group = isHeadTensor(item.key()) ? head : backbone;
       group.params.push_back(parameters.back());
       group.expAvg.push_back(expAvg.back());
       group.expAvgSq.push_back(expAvgSq.back());
@@ -1127,13 +1123,46 @@ struct Engine::Impl {
       embeddings = model->embed(x);
       logits = model->classify(embeddings, headInputs);
     }
-    logits = logits.to(torch::kFloat);
-    EvaluateResult result;
+    EvaluateResult result = scored(logits, batch);
     if (batch.wantEmbeddings) {
       const auto host = embeddings.to(torch::kFloat).to(torch::kCPU).contiguous();
       result.embeddingSize = host.size(1);
       result.embeddings.assign(host.data_ptr<float>(), host.data_ptr<float>() + host.numel());
     }
+    return result;
+  }
+
+  // The head alone, on pooled features that evaluate returned (batch.embeddings): evaluate in
+  // two halves, so that the head can see more images at once than one backbone batch holds.
+  // Under autocast the features arrive as fp32 copies of what the backbone gave; the head's
+  // layers cast them as they would have, so the logits are evaluate's.
+  EvaluateResult classifyEmbeddings(const HostBatch& batch) {
+    const int64_t size = config.model.headChannels;
+    if (static_cast<int64_t>(batch.embeddings.size()) != batch.batchSize * size) {
+      std::ostringstream msg;
+      msg << "this model's embeddings have " << size << " values per image (a Float32Array of "
+          << batch.batchSize * size << " for " << batch.batchSize << " images) but 'embeddings' has "
+          << batch.embeddings.size() << ": give what evaluate returned with embeddings: true";
+      throw EngineFailure("ERR_ENGINE_STATE", msg.str());
+    }
+    torch::NoGradGuard noGrad;
+    model->eval();
+    const auto embeddings = torch::from_blob(const_cast<float*>(batch.embeddings.data()),
+                                             {batch.batchSize, size}, torch::kFloat)
+                                .to(device);
+    const auto headInputs = headInputsTensor(batch);
+    torch::Tensor logits;
+    {
+      AutocastScope scope(autocast, autocastDtype);
+      logits = model->classify(embeddings, headInputs);
+    }
+    return scored(logits, batch);
+  }
+
+  // An evaluation's logits on the host, and its summed loss when the batch has labels.
+  EvaluateResult scored(torch::Tensor logits, const HostBatch& batch) const {
+    logits = logits.to(torch::kFloat);
+    EvaluateResult result;
     if (!batch.labels.empty()) {
       result.hasLoss = true;
       result.lossSum = loss(logits, labelTensor(batch), at::Reduction::Sum).item<double>();
@@ -1323,6 +1352,9 @@ BenchmarkResult Engine::benchmarkSteps(const HostBatch& batch, int64_t steps) {
   return impl_->benchmarkSteps(batch, steps);
 }
 EvaluateResult Engine::evaluate(const HostBatch& batch) { return impl_->evaluate(batch); }
+EvaluateResult Engine::classifyEmbeddings(const HostBatch& batch) {
+  return impl_->classifyEmbeddings(batch);
+}
 TrainStepResult Engine::flushAccumulation(const HostBatch& rates) {
   return impl_->flushAccumulation(rates);
 }
@@ -1349,6 +1381,7 @@ EngineInfo Engine::info() const {
   if (impl_->jpegDecoder) info.jpegBackend = impl_->jpegDecoder->backend();
 #endif
   info.parameterNames = impl_->parameterNames;
+  info.headTensorPrefixes = kHeadTensorPrefixes;
   return info;
 }
 

@@ -37,6 +37,9 @@ class Engine {
   // Steps the optimizer on an unfinished accumulation window (uses batch.lr/backboneLr only).
   TrainStepResult flushAccumulation(const HostBatch& rates);
   EvaluateResult evaluate(const HostBatch& batch);
+  // The head on pooled features from evaluate (batch.embeddings instead of images): the logits
+  // evaluate gives, for any number of images at once (patient context over whole patients).
+  EvaluateResult classifyEmbeddings(const HostBatch& batch);
   // The batch after train-time augmentation, as uint8 NHWC (draws from the engine's generator).
   std::vector<uint8_t> previewAugment(const HostBatch& batch);
   // Grad-CAM maps of the batch's melanoma logits (see GradCamResult), eval mode, fp32.

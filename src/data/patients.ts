@@ -1,8 +1,9 @@
 /**
  * Patient grouping for models with patient context (TrainerOptions.patientContext): such a model
- * scores each image together with the other images of its patient in the same batch, so the
- * loader keeps a patient's images next to each other, and each batch says which images share a
- * patient. A sample with an empty patient_id is a patient of its own.
+ * scores each image together with the other images of its patient that its head sees at once (a
+ * training batch; when scoring, the whole patient: src/train/patient-head.ts), so the loader keeps
+ * a patient's images next to each other, and each batch says which images share a patient. A
+ * sample with an empty patient_id is a patient of its own.
  */
 import type { LesionSample } from './types';
 import { shuffleInPlace } from './random';

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'events';
 import { Loader, createLoader, engineImages } from '../data/loader';
 import { hasPatientWithSeveralImages, patientGroups, withTheirPatients } from '../data/patients';
+import { HeadScored, WholePatientHead } from './patient-head';
 import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
@@ -595,23 +596,42 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const labelled = samples.every((s) => s.target !== null);
     const metadata = this.metadataFor(samples);
     const perView = views.map(() => ({ predictions: [] as Prediction[], lossSum: 0 }));
+    // With patient context, the head runs on whole patients after the backbone (see WholePatientHead).
+    const heads = this.options.patientContext > 0 ? views.map(() => new WholePatientHead(engine, metadata, labelled)) : null;
+    const keep = (v: number, scoredImages: readonly HeadScored[]) => {
+      for (const { sample, embedding, logit } of scoredImages) {
+        const prediction: Prediction = { imageName: sample.imageName, patientId: sample.patientId, target: sample.target, logit, probability: sigmoid(logit) };
+        if (embeddings && v === 0) prediction.embedding = embedding;
+        perView[v].predictions.push(prediction);
+      }
+    };
     let scored = 0;
     for await (const batch of loader.epoch(0)) {
       for (let v = 0; v < views.length; v++) {
         const view = views[v];
         const images = view ? view(batch.images, batch.batchSize, batch.height, batch.width) : batch.images;
-        const result = await engine.evaluate({ ...this.batchRequest(batch, metadata), images, labels: labelled ? batch.labels : undefined, embeddings: embeddings && v === 0 });
-        perView[v].lossSum += result.lossSum ?? 0;
-        const size = result.embeddingSize ?? 0;
-        batch.samples.forEach((sample, i) => {
-          const logit = result.logits[i];
-          const prediction: Prediction = { imageName: sample.imageName, patientId: sample.patientId, target: sample.target, logit, probability: sigmoid(logit) };
-          if (result.embeddings) prediction.embedding = result.embeddings.slice(i * size, (i + 1) * size);
-          perView[v].predictions.push(prediction);
+        const result = await engine.evaluate({
+          ...this.batchRequest(batch, metadata),
+          images,
+          labels: labelled && !heads ? batch.labels : undefined,
+          embeddings: (embeddings && v === 0) || heads !== null,
         });
+        const size = result.embeddingSize ?? 0;
+        const features = result.embeddings ?? new Float32Array(0);
+        if (heads) keep(v, await heads[v].add(batch.samples, features, size));
+        else {
+          perView[v].lossSum += result.lossSum ?? 0;
+          keep(v, batch.samples.map((sample, i) => ({ sample, embedding: features.subarray(i * size, (i + 1) * size), logit: result.logits[i] })));
+        }
       }
       scored += batch.batchSize;
       onBatch?.(scored, samples.length);
+    }
+    if (heads) {
+      for (let v = 0; v < views.length; v++) {
+        keep(v, await heads[v].finish());
+        perView[v].lossSum = heads[v].lossSum;
+      }
     }
     return perView.map(({ predictions: inLoaderOrder, lossSum }) => {
       const predictions = inSampleOrder(loader, inLoaderOrder);

@@ -1,8 +1,9 @@
 /**
  * Patient context (ModelSpec.contextDim): its parameters, that an image's logit depends on the
  * other images of its patient in the batch and on no one else's, that a batch without groups is
- * one of single images, that bad groups are refused, and that it learns what only a patient's
- * other image tells.
+ * one of single images, that bad groups are refused, that the head alone (classifyEmbeddings)
+ * scores a patient whose images came through the backbone in several batches as one pass would,
+ * and that it learns what only a patient's other image tells.
  */
 import { mulberry32 } from '../../src/data/random';
 import { rocAuc } from '../../src/metrics/auc';
@@ -87,6 +88,53 @@ describe('patient context', () => {
     const explained = await engine.gradCam(batch);
     Array.from(explained.logits).forEach((logit, i) => expect(logit).toBeCloseTo(scored[i], 5));
     expect(explained.maps.every(Number.isFinite)).toBe(true);
+  });
+
+  test("the head alone on evaluate's features gives evaluate's logits and loss, and a patient split over two backbone batches is scored whole", async () => {
+    const FEATURES = 3;
+    const engine = await create({ posWeight: 2.5 }, 'efficientnet-b0', { ...WITH_CONTEXT, metadataFeatures: FEATURES, metadataHidden: 4 });
+    const groups = Int32Array.of(0, 0, 0, 1);
+    const metadata = Float32Array.from({ length: 4 * FEATURES }, (_, i) => Math.sin(i));
+    const labels = Float32Array.of(1, 0, 0, 1);
+    const whole = { ...randomBatch(4, 32, 10), groups, metadata, labels };
+    const onePass = await engine.evaluate({ ...whole, embeddings: true });
+    const size = onePass.embeddingSize!;
+    const headOnly = await engine.classifyEmbeddings({ embeddings: onePass.embeddings!, batchSize: 4, groups, metadata, labels });
+    Array.from(headOnly.logits).forEach((logit, i) => expect(logit).toBeCloseTo(onePass.logits[i], 6));
+    expect(headOnly.lossSum).toBeCloseTo(onePass.lossSum!, 6);
+    expect(headOnly.embeddings).toBeNull();
+    // Patient 0 spans two backbone batches of two: each half alone sees only itself...
+    const pixels = 32 * 32 * 3;
+    const halves = await Promise.all(
+      [0, 2].map((start) =>
+        engine.evaluate({ images: whole.images.subarray(start * pixels, (start + 2) * pixels), batchSize: 2, height: 32, width: 32, groups: groups.slice(start, start + 2), metadata: metadata.slice(start * FEATURES, (start + 2) * FEATURES), embeddings: true }),
+      ),
+    );
+    const split = [...halves[0].logits, ...halves[1].logits];
+    expect(Math.abs(split[2] - onePass.logits[2])).toBeGreaterThan(1e-5);
+    // ...but the head over both halves' features sees the whole patient: one pass's logits.
+    const joined = new Float32Array(4 * size);
+    joined.set(halves[0].embeddings!, 0);
+    joined.set(halves[1].embeddings!, 2 * size);
+    const rejoined = await engine.classifyEmbeddings({ embeddings: joined, batchSize: 4, groups, metadata });
+    Array.from(rejoined.logits).forEach((logit, i) => expect(logit).toBeCloseTo(onePass.logits[i], 5));
+    expect(rejoined.lossSum).toBeNull();
+  });
+
+  test('features of the wrong size or type, or none, are refused with what the head needs', async () => {
+    const engine = await create({}, 'efficientnet-b0', WITH_CONTEXT);
+    const { embeddings, embeddingSize } = await engine.evaluate({ ...randomBatch(2, 32, 11), embeddings: true });
+    const short = await rejection(engine.classifyEmbeddings({ embeddings: embeddings!.subarray(1), batchSize: 2 }));
+    expect(short).toBeInstanceOf(EngineError);
+    expect(short.code).toBe('ERR_ENGINE_STATE');
+    expect(short.message).toContain(`this model's embeddings have ${embeddingSize} values per image (a Float32Array of ${2 * embeddingSize!} for 2 images) but 'embeddings' has ${2 * embeddingSize! - 1}`);
+    const missing = await rejection(engine.classifyEmbeddings({ batchSize: 2 } as unknown as Parameters<typeof engine.classifyEmbeddings>[0]));
+    expect(missing.name).toBe('TypeError');
+    expect(missing.message).toMatch(/classifyEmbeddings needs 'embeddings', a Float32Array/);
+    const typed = await rejection(engine.classifyEmbeddings({ embeddings: new Float64Array(2 * embeddingSize!) as unknown as Float32Array, batchSize: 2 }));
+    expect(typed.message).toMatch(/'embeddings' must be a Float32Array/);
+    // Still usable.
+    expect((await engine.classifyEmbeddings({ embeddings: embeddings!, batchSize: 2 })).logits).toHaveLength(2);
   });
 
   test("learns a label that only the patient's other image carries: AUC near 1 in context, near chance alone", async () => {

@@ -135,18 +135,19 @@ export function pretrainedOptions(resolved: ResolvedOptions, given: TrainerOptio
 }
 
 /**
- * Engine tensors of the head (the layers after pooling, the metadata and patient-context branches
- * among them), which fine-tuning starts fresh; the engine gives the same tensors the head's
- * learning rate.
+ * Whether `name` is a tensor of the head (the layers after pooling, the metadata and
+ * patient-context branches among them), which fine-tuning starts fresh. The prefixes are the
+ * engine's (`EngineInfo.headTensorPrefixes`), which gives the same tensors the head's learning rate.
  */
-export function isHeadTensor(name: string): boolean {
-  return name.startsWith('classifier.') || name.startsWith('head_fc.') || name.startsWith('meta_fc') || name.startsWith('ctx_');
+export function isHeadTensor(name: string, headPrefixes: readonly string[]): boolean {
+  return headPrefixes.some((prefix) => name.startsWith(prefix));
 }
 
 /** Loads the backbone of imported weights into an engine (strict=false: the head keeps its fresh initialisation). */
 export async function loadPretrainedBackbone(engine: Engine, file: string): Promise<{ loaded: number; headSkipped: NamedTensor[] }> {
   const { tensors } = await readSafetensorsFile(file);
-  const backbone = tensors.filter((t) => !isHeadTensor(t.name));
+  const { headTensorPrefixes } = engine.info();
+  const backbone = tensors.filter((t) => !isHeadTensor(t.name, headTensorPrefixes));
   await engine.importState({ model: backbone }, false);
-  return { loaded: backbone.length, headSkipped: tensors.filter((t) => isHeadTensor(t.name)) };
+  return { loaded: backbone.length, headSkipped: tensors.filter((t) => isHeadTensor(t.name, headTensorPrefixes)) };
 }

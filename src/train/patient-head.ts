@@ -1,0 +1,79 @@
+/**
+ * Scoring with patient context over whole patients. A patient-context model's head attends over
+ * the other images of each image's patient that it sees at once. A scoring batch holds at most
+ * batchSize images: it ends between patients whenever they fit (patientBatchEnds), but a patient
+ * with more images than that (ISIC 2020 has patients with over 100) spans several batches, and
+ * scored batch by batch each part would see only itself. So the backbone runs batch by batch, the
+ * pooled features wait here until their patient is complete (the scoring loader keeps a patient's
+ * images next to each other), and the head then runs on whole patients at once
+ * (Engine.classifyEmbeddings): every image is scored beside all the others of its patient.
+ */
+import type { LesionSample } from '../data/types';
+import { patientGroups } from '../data/patients';
+import type { Engine } from '../native';
+
+/** An image scored by the head, with the pooled features the backbone gave it. */
+export interface HeadScored {
+  sample: LesionSample;
+  embedding: Float32Array;
+  logit: number;
+}
+
+export class WholePatientHead {
+  private pending: { sample: LesionSample; embedding: Float32Array }[] = [];
+  /** Summed loss of the images scored so far (with labels). */
+  lossSum = 0;
+
+  /**
+   * @param metadata the metadata encoder of the whole sample set, or null without metadata
+   * @param labelled whether to compute the loss (every sample has a target)
+   */
+  constructor(
+    private readonly engine: Engine,
+    private readonly metadata: ((samples: readonly LesionSample[]) => Float32Array) | null,
+    private readonly labelled: boolean,
+  ) {}
+
+  /**
+   * Takes a batch's images (in loader order) with their pooled features (evaluate with
+   * `embeddings: true`), and scores the patients it completes: all but the last patient of the
+   * batch, which may go on in the next one. Resolves with them, in loader order.
+   */
+  async add(samples: readonly LesionSample[], embeddings: Float32Array, embeddingSize: number): Promise<HeadScored[]> {
+    if (embeddings.length !== samples.length * embeddingSize) throw new Error(`internal: ${embeddings.length} embedding values for ${samples.length} images of ${embeddingSize}`);
+    samples.forEach((sample, i) => this.pending.push({ sample, embedding: embeddings.slice(i * embeddingSize, (i + 1) * embeddingSize) }));
+    return this.score(this.completeCount());
+  }
+
+  /** Scores what is still waiting: the last patient of the last batch. */
+  finish(): Promise<HeadScored[]> {
+    return this.score(this.pending.length);
+  }
+
+  /** How many pending images, from the first, belong to patients that no later batch continues. */
+  private completeCount(): number {
+    const last = this.pending[this.pending.length - 1].sample.patientId;
+    if (last === '') return this.pending.length; // an image without patient_id is a patient alone
+    let start = this.pending.length;
+    while (start > 0 && this.pending[start - 1].sample.patientId === last) start--;
+    return start;
+  }
+
+  private async score(count: number): Promise<HeadScored[]> {
+    if (count === 0) return [];
+    const rows = this.pending.splice(0, count);
+    const samples = rows.map((r) => r.sample);
+    const size = rows[0].embedding.length;
+    const embeddings = new Float32Array(rows.length * size);
+    rows.forEach((r, i) => embeddings.set(r.embedding, i * size));
+    const result = await this.engine.classifyEmbeddings({
+      embeddings,
+      batchSize: rows.length,
+      groups: patientGroups(samples),
+      ...(this.metadata ? { metadata: this.metadata(samples) } : {}),
+      ...(this.labelled ? { labels: Float32Array.from(samples, (s) => s.target as number) } : {}),
+    });
+    this.lossSum += result.lossSum ?? 0;
+    return rows.map((r, i) => ({ ...r, logit: result.logits[i] }));
+  }
+}
