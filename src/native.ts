@@ -247,6 +247,21 @@ export interface ClassifyEmbeddingsRequest {
   labels?: Float32Array;
 }
 
+/**
+ * Grad-CAM of a patient-context model: the batch's images plus the other images of their patients
+ * as pooled features, which the head sees beside the batch as constants (they get no maps).
+ */
+export interface GradCamRequest extends ImageBatch {
+  context?: {
+    /** One row per image, embeddingSize floats each (from evaluate with `embeddings: true`). */
+    embeddings: Float32Array;
+    /** Their patients, numbered as the batch's `groups` (which are then required). */
+    groups: Int32Array;
+    /** Their metadata rows, for a model with a metadata branch. */
+    metadata?: Float32Array;
+  };
+}
+
 export interface EvaluateResult {
   logits: Float32Array;
   lossSum: number | null;
@@ -345,7 +360,7 @@ interface NativeEngine {
   evaluate(request: EvaluateRequest): Promise<EvaluateResult>;
   classifyEmbeddings(request: ClassifyEmbeddingsRequest): Promise<EvaluateResult>;
   previewAugment(request: ImageBatch): Promise<Buffer>;
-  gradCam(request: ImageBatch): Promise<GradCamResult>;
+  gradCam(request: GradCamRequest): Promise<GradCamResult>;
   exportState(): Promise<EngineState>;
   memoryStats(resetPeak: boolean): Promise<MemoryStats | null>;
   importState(state: Partial<EngineState> & { model: NamedTensor[] }, strict: boolean): Promise<void>;
@@ -472,7 +487,7 @@ export class Engine {
   }
 
   /** Grad-CAM maps of the batch (eval mode, fp32); training state is untouched. */
-  gradCam(request: ImageBatch): Promise<GradCamResult> {
+  gradCam(request: GradCamRequest): Promise<GradCamResult> {
     return this.call(() => this.native.gradCam(request));
   }
 

@@ -205,6 +205,22 @@ engine::HostBatch parseEmbeddingBatch(const Napi::Object& js) {
   return batch;
 }
 
+// Grad-CAM's 'context': the other images of the batch's patients as {embeddings, groups,
+// metadata?}, one image per entry of groups.
+engine::HostBatch parseContext(const Napi::Object& js) {
+  const auto env = js.Env();
+  engine::HostBatch context;
+  if (!typedArrayField(js, "groups", context.groups) || context.groups.empty()) {
+    throw Napi::TypeError::New(env, "engine: 'context' needs 'groups', a non-empty Int32Array");
+  }
+  context.batchSize = static_cast<int64_t>(context.groups.size());
+  if (!typedArrayField(js, "embeddings", context.embeddings)) {
+    throw Napi::TypeError::New(env, "engine: 'context' needs 'embeddings', a Float32Array");
+  }
+  typedArrayField(js, "metadata", context.metadata);
+  return context;
+}
+
 // The images are copied here, on the JS thread, so the caller may reuse its Buffer at once.
 engine::HostBatch parseBatch(const Napi::Object& js, bool withLearningRate) {
   const auto env = js.Env();
@@ -620,6 +636,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   Napi::Value GradCam(const Napi::CallbackInfo& info) {
     auto batch = parseBatch(info[0].As<Napi::Object>(), /*withLearningRate=*/false);
+    const auto context = info[0].As<Napi::Object>().Get("context");
+    if (!context.IsUndefined() && !context.IsNull()) {
+      if (!context.IsObject()) throw Napi::TypeError::New(info.Env(), "engine: 'context' must be an object");
+      batch.context = std::make_shared<const engine::HostBatch>(parseContext(context.As<Napi::Object>()));
+    }
     return schedule(
         info.Env(),
         [batch = std::move(batch)](EngineSlot& slot) { return slot.get().gradCam(batch); },

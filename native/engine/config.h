@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -98,6 +99,11 @@ struct HostBatch {
   bool wantEmbeddings = false;  // evaluate: also return each image's pooled features
   // classifyEmbeddings, instead of images: batchSize x embeddingSize pooled features, row-major.
   std::vector<float> embeddings;
+  // gradCam with patient context: the other images of the batch's patients, as pooled features
+  // (`embeddings`, from evaluate) with their `groups` (numbered as this batch's) and `metadata`.
+  // The head sees them beside the batch, as constants, so an image is explained beside every
+  // other image of its patient, however many; they get no maps.
+  std::shared_ptr<const HostBatch> context;
 };
 
 struct TrainStepResult {

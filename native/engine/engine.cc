@@ -1137,6 +1137,20 @@ struct Engine::Impl {
   // Under autocast the features arrive as fp32 copies of what the backbone gave; the head's
   // layers cast them as they would have, so the logits are evaluate's.
   EvaluateResult classifyEmbeddings(const HostBatch& batch) {
+    torch::NoGradGuard noGrad;
+    model->eval();
+    const auto embeddings = embeddingsTensor(batch);
+    const auto headInputs = headInputsTensor(batch);
+    torch::Tensor logits;
+    {
+      AutocastScope scope(autocast, autocastDtype);
+      logits = model->classify(embeddings, headInputs);
+    }
+    return scored(logits, batch);
+  }
+
+  // batch.embeddings as a float [N, embeddingSize] tensor on the device, its size checked.
+  torch::Tensor embeddingsTensor(const HostBatch& batch) const {
     const int64_t size = config.model.headChannels;
     if (static_cast<int64_t>(batch.embeddings.size()) != batch.batchSize * size) {
       std::ostringstream msg;
@@ -1145,18 +1159,10 @@ struct Engine::Impl {
           << batch.embeddings.size() << ": give what evaluate returned with embeddings: true";
       throw EngineFailure("ERR_ENGINE_STATE", msg.str());
     }
-    torch::NoGradGuard noGrad;
-    model->eval();
-    const auto embeddings = torch::from_blob(const_cast<float*>(batch.embeddings.data()),
-                                             {batch.batchSize, size}, torch::kFloat)
-                                .to(device);
-    const auto headInputs = headInputsTensor(batch);
-    torch::Tensor logits;
-    {
-      AutocastScope scope(autocast, autocastDtype);
-      logits = model->classify(embeddings, headInputs);
-    }
-    return scored(logits, batch);
+    return torch::from_blob(const_cast<float*>(batch.embeddings.data()), {batch.batchSize, size},
+                            torch::kFloat)
+        .to(device)
+        .clone();
   }
 
   // An evaluation's logits on the host, and its summed loss when the batch has labels.
@@ -1189,7 +1195,27 @@ struct Engine::Impl {
     }
     features.requires_grad_(true);
     torch::AutoGradMode enableGrad(true);
-    const auto logits = model->classify(features.mean({2, 3}), headInputs);
+    auto pooled = features.mean({2, 3});
+    if (batch.context) {
+      // The patients' other images join the head's input after the batch, as constants.
+      const auto& others = *batch.context;
+      if (config.model.contextDim == 0) {
+        throw EngineFailure("ERR_ENGINE_STATE",
+                            "this model has no patient context: give Grad-CAM no 'context'");
+      }
+      if (others.groups.empty() || batch.groups.empty()) {
+        throw EngineFailure("ERR_ENGINE_STATE",
+                            "Grad-CAM with a 'context' needs 'groups' for the batch and for the "
+                            "context, one numbering for both");
+      }
+      const auto otherInputs = headInputsTensor(others);
+      pooled = torch::cat({pooled, embeddingsTensor(others)});
+      headInputs.groups = torch::cat({headInputs.groups, otherInputs.groups});
+      if (headInputs.metadata.defined()) {
+        headInputs.metadata = torch::cat({headInputs.metadata, otherInputs.metadata});
+      }
+    }
+    const auto logits = model->classify(pooled, headInputs).slice(0, 0, batch.batchSize);
     const auto gradient = torch::autograd::grad({logits.sum()}, {features})[0];
     const auto maps = (gradient.mean({2, 3}, /*keepdim=*/true) * features).sum(1).detach().to(torch::kCPU).contiguous();
     const auto hostLogits = logits.detach().to(torch::kCPU).contiguous();

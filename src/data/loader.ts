@@ -7,7 +7,7 @@
  */
 import { DataError } from './errors';
 import { ImageBytesReader, describeSource, loadSampleImage, readSampleJpeg } from './images';
-import { defaultPatientRunLength, groupByPatient, patientBatchEnds } from './patients';
+import { defaultPatientRunLength, groupByPatient } from './patients';
 import { mixSeed, mulberry32, shuffleInPlace } from './random';
 import { Batch, DECODE_BACKENDS, LesionSample, LoaderOptions, LoaderStats } from './types';
 
@@ -73,8 +73,6 @@ function validate(samples: LesionSample[], o: LoaderOptions): void {
     if (!o.groupPatients || !o.shuffle) throw new RangeError('Expected patientRunLength only with groupPatients and shuffle (it shapes training epochs)');
     if (!Number.isInteger(o.patientRunLength) || o.patientRunLength < 1) throw new RangeError(`Expected positive integer for patientRunLength but received ${String(o.patientRunLength)}`);
   }
-  if (o.groupPatients && !o.shuffle && o.dropLast)
-    throw new RangeError('Expected dropLast false for an unshuffled loader with groupPatients: its batches end between patients, so they are not all batchSize');
   if (o.onBadImage !== undefined && o.onBadImage !== 'skip' && o.onBadImage !== 'error')
     throw new RangeError(`Expected 'skip' or 'error' for onBadImage but received '${String(o.onBadImage)}'`);
   if (o.decode !== undefined && !DECODE_BACKENDS.includes(o.decode))
@@ -121,20 +119,16 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
   const load = (sample: LesionSample, reader: ImageBytesReader) =>
     o.decode === 'nvjpeg' ? readSampleJpeg(sample, reader) : loadSampleImage(sample, o.imageSize, reader, o.fit);
   const samplesPerEpoch = o.positiveFraction !== undefined ? balancedIndices(samples, o.positiveFraction, mulberry32(0)).length : samples.length;
-  // An unshuffled loader that groups patients has the same patient runs every epoch, and ends its
-  // batches between patients; every other loader cuts one every batchSize images.
-  const scoringRuns = o.groupPatients && !o.shuffle ? groupByPatient(samples, samples.map((_, i) => i)) : null;
-  const patientEnds = scoringRuns ? patientBatchEnds(scoringRuns, o.batchSize) : null;
-  const batchesPerEpoch = patientEnds ? patientEnds.length : o.dropLast ? Math.floor(samplesPerEpoch / o.batchSize) : Math.ceil(samplesPerEpoch / o.batchSize);
-  const batchStartOf = (batchIndex: number) => (patientEnds ? (batchIndex === 0 ? 0 : patientEnds[batchIndex - 1]) : batchIndex * o.batchSize);
-  const endsBatch = patientEnds ? new Set(patientEnds) : null;
+  // An unshuffled loader that groups patients has the same order every epoch: grouped once.
+  const scoringOrder = o.groupPatients && !o.shuffle ? groupByPatient(samples, samples.map((_, i) => i)).flat() : null;
+  const batchesPerEpoch = o.dropLast ? Math.floor(samplesPerEpoch / o.batchSize) : Math.ceil(samplesPerEpoch / o.batchSize);
   let current = emptyStats();
 
   function epochOrder(epochIndex: number): number[] {
     if (!Number.isInteger(epochIndex) || epochIndex < 0) throw new RangeError(`Expected integer >= 0 for epochIndex but received ${epochIndex}`);
     const random = mulberry32(mixSeed(o.seed, epochIndex));
     if (o.positiveFraction !== undefined) return shuffleInPlace(balancedIndices(samples, o.positiveFraction, random), random);
-    if (scoringRuns) return scoringRuns.flat();
+    if (scoringOrder) return [...scoringOrder];
     const order = samples.map((_, i) => i);
     if (o.groupPatients) return groupByPatient(samples, order, { random, runLength: o.patientRunLength ?? defaultPatientRunLength(o.batchSize) }).flat();
     return o.shuffle ? shuffleInPlace(order, random) : order;
@@ -146,7 +140,7 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
       throw new RangeError(`Expected integer between 0 and ${batchesPerEpoch} for fromBatch but received ${String(fromBatch)}`);
     // Skipped images would shift every later batch: only a loader that never skips can start mid-epoch.
     if (fromBatch > 0 && o.onBadImage !== 'error') throw new RangeError("Expected onBadImage 'error' to start an epoch at a later batch (skipped images would shift the batches)");
-    const firstPosition = batchStartOf(fromBatch);
+    const firstPosition = fromBatch * o.batchSize;
     const stats = emptyStats();
     current = stats;
     const started = now();
@@ -226,9 +220,7 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
           stats.images++;
           stats.imagesPerSecond = stats.images / Math.max(now() - started, 1e-9);
         }
-        // A patient-grouped plan ends a batch after its last patient even when images were skipped.
-        const planEnd = endsBatch !== null && endsBatch.has(pos + 1);
-        if (batch.length > 0 && (batch.length === o.batchSize || planEnd)) {
+        if (batch.length === o.batchSize) {
           batchStart = pos + 1;
           limit = Math.max(limit, batchStart + o.prefetchBatches * o.batchSize);
           pump(); // keep decoding while the consumer holds this batch

@@ -57,35 +57,6 @@ export function defaultPatientRunLength(batchSize: number): number {
   return Math.max(2, Math.ceil(batchSize / 4));
 }
 
-/**
- * Where batches of at most `batchSize` end (exclusive end positions) when no patient may be split
- * across two batches unless it alone has more than `batchSize` images: each batch then holds whole
- * patients, so every image is scored with all the others of its patient that fit in one batch.
- */
-export function patientBatchEnds(runs: readonly (readonly number[])[], batchSize: number): number[] {
-  const ends: number[] = [];
-  let position = 0;
-  let inBatch = 0;
-  for (const run of runs) {
-    if (inBatch > 0 && inBatch + run.length > batchSize) {
-      ends.push(position);
-      inBatch = 0;
-    }
-    for (let left = run.length; left > 0; ) {
-      const taken = Math.min(left, batchSize - inBatch);
-      position += taken;
-      inBatch += taken;
-      left -= taken;
-      if (inBatch === batchSize) {
-        ends.push(position);
-        inBatch = 0;
-      }
-    }
-  }
-  if (inBatch > 0) ends.push(position);
-  return ends;
-}
-
 /** For the engine: each image's patient as a small integer, equal for images of one patient. */
 export function patientGroups(samples: readonly LesionSample[]): Int32Array {
   const numbers = new Map<string, number>();

@@ -57,9 +57,9 @@ export interface TrainerOptions {
    * images of its patient in the batch (an attention of this many units), and what it attends to
    * joins the head, so the model can learn the "ugly duckling" sign end to end. Training batches
    * then keep runs of a patient's images together; scoring runs the head on whole patients, so
-   * each image is scored beside all the others of its patient in the set, however many (Grad-CAM:
-   * those in its batch). An image without a patient_id is scored alone. 0 (default) = each image
-   * alone, as in the report.
+   * each image is scored (and explained) beside all the others of its patient in the set, however
+   * many. An image without a patient_id is scored alone. 0 (default) = each image alone, as in the
+   * report.
    */
   patientContext?: number;
   /** Dropout before the output layer; default: the variant's own (0.2 for b0). */

@@ -1,12 +1,11 @@
 /**
  * Scoring with patient context over whole patients. A patient-context model's head attends over
- * the other images of each image's patient that it sees at once. A scoring batch holds at most
- * batchSize images: it ends between patients whenever they fit (patientBatchEnds), but a patient
- * with more images than that (ISIC 2020 has patients with over 100) spans several batches, and
- * scored batch by batch each part would see only itself. So the backbone runs batch by batch, the
- * pooled features wait here until their patient is complete (the scoring loader keeps a patient's
- * images next to each other), and the head then runs on whole patients at once
- * (Engine.classifyEmbeddings): every image is scored beside all the others of its patient.
+ * the other images of each image's patient that it sees at once. The scoring loader puts each
+ * patient's images next to each other and cuts full batches, so a patient may span two batches
+ * (or more: ISIC 2020 averages about 16 images per patient, the report's batch is 8), and scored
+ * batch by batch each part would see only itself. So the backbone runs batch by batch, the pooled
+ * features wait here until their patient is complete, and the head then runs on whole patients at
+ * once (Engine.classifyEmbeddings): every image is scored beside all the others of its patient.
  */
 import type { LesionSample } from '../data/types';
 import { patientGroups } from '../data/patients';
@@ -63,11 +62,8 @@ export class WholePatientHead {
     if (count === 0) return [];
     const rows = this.pending.splice(0, count);
     const samples = rows.map((r) => r.sample);
-    const size = rows[0].embedding.length;
-    const embeddings = new Float32Array(rows.length * size);
-    rows.forEach((r, i) => embeddings.set(r.embedding, i * size));
     const result = await this.engine.classifyEmbeddings({
-      embeddings,
+      embeddings: concatRows(rows.map((r) => r.embedding)),
       batchSize: rows.length,
       groups: patientGroups(samples),
       ...(this.metadata ? { metadata: this.metadata(samples) } : {}),
@@ -76,4 +72,12 @@ export class WholePatientHead {
     this.lossSum += result.lossSum ?? 0;
     return rows.map((r, i) => ({ ...r, logit: result.logits[i] }));
   }
+}
+
+/** Equal-length rows (embeddings) end to end, as the engine takes them. */
+export function concatRows(rows: readonly Float32Array[]): Float32Array {
+  const size = rows.length ? rows[0].length : 0;
+  const out = new Float32Array(rows.length * size);
+  rows.forEach((row, i) => out.set(row, i * size));
+  return out;
 }

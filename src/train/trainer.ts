@@ -5,13 +5,13 @@
 import { EventEmitter } from 'events';
 import { Loader, createLoader, engineImages } from '../data/loader';
 import { hasPatientWithSeveralImages, patientGroups, withTheirPatients } from '../data/patients';
-import { HeadScored, WholePatientHead } from './patient-head';
+import { HeadScored, WholePatientHead, concatRows } from './patient-head';
 import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
 import { MetadataKind, metadataEncoder, metadataKind, metadataKindMismatch } from '../data/metadata';
-import { Engine, EngineInfo, EngineState, NamedTensor, TrainStepResult, torchInfo } from '../native';
+import { Engine, EngineInfo, EngineState, GradCamRequest, NamedTensor, TrainStepResult, torchInfo } from '../native';
 import { ENGINE_PROBE, ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
 import { writeFileAtomic } from '../files';
@@ -537,13 +537,29 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const engine = await this.ensureEngine();
     const size = imageSize ?? this.imageSizeAt(this.epochsDone);
     // A few chosen images of a larger set must see that set as scoring did: its patient counts
-    // (metadata), and with patient context the patient's other images, explained beside them.
-    const scored = this.options.patientContext > 0 && population ? withTheirPatients(samples, population) : samples;
-    const loader = this.scoringLoader(scored, size);
+    // (metadata), and with patient context all the other images of their patients.
     const metadata = this.metadataFor(population ?? samples);
+    const context = this.options.patientContext > 0 ? await this.patientContextFeatures(samples, population ?? samples, size) : null;
+    const loader = this.scoringLoader(samples, size);
     const out: GradCamPrediction[] = [];
     for await (const batch of loader.epoch(0)) {
-      const result = await engine.gradCam(this.batchRequest(batch, metadata));
+      const request: GradCamRequest = this.batchRequest(batch, metadata);
+      if (context) {
+        // Their patients' other images, by pooled features: one numbering of patients for both.
+        const inBatch = new Set(batch.samples.map((s) => s.imageName));
+        const patients = new Set(batch.samples.map((s) => s.patientId));
+        const others = [...patients].flatMap((id) => context.byPatient.get(id) ?? []).filter((o) => !inBatch.has(o.imageName));
+        const groups = patientGroups([...batch.samples, ...others]);
+        request.groups = groups.slice(0, batch.samples.length);
+        if (others.length) {
+          request.context = {
+            embeddings: concatRows(others.map((o) => context.embeddings.get(o.imageName)!)),
+            groups: groups.slice(batch.samples.length),
+            ...(metadata ? { metadata: metadata(others) } : {}),
+          };
+        }
+      }
+      const result = await engine.gradCam(request);
       const cells = result.height * result.width;
       const pixels = size * size * 3;
       batch.samples.forEach((sample, i) => {
@@ -562,7 +578,26 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         });
       });
     }
-    return inSampleOrder(loader, out).slice(0, samples.length);
+    return inSampleOrder(loader, out);
+  }
+
+  /**
+   * For Grad-CAM with patient context: the pooled features of the chosen samples' patients'
+   * images in `population` (the chosen ones among them, scored as a set), by image name, and
+   * those images by patient. Grad-CAM gives each batch the others of its patients from here.
+   */
+  private async patientContextFeatures(samples: readonly LesionSample[], population: readonly LesionSample[], imageSize: number) {
+    const scored = withTheirPatients(samples, population);
+    const [{ predictions }] = await this.evaluateViews(scored, [null], { imageSize, embeddings: true });
+    const embeddings = new Map(predictions.map((p) => [p.imageName, p.embedding!]));
+    const byPatient = new Map<string, LesionSample[]>();
+    for (const s of scored) {
+      if (s.patientId === '') continue; // alone: no context
+      const list = byPatient.get(s.patientId) ?? [];
+      if (!list.some((o) => o.imageName === s.imageName)) list.push(s);
+      byPatient.set(s.patientId, list);
+    }
+    return { embeddings, byPatient };
   }
 
   /** Predictions with each image's embedding (`embedding`), in order. */

@@ -4,7 +4,7 @@
  */
 import sharp from 'sharp';
 import { createLoader } from '../../src/data/loader';
-import { defaultPatientRunLength, groupByPatient, patientBatchEnds, patientGroups } from '../../src/data/patients';
+import { defaultPatientRunLength, groupByPatient, patientGroups } from '../../src/data/patients';
 import { mulberry32 } from '../../src/data/random';
 import { Batch, LesionSample, LoaderOptions } from '../../src/data/types';
 
@@ -79,21 +79,6 @@ describe('defaultPatientRunLength', () => {
   });
 });
 
-describe('patientBatchEnds', () => {
-  test('ends a batch before a patient that would not fit; splits only a patient larger than a batch', () => {
-    const runs = (...sizes: number[]) => {
-      let next = 0;
-      return sizes.map((n) => Array.from({ length: n }, () => next++));
-    };
-    expect(patientBatchEnds(runs(2, 2, 2, 2), 4)).toEqual([4, 8]);
-    expect(patientBatchEnds(runs(3, 2, 1, 4), 4)).toEqual([3, 6, 10]);
-    // 6 images of one patient: a full batch, then the rest alone; then the next patient.
-    expect(patientBatchEnds(runs(6, 3), 4)).toEqual([4, 6, 9]);
-    expect(patientBatchEnds(runs(1, 1, 1, 1, 1), 2)).toEqual([2, 4, 5]);
-    expect(patientBatchEnds([], 4)).toEqual([]);
-  });
-});
-
 describe('patientGroups', () => {
   test('equal numbers for one patient, distinct ones for other patients and for samples without an id', async () => {
     const samples = await samplesOf(['X', '', 'Y', 'X', '', 'Y', 'Z']);
@@ -127,39 +112,29 @@ describe('loader with groupPatients', () => {
     expect(contiguous(ids(samples, createLoader(samples, base).epochOrder(2)))).toBe(false);
   });
 
-  test('an unshuffled (scoring) loader never splits a patient across batches, and counts its batches right', async () => {
+  test('an unshuffled (scoring) loader: patients in the order of their first image, each one contiguous, in full batches; fromBatch', async () => {
     const loader = createLoader(samples, { ...base, shuffle: false });
+    const order = loader.epochOrder(0);
+    expect(contiguous(ids(samples, order))).toBe(true);
+    expect([...order].sort((x, y) => x - y)).toEqual(samples.map((_, i) => i));
+    // Patients appear as their first images do in the samples; within a patient, images keep their order.
+    const firstSeen = [...new Set(samples.map((s) => s.patientId).filter((id) => id !== ''))];
+    expect([...new Set(ids(samples, order).filter((id) => id !== ''))]).toEqual(firstSeen);
+    for (const id of firstSeen) {
+      const positions = order.filter((i) => samples[i].patientId === id);
+      expect(positions).toEqual([...positions].sort((x, y) => x - y));
+    }
+    expect(loader.epochOrder(1)).toEqual(order);
     const batches = await all(loader.epoch(0));
     expect(batches).toHaveLength(loader.batchesPerEpoch);
-    expect(batches.reduce((n, b) => n + b.batchSize, 0)).toBe(samples.length);
-    const batchOf = new Map<string, number>();
-    batches.forEach((batch, k) => {
-      expect(batch.batchSize).toBeLessThanOrEqual(5);
-      for (const s of batch.samples) {
-        if (s.patientId === '') continue;
-        expect(batchOf.get(s.patientId) ?? k).toBe(k);
-        batchOf.set(s.patientId, k);
-      }
-    });
-    expect(batches.some((b) => b.batchSize < 5 && b !== batches[batches.length - 1])).toBe(true); // the plan did cut early
-    // fromBatch starts where the plan puts that batch.
+    expect(batches.map((b) => b.batchSize)).toEqual([5, 5, 5, 5, 5, 1]);
+    expect(batches.flatMap((b) => b.samples.map((s) => s.imageName))).toEqual(order.map((i) => samples[i].imageName));
     const resumed = await all(loader.epoch(0, { fromBatch: 2 }));
     expect(resumed.map((b) => b.samples.map((s) => s.imageName))).toEqual(batches.slice(2).map((b) => b.samples.map((s) => s.imageName)));
   });
 
-  test('an undecodable image skipped: the other batches keep the plan, none mixes patients it should not', async () => {
-    const intact = await all(createLoader(samples, { ...base, shuffle: false }).epoch(0));
-    const broken = samples.map((s, i) => (i === 1 ? { ...s, image: { kind: 'memory' as const, bytes: Buffer.from('not a jpeg') } } : s));
-    const loader = createLoader(broken, { ...base, shuffle: false, onBadImage: 'skip' });
-    const batches = await all(loader.epoch(0));
-    const namesOf = (b: Batch[]) => b.map((batch) => batch.samples.map((s) => s.imageName));
-    expect(namesOf(batches)).toEqual(namesOf(intact).map((batch) => batch.filter((name) => name !== 'IMG_1')).filter((batch) => batch.length > 0));
-    expect(loader.stats().skipped.map((s) => s.imageName)).toEqual(['IMG_1']);
-  });
-
   test('refuses options it cannot honour, naming them', () => {
     expect(() => createLoader(samples, { ...base, positiveFraction: 0.5 })).toThrow('Expected no positiveFraction with groupPatients: repeated positives would each be scored in the context of their own copies');
-    expect(() => createLoader(samples, { ...base, shuffle: false, dropLast: true })).toThrow('Expected dropLast false for an unshuffled loader with groupPatients: its batches end between patients, so they are not all batchSize');
     expect(() => createLoader(samples, { ...base, groupPatients: 'yes' as unknown as boolean })).toThrow('Expected boolean for groupPatients but received string');
     expect(() => createLoader(samples, { ...base, shuffle: false, patientRunLength: 2 })).toThrow('Expected patientRunLength only with groupPatients and shuffle (it shapes training epochs)');
     expect(() => createLoader(samples, { ...base, patientRunLength: 0 })).toThrow('Expected positive integer for patientRunLength but received 0');

@@ -137,6 +137,36 @@ describe('patient context', () => {
     expect((await engine.classifyEmbeddings({ embeddings: embeddings!, batchSize: 2 })).logits).toHaveLength(2);
   });
 
+  test("Grad-CAM of part of a patient, the rest given as features: the maps and logits of one pass over the whole patient", async () => {
+    const engine = await create({}, 'efficientnet-b0', WITH_CONTEXT);
+    const groups = Int32Array.of(0, 0, 0, 1);
+    const whole = { ...randomBatch(4, 32, 12), groups };
+    const onePass = await engine.gradCam(whole);
+    const { embeddings, embeddingSize } = await engine.evaluate({ ...whole, embeddings: true });
+    const size = embeddingSize!;
+    // Images 0 and 1 explained; image 2 (their patient's third) enters as its features only.
+    const pixels = 32 * 32 * 3;
+    const part = { images: whole.images.subarray(0, 2 * pixels), batchSize: 2, height: 32, width: 32, groups: groups.slice(0, 2) };
+    const withContext = await engine.gradCam({ ...part, context: { embeddings: embeddings!.slice(2 * size, 3 * size), groups: groups.slice(2, 3) } });
+    const cells = onePass.height * onePass.width;
+    expect(withContext.logits).toHaveLength(2);
+    for (let i = 0; i < 2; i++) {
+      expect(withContext.logits[i]).toBeCloseTo(onePass.logits[i], 5);
+      Array.from(withContext.maps.subarray(i * cells, (i + 1) * cells)).forEach((v, c) => expect(v).toBeCloseTo(onePass.maps[i * cells + c], 5));
+    }
+    // Without the context the pair sees only each other: another logit.
+    const alone = await engine.gradCam(part);
+    expect(Math.abs(alone.logits[0] - onePass.logits[0])).toBeGreaterThan(1e-5);
+    // Refused: a context without the batch's groups, and a context for a model without the branch.
+    const noGroups = await rejection(engine.gradCam({ ...part, groups: undefined, context: { embeddings: embeddings!.slice(2 * size, 3 * size), groups: groups.slice(2, 3) } }));
+    expect(noGroups.code).toBe('ERR_ENGINE_STATE');
+    expect(noGroups.message).toMatch(/Grad-CAM with a 'context' needs 'groups' for the batch and for the context, one numbering for both/);
+    const plain = await create({}, 'efficientnet-b0', TINY);
+    const plainFeatures = (await plain.evaluate({ ...part, embeddings: true })).embeddings!;
+    const noBranch = await rejection(plain.gradCam({ ...part, context: { embeddings: plainFeatures.slice(0, plainFeatures.length / 2), groups: Int32Array.of(0) } }));
+    expect(noBranch.message).toMatch(/this model has no patient context: give Grad-CAM no 'context'/);
+  });
+
   test("learns a label that only the patient's other image carries: AUC near 1 in context, near chance alone", async () => {
     // Patients of two images, each a flat colour with noise; an image is positive when its
     // partner is bright. Its own pixels say nothing of its label.

@@ -87,6 +87,12 @@ test('a patient with more images than a batch holds is scored beside all of them
     expect(bySmall.loss!).toBeCloseTo(byLarge.loss!, 6);
     // Grad-CAM runs backbone and head in one pass over its batch, here all 32 images: the same logits.
     expect(largestChange((await large.gradCam(quads)).map((p) => p.logit))).toBeLessThan(1e-5);
+    // Grad-CAM in batches of three explains each image beside all of its patient's others, and
+    // one image chosen from the set (a batch of its own) too.
+    expect(largestChange((await small.gradCam(quads)).map((p) => p.logit))).toBeLessThan(1e-5);
+    const [chosen] = await small.gradCam([quads[5]], { population: quads });
+    expect(chosen.imageName).toBe(quads[5].imageName);
+    expect(chosen.logit).toBeCloseTo(bySmall.predictions[5].logit, 5);
     // Embeddings come with the same logits.
     const embedded = await small.embed(quads);
     expect(largestChange(embedded.map((p) => p.logit))).toBeLessThan(1e-5);
