@@ -74,7 +74,8 @@ else
 fi
 # 4. The product itself on the device: the demo run (train:native's defaults: graphs, bf16), a
 #    prediction with TTA and a calibrator, embeddings and Grad-CAM maps; then a patient-context
-#    model in fp16 (its attention scores are computed in fp32 under autocast) and its prediction.
+#    model in fp16 (its attention scores are computed in fp32 under autocast), its prediction (the
+#    head on whole patients) and its Grad-CAM maps (the patients' other images as features).
 product() {
   local runs="$OUT/product-runs" log="$OUT/product.log" demo
   set -e
@@ -88,6 +89,7 @@ product() {
   node dist/cli.js train --device "$DEVICE" --epochs "$PRODUCT_EPOCHS" --patient-context 64 --precision "$CONTEXT_PRECISION" --runs-dir "$runs/context" --log-every 10 >> "$log" 2>&1
   run="$(ls -d "$runs"/context/*/ | head -1)"
   node dist/cli.js predict "$run" --data "$demo" --out "$runs/context-submission.csv" >> "$log" 2>&1
+  node dist/cli.js explain "$run" --data "$demo" --hardest "$run/evaluation.json" --out "$runs/context-explained" >> "$log" 2>&1
   rm -rf "$runs"  # only the log comes back (at most 8 files)
 }
 export -f product

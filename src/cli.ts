@@ -128,7 +128,7 @@ function addTrainingOptions(command: Command): Command {
     .option('--label-smoothing <e>', 'binary label smoothing', number('--label-smoothing'))
     .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1))
     .option('--metadata', 'fuse patient metadata (sex, age, anatomic site, images per patient) with the image features')
-    .option('--patient-context <width>', "attend over the patient's other images in the batch (width of the attention, e.g. 64; default 0 = each image alone)", integer('--patient-context', 0))
+    .option('--patient-context <width>', "attend over the patient's other images (in its batch when training, all of them when scoring; width of the attention, e.g. 64; default 0 = each image alone)", integer('--patient-context', 0))
     // transfer learning
     .option('--pretrained <name|file>', 'start from imported ImageNet weights (melanoma weights import): a name in weights/ or a .safetensors path; the model follows the weights, the head starts fresh')
     .option('--freeze-backbone-epochs <n>', 'train only the head for the first n epochs (default 0)', integer('--freeze-backbone-epochs', 0))

@@ -96,7 +96,8 @@ export interface ModelSpec {
   metadataHidden: number;
   /**
    * Patient context: width of the attention of each image over the other images of its patient
-   * in the batch (see ImageBatch.groups); 0 = each image is scored alone.
+   * that the head sees with it (a batch's, see ImageBatch.groups; classifyEmbeddings: the rows
+   * given); 0 = each image is scored alone.
    */
   contextDim: number;
   bnEps: number;

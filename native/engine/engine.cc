@@ -1149,20 +1149,21 @@ struct Engine::Impl {
     return scored(logits, batch);
   }
 
-  // batch.embeddings as a float [N, embeddingSize] tensor on the device, its size checked.
-  torch::Tensor embeddingsTensor(const HostBatch& batch) const {
+  // batch.embeddings as a float [N, embeddingSize] tensor on the device owning its memory, its
+  // size checked (`field` names it in the refusal).
+  torch::Tensor embeddingsTensor(const HostBatch& batch, const char* field = "embeddings") const {
     const int64_t size = config.model.headChannels;
     if (static_cast<int64_t>(batch.embeddings.size()) != batch.batchSize * size) {
       std::ostringstream msg;
       msg << "this model's embeddings have " << size << " values per image (a Float32Array of "
-          << batch.batchSize * size << " for " << batch.batchSize << " images) but 'embeddings' has "
-          << batch.embeddings.size() << ": give what evaluate returned with embeddings: true";
+          << batch.batchSize * size << " for " << batch.batchSize << " images) but '" << field
+          << "' has " << batch.embeddings.size() << ": give what evaluate returned with embeddings: true";
       throw EngineFailure("ERR_ENGINE_STATE", msg.str());
     }
-    return torch::from_blob(const_cast<float*>(batch.embeddings.data()), {batch.batchSize, size},
-                            torch::kFloat)
-        .to(device)
-        .clone();
+    const auto host = torch::from_blob(const_cast<float*>(batch.embeddings.data()),
+                                       {batch.batchSize, size}, torch::kFloat);
+    // One copy either way: to another device, or off the batch's memory on the CPU.
+    return device.is_cpu() ? host.clone() : host.to(device);
   }
 
   // An evaluation's logits on the host, and its summed loss when the batch has labels.
@@ -1188,6 +1189,31 @@ struct Engine::Impl {
     // Each logit's gradient then reaches its own image's features only, as one backward of the
     // sum needs; the logits are those of scoring (the other images still give the context).
     headInputs.isolateContext = true;
+    // The patients' other images (context), checked before the backbone pass is spent.
+    torch::Tensor otherPooled;
+    HeadInputs otherInputs;
+    if (batch.context) {
+      const auto& others = *batch.context;
+      if (config.model.contextDim == 0) {
+        throw EngineFailure("ERR_ENGINE_STATE",
+                            "this model has no patient context: give Grad-CAM no 'context'");
+      }
+      if (batch.groups.empty()) {
+        throw EngineFailure("ERR_ENGINE_STATE",
+                            "Grad-CAM with a 'context' needs 'groups' for the batch too, numbered "
+                            "as the context's");
+      }
+      const int64_t features = config.model.metadataFeatures;
+      if (features > 0 && static_cast<int64_t>(others.metadata.size()) != others.batchSize * features) {
+        std::ostringstream msg;
+        msg << "the Grad-CAM 'context' has " << others.metadata.size() << " metadata values for "
+            << others.batchSize << " images: give 'context.metadata', " << features
+            << " values per image";
+        throw EngineFailure("ERR_ENGINE_STATE", msg.str());
+      }
+      otherPooled = embeddingsTensor(others, "context.embeddings");
+      otherInputs = headInputsTensor(others);
+    }
     torch::Tensor features;
     {
       torch::NoGradGuard noGrad;
@@ -1198,18 +1224,7 @@ struct Engine::Impl {
     auto pooled = features.mean({2, 3});
     if (batch.context) {
       // The patients' other images join the head's input after the batch, as constants.
-      const auto& others = *batch.context;
-      if (config.model.contextDim == 0) {
-        throw EngineFailure("ERR_ENGINE_STATE",
-                            "this model has no patient context: give Grad-CAM no 'context'");
-      }
-      if (others.groups.empty() || batch.groups.empty()) {
-        throw EngineFailure("ERR_ENGINE_STATE",
-                            "Grad-CAM with a 'context' needs 'groups' for the batch and for the "
-                            "context, one numbering for both");
-      }
-      const auto otherInputs = headInputsTensor(others);
-      pooled = torch::cat({pooled, embeddingsTensor(others)});
+      pooled = torch::cat({pooled, otherPooled});
       headInputs.groups = torch::cat({headInputs.groups, otherInputs.groups});
       if (headInputs.metadata.defined()) {
         headInputs.metadata = torch::cat({headInputs.metadata, otherInputs.metadata});

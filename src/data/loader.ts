@@ -21,8 +21,7 @@ export interface Loader {
   /**
    * The epoch's batches in its seeded order. `fromBatch` starts at that batch (0-based) without
    * reading the ones before it, as a run resumed within an epoch needs; it requires
-   * onBadImage 'error', so that batch k always starts at the same image (k x batchSize, or
-   * where the patient-grouped plan puts it).
+   * onBadImage 'error', so that batch k always starts at the same image (k x batchSize).
    */
   epoch(epochIndex: number, options?: { fromBatch?: number }): AsyncIterable<Batch>;
   /**

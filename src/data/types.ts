@@ -73,8 +73,8 @@ export interface LoaderOptions {
    * each patient's images, cuts them into runs of at most patientRunLength, shuffles the runs of
    * all patients, and cuts batches of batchSize from that order (a run at a cut is split). An
    * unshuffled (scoring) loader puts each patient's images next to each other, patients in the
-   * order of their first image, and cuts batches of batchSize: a patient may span two batches,
-   * and the scorer joins them (src/train/patient-head.ts). Default: off.
+   * order of their first image, and cuts batches of batchSize: a patient may span two batches or
+   * more, and the scorer joins them (src/train/patient-head.ts). Default: off.
    */
   groupPatients?: boolean;
   /**

@@ -54,7 +54,7 @@ export interface TrainerOptions {
   metadata?: boolean;
   /**
    * Patient context inside the network: each image attends over the pooled features of the other
-   * images of its patient in the batch (an attention of this many units), and what it attends to
+   * images of its patient that the head sees with it (an attention of this many units), and what it attends to
    * joins the head, so the model can learn the "ugly duckling" sign end to end. Training batches
    * then keep runs of a patient's images together; scoring runs the head on whole patients, so
    * each image is scored (and explained) beside all the others of its patient in the set, however

@@ -51,6 +51,7 @@ export class WholePatientHead {
 
   /** How many pending images, from the first, belong to patients that no later batch continues. */
   private completeCount(): number {
+    if (this.pending.length === 0) return 0;
     const last = this.pending[this.pending.length - 1].sample.patientId;
     if (last === '') return this.pending.length; // an image without patient_id is a patient alone
     let start = this.pending.length;

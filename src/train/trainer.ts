@@ -588,6 +588,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    */
   private async patientContextFeatures(samples: readonly LesionSample[], population: readonly LesionSample[], imageSize: number) {
     const scored = withTheirPatients(samples, population);
+    if (!hasPatientWithSeveralImages(scored)) return null; // every image alone: no context to give
     const [{ predictions }] = await this.evaluateViews(scored, [null], { imageSize, embeddings: true });
     const embeddings = new Map(predictions.map((p) => [p.imageName, p.embedding!]));
     const byPatient = new Map<string, LesionSample[]>();

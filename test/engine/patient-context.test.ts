@@ -160,7 +160,7 @@ describe('patient context', () => {
     // Refused: a context without the batch's groups, and a context for a model without the branch.
     const noGroups = await rejection(engine.gradCam({ ...part, groups: undefined, context: { embeddings: embeddings!.slice(2 * size, 3 * size), groups: groups.slice(2, 3) } }));
     expect(noGroups.code).toBe('ERR_ENGINE_STATE');
-    expect(noGroups.message).toMatch(/Grad-CAM with a 'context' needs 'groups' for the batch and for the context, one numbering for both/);
+    expect(noGroups.message).toMatch(/Grad-CAM with a 'context' needs 'groups' for the batch too, numbered as the context's/);
     const plain = await create({}, 'efficientnet-b0', TINY);
     const plainFeatures = (await plain.evaluate({ ...part, embeddings: true })).embeddings!;
     const noBranch = await rejection(plain.gradCam({ ...part, context: { embeddings: plainFeatures.slice(0, plainFeatures.length / 2), groups: Int32Array.of(0) } }));

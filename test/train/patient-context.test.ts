@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import { existsSync, mkdirSync } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { predict } from '../../src/predict';
+import { predict, viewTransform } from '../../src/predict';
 import type { LesionSample } from '../../src/data/types';
 import { Trainer } from '../../src/train/trainer';
 import { TINY_TRAINER, tempDir, tinyDemo } from './helpers';
@@ -65,8 +65,10 @@ test('fit and predict in context; predictions in the samples order, whatever it 
 });
 
 test('a patient with more images than a batch holds is scored beside all of them: the batch size changes no prediction', async () => {
-  // Patients of four images, scored in batches of three: every patient spans two batches.
-  const quads = samples.map((s, i) => ({ ...s, patientId: `quad-${i >> 2}` })).reverse();
+  // Patients of four images, scored in batches of three: every patient spans two batches. Every
+  // fifth image has no patient_id (alone), and patients are interleaved, so scoring regroups them.
+  const labelled = samples.map((s, i) => ({ ...s, patientId: i % 5 === 4 ? '' : `quad-${i >> 2}` }));
+  const quads = [...labelled.filter((_, i) => i % 2 === 0), ...labelled.filter((_, i) => i % 2 === 1)];
   const trainer = new Trainer({ ...TINY_TRAINER, epochs: 3, patientContext: 8 });
   const file = path.join(root, 'quads.safetensors');
   try {
@@ -93,6 +95,13 @@ test('a patient with more images than a batch holds is scored beside all of them
     const [chosen] = await small.gradCam([quads[5]], { population: quads });
     expect(chosen.imageName).toBe(quads[5].imageName);
     expect(chosen.logit).toBeCloseTo(bySmall.predictions[5].logit, 5);
+    // Each test-time view has its own whole-patient head: a flipped view agrees across batch sizes too.
+    const views = [null, viewTransform('hflip')];
+    const [smallViews, largeViews] = await Promise.all([small.evaluateViews(quads, views), large.evaluateViews(quads, views)]);
+    expect(largestChange(smallViews[0].predictions.map((p) => p.logit))).toBeLessThan(1e-5);
+    const flippedChange = Math.max(...smallViews[1].predictions.map((p, i) => Math.abs(p.logit - largeViews[1].predictions[i].logit)));
+    expect(flippedChange).toBeLessThan(1e-5);
+    expect(largestChange(smallViews[1].predictions.map((p) => p.logit))).toBeGreaterThan(1e-5); // the flip is another view
     // Embeddings come with the same logits.
     const embedded = await small.embed(quads);
     expect(largestChange(embedded.map((p) => p.logit))).toBeLessThan(1e-5);
