@@ -99,5 +99,5 @@ phase native-b0-rest 60 native --models efficientnet-b0 --precisions $PRECISIONS
 phase python-b0-rest 60 python_eager --models efficientnet-b0 --precisions $PRECISIONS_REST --batch-sizes $BATCHES
 phase native-b3 60 native --models efficientnet-b3 --precisions $PRECISIONS_FIRST,$PRECISIONS_REST --batch-sizes $BATCHES --graph-modes $GRAPHS
 phase python-b3 60 python_eager --models efficientnet-b3 --precisions $PRECISIONS_FIRST,$PRECISIONS_REST --batch-sizes $BATCHES
-phase compare-all 5 bash -c "node dist/bench/compare.js '$OUT/native.jsonl' '$OUT/python.jsonl' --markdown '$OUT/compare.md' | tee -a '$OUT/gpu-run.log'"
+phase compare-all 5 bash -c "node dist/bench/compare.js '$OUT/native.jsonl' '$OUT/python.jsonl' --markdown '$OUT/compare.md' --replace | tee -a '$OUT/gpu-run.log'"
 log "finished in $((SECONDS - started)) s"

@@ -12,7 +12,7 @@ import { parse } from 'csv-parse/sync';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import type { LesionSample } from './data/types';
-import { csvField, OutputExistsError } from './files';
+import { csvField, OutputExistsError, writeNewFile } from './files';
 import { readFoldsCsv } from './folds';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
 import { ScoringOptions, cvFoldCheckpoints, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
@@ -138,8 +138,9 @@ export async function embedDataset(options: EmbedOptions): Promise<EmbedResult> 
   );
   await fsp.mkdir(out, { recursive: true });
   const files = [path.join(out, EMBED_FILES.embeddings), path.join(out, EMBED_FILES.images)];
-  // 'wx': never replace a file that appeared meanwhile.
-  await fsp.writeFile(files[0], npyFloat32(matrix, rows.length, size), { flag: 'wx' });
-  await fsp.writeFile(files[1], lines.join('\n') + '\n', { flag: 'wx' });
+  // Atomically, never over a file that appeared meanwhile.
+  const instead = 'write the embeddings into a new folder';
+  await writeNewFile(files[0], npyFloat32(matrix, rows.length, size), instead);
+  await writeNewFile(files[1], Buffer.from(lines.join('\n') + '\n'), instead);
   return { images: rows.length, embeddingSize: size, written: files };
 }

@@ -11,7 +11,7 @@ import { DataError } from './data/errors';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
 import { openDataset } from './data/isic';
 import type { LesionSample } from './data/types';
-import { csvField, OutputExistsError } from './files';
+import { csvField, OutputExistsError, writeNewFile } from './files';
 import { rocAucOrNull } from './metrics/auc';
 import { logit } from './metrics/calibration';
 import type { Device, TrainerOptions } from './model/config';
@@ -215,11 +215,12 @@ export async function openTestImages(data: string, csv?: string): Promise<Lesion
 }
 
 
+const CHOOSE_ANOTHER_OUT = 'choose another --out/--per-view path or move the existing file away';
+
 async function refuseExisting(files: readonly string[]): Promise<void> {
   const existing = [];
   for (const f of files) if (await stat(f)) existing.push(f);
-  if (existing.length)
-    throw new OutputExistsError(`Refusing to overwrite ${existing.join(' and ')}: choose another --out/--per-view path or move the existing file away`);
+  if (existing.length) throw new OutputExistsError(`Refusing to overwrite ${existing.join(' and ')}: ${CHOOSE_ANOTHER_OUT}`);
 }
 
 /**
@@ -286,11 +287,11 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   const auc = labelled ? rocAucOrNull(samples.map((s) => s.target as number), rows.map((r) => r.target)).auc : null;
 
   const submission = ['image_name,target', ...rows.map((r) => `${csvField(r.imageName)},${r.target}`)].join('\n') + '\n';
-  await fsp.mkdir(path.dirname(path.resolve(out)), { recursive: true });
-  await fsp.writeFile(out, submission, { flag: 'wx' }); // 'wx': never replace a file that appeared meanwhile
+  // Atomically (a crash leaves no half-written submission), never over a file that appeared meanwhile.
+  await writeNewFile(out, Buffer.from(submission), CHOOSE_ANOTHER_OUT);
   const written = [out];
   if (perViewCsv) {
-    await fsp.writeFile(perViewCsv, perViewLines.join('\n') + '\n', { flag: 'wx' });
+    await writeNewFile(perViewCsv, Buffer.from(perViewLines.join('\n') + '\n'), CHOOSE_ANOTHER_OUT);
     written.push(perViewCsv);
   }
   return { rows, checkpoints, views: [...views], auc, written, calibrator: options.calibrator ?? null };

@@ -298,11 +298,14 @@ export function formatComparisonMarkdown(rows: readonly ComparisonRow[]): string
 function main(argv: readonly string[]): number {
   const files: string[] = [];
   let markdownFile: string | null = null;
+  let replace = false;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--markdown') {
       const next = argv[++i];
       if (next === undefined) return usage('--markdown needs a file name');
       markdownFile = next;
+    } else if (argv[i] === '--replace') {
+      replace = true;
     } else if (argv[i].startsWith('--')) {
       return usage(`unknown option ${argv[i]}`);
     } else {
@@ -310,6 +313,8 @@ function main(argv: readonly string[]): number {
     }
   }
   if (files.length === 0) return usage('give at least one JSON-lines file');
+  // A table written earlier is a result too: replaced only when asked (gpu-run's second compare).
+  if (markdownFile !== null && !replace && existsSync(markdownFile)) return usage(`${markdownFile} already exists and was left untouched: choose another --markdown file, or pass --replace`);
   const missing = files.filter((file) => !existsSync(file));
   if (missing.length > 0) return usage(`no such file: ${missing.join(', ')} (did its benchmark run?)`);
   const all = files.flatMap((file) => parseBenchLines(readFileSync(file, 'utf8')));
@@ -319,12 +324,12 @@ function main(argv: readonly string[]): number {
   if (python.length === 0) console.error('compare: no Python rows (bench/python_baseline.py output)');
   const rows = compareRows(native, python);
   console.log(formatComparison(rows));
-  if (markdownFile !== null) writeFileSync(markdownFile, formatComparisonMarkdown(rows) + '\n');
+  if (markdownFile !== null) writeFileSync(markdownFile, formatComparisonMarkdown(rows) + '\n', { flag: replace ? 'w' : 'wx' });
   return 0;
 }
 
 function usage(problem: string): number {
-  console.error(`compare: ${problem}\nUsage: node dist/bench/compare.js native.jsonl python.jsonl [--markdown out.md]`);
+  console.error(`compare: ${problem}\nUsage: node dist/bench/compare.js native.jsonl python.jsonl [--markdown out.md [--replace]]`);
   return 2;
 }
 

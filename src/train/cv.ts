@@ -9,6 +9,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { evaluatePredictionsFile } from '../cli/evaluate';
+import { writeFileAtomic } from '../files';
 import { readFoldsCsv, splitByFold, writeFoldsCsv } from '../folds';
 import { CvSummary, crossValidationSummary } from '../metrics/cv';
 import type { Evaluation } from '../report/evaluation';
@@ -158,10 +159,11 @@ export async function summariseCv(cvDir: string, folds: number): Promise<{ summa
     lines.push(...text.trimEnd().split('\n').slice(1));
   }
   const oof = path.join(cvDir, CV_FILES.oof);
-  await fsp.writeFile(oof, lines.join('\n') + '\n');
+  // Atomically: a summary run again (after a resume) replaces its own files whole, never half.
+  await writeFileAtomic(oof, Buffer.from(lines.join('\n') + '\n'), { overwrite: true });
   const rows = readPredictionsCsv(oof);
   const summary = crossValidationSummary(rows.map((r) => ({ target: r.target, score: r.score, patientId: r.patientId, fold: r.fold, imageName: r.imageName })));
-  await fsp.writeFile(path.join(cvDir, CV_FILES.summary), JSON.stringify(summary, null, 2) + '\n');
+  await writeFileAtomic(path.join(cvDir, CV_FILES.summary), Buffer.from(JSON.stringify(summary, null, 2) + '\n'), { overwrite: true });
   const { evaluation } = evaluatePredictionsFile(oof, { out: cvDir, force: true, bootstrap: 1000 });
   return { summary, evaluation };
 }

@@ -5,6 +5,8 @@
  */
 import { spawnSync } from 'child_process';
 import { TORCH_PYTHON, requireTorchOrWarn } from '../python-torch';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { BenchRow, compareRows, formatComparison, formatComparisonMarkdown, parseBenchLines } from '../../src/bench/compare';
 
@@ -287,5 +289,30 @@ describe('narrowed models', () => {
     const compared = compareRows(rows.filter((r) => r.implementation === 'native'), rows.filter((r) => r.implementation !== 'native'));
     expect(compared).toHaveLength(2);
     expect(compared.every((row) => row.ratio === null)).toBe(true);
+  });
+});
+
+describe('compare.js --markdown', () => {
+  test('writes the table; an existing table is left untouched (exit 2, named) unless --replace', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'melanoma-compare-'));
+    try {
+      const lines = path.join(dir, 'rows.jsonl');
+      writeFileSync(lines, [benchLine({ imagesPerSecond: 1000 }), benchLine({ implementation: 'python-eager', imagesPerSecond: 200 })].join('\n') + '\n');
+      const table = path.join(dir, 'compare.md');
+      const cli = path.resolve(__dirname, '../../dist/bench/compare.js');
+      const compare = (...args: string[]) => spawnSync(process.execPath, [cli, lines, '--markdown', table, ...args], { encoding: 'utf8' });
+      expect(compare().status).toBe(0);
+      const written = readFileSync(table, 'utf8');
+      expect(written).toContain('efficientnet-b0');
+      writeFileSync(table, 'my notes');
+      const refused = compare();
+      expect(refused.status).toBe(2);
+      expect(refused.stderr).toContain(`compare: ${table} already exists and was left untouched: choose another --markdown file, or pass --replace`);
+      expect(readFileSync(table, 'utf8')).toBe('my notes');
+      expect(compare('--replace').status).toBe(0);
+      expect(readFileSync(table, 'utf8')).toBe(written);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
