@@ -129,6 +129,7 @@ function addTrainingOptions(command: Command): Command {
     .option('--accumulate <n>', 'micro-batches per optimizer step', integer('--accumulate', 1))
     .option('--metadata', 'fuse patient metadata (sex, age, anatomic site, images per patient) with the image features')
     .option('--patient-context <width>', "attend over the patient's other images (in its batch when training, all of them when scoring; width of the attention, e.g. 64; default 0 = each image alone)", integer('--patient-context', 0))
+    .option('--patient-run-length <n>', 'with --patient-context: the most images of one patient together in a training batch (default: a quarter of the batch, at least 2)', integer('--patient-run-length', 1))
     // transfer learning
     .option('--pretrained <name|file>', 'start from imported ImageNet weights (melanoma weights import): a name in weights/ or a .safetensors path; the model follows the weights, the head starts fresh')
     .option('--freeze-backbone-epochs <n>', 'train only the head for the first n epochs (default 0)', integer('--freeze-backbone-epochs', 0))
@@ -184,6 +185,7 @@ function trainerOptionsFrom(opts: Record<string, unknown>): TrainerOptions {
     headHidden: opts.headHidden as number | undefined,
     metadata: opts.metadata as boolean | undefined,
     patientContext: opts.patientContext as number | undefined,
+    patientRunLength: opts.patientRunLength as number | undefined,
     seed: opts.seed as number | undefined,
     pretrained: opts.pretrained as string | undefined,
     freezeBackboneEpochs: opts.freezeBackboneEpochs as number | undefined,

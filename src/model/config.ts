@@ -62,6 +62,13 @@ export interface TrainerOptions {
    * report.
    */
   patientContext?: number;
+  /**
+   * With patientContext: the most images of one patient a training batch takes together (each
+   * image then trains beside up to this many minus one of its patient's others). 0 (default) = a
+   * quarter of the batch, at least 2, so a batch keeps several patients for BatchNorm; raise it
+   * to train with more context, as scoring (whole patients) has.
+   */
+  patientRunLength?: number;
   /** Dropout before the output layer; default: the variant's own (0.2 for b0). */
   headDropout?: number;
   /** Stochastic depth rate of the last block. */
@@ -231,6 +238,7 @@ export const DEFAULT_OPTIONS = {
   headHidden: 0,
   metadata: false,
   patientContext: 0,
+  patientRunLength: 0,
   headDropout: null,
   dropPathRate: 0.2,
   widthFactor: 1,
@@ -350,6 +358,9 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     throw new RangeError(`Expected precision fp32 with device cpu but received '${precision}': mixed precision (bf16/fp16) needs --device cuda`);
 
   const posWeight = o.posWeight === 'auto' ? 'auto' : expectNumber('posWeight', o.posWeight, 0, 1e6, { exclusiveMin: true });
+  const patientRunLength = expectInteger('patientRunLength', o.patientRunLength, 0, 4096);
+  if (patientRunLength > 0 && o.patientContext === 0)
+    throw new RangeError(`Expected patientRunLength only with patientContext (it shapes the patient runs of training batches) but received ${patientRunLength} without it`);
   const headDropout = o.headDropout === null ? null : expectNumber('headDropout', o.headDropout, 0, 0.99);
   const epochs = expectInteger('epochs', o.epochs, 1, 100000);
   const lr = expectNumber('lr', o.lr, 0, 10, { exclusiveMin: true });
@@ -386,6 +397,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     headHidden: expectInteger('headHidden', o.headHidden, 0, 65536),
     metadata: expectBoolean('metadata', o.metadata),
     patientContext: expectInteger('patientContext', o.patientContext, 0, 4096),
+    patientRunLength,
     headDropout,
     dropPathRate: expectNumber('dropPathRate', o.dropPathRate, 0, 0.9),
     widthFactor: expectNumber('widthFactor', o.widthFactor, 0.05, 4, { exclusiveMin: false }),

@@ -373,6 +373,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         // Train steps only: scoring keeps sharp (its test-time views flip host pixels).
         decode: o.decode,
         groupPatients: o.patientContext > 0,
+        ...(o.patientRunLength > 0 ? { patientRunLength: o.patientRunLength } : {}),
       });
       loaders.set(imageSize, created);
       return created;

@@ -137,6 +137,31 @@ test.each([[-1], [1.5], [5000]])('patientContext %p is refused, naming the optio
   expect(() => new Trainer({ ...TINY_TRAINER, patientContext: value })).toThrow('Expected integer between 0 and 4096 for patientContext but received ' + String(value));
 });
 
+test('patientRunLength: refused without patient context or out of range; it shapes training (runs of 1 train without context) and stays with the checkpoint', async () => {
+  expect(() => new Trainer({ ...TINY_TRAINER, patientRunLength: 4 })).toThrow('Expected patientRunLength only with patientContext (it shapes the patient runs of training batches) but received 4 without it');
+  expect(() => new Trainer({ ...TINY_TRAINER, patientContext: 8, patientRunLength: 1.5 })).toThrow('Expected integer between 0 and 4096 for patientRunLength but received 1.5');
+  const quads = samples.map((s, i) => ({ ...s, patientId: `quad-${i >> 2}` }));
+  const trainWith = async (patientRunLength: number) => {
+    const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1, patientContext: 8, patientRunLength });
+    try {
+      const [record] = await trainer.fit({ train: quads });
+      const file = path.join(root, `run-length-${patientRunLength}.safetensors`);
+      await trainer.save(file);
+      const loaded = await Trainer.load(file);
+      const kept = loaded.options.patientRunLength;
+      await loaded.dispose();
+      return { loss: record.trainLoss, kept };
+    } finally {
+      await trainer.dispose();
+    }
+  };
+  const [alone, pairs, whole] = await Promise.all([trainWith(1), trainWith(2), trainWith(4)]);
+  expect(pairs.kept).toBe(2);
+  expect(whole.kept).toBe(4);
+  // Other runs, other batches: the epoch's losses differ.
+  expect(new Set([alone.loss, pairs.loss, whole.loss]).size).toBe(3);
+});
+
 test('`train --patient-context` builds the context model (its parameter count includes the branch)', () => {
   const cli = path.resolve(__dirname, '../../dist/cli.js');
   const args = ['train', '--data', demoDir, '--device', 'cpu', '--width-factor', '0.25', '--image-size', '32', '--batch-size', '4', '--epochs', '1', '--folds', '2', '--runs-dir', path.join(root, 'runs'), '--workers', '1'];
@@ -155,4 +180,8 @@ test('`train --patient-context` builds the context model (its parameter count in
   expect(tooWide.status).toBe(2);
   expect(tooWide.stderr).toContain('Expected integer between 0 and 4096 for patientContext but received 5000');
   expect(existsSync(path.join(root, 'refused-runs'))).toBe(false); // refused before anything is written
+  const runsWithoutContext = spawnSync(process.execPath, [cli, ...args, '--patient-run-length', '4', '--runs-dir', path.join(root, 'refused-runs')], { encoding: 'utf8' });
+  expect(runsWithoutContext.status).toBe(2);
+  expect(runsWithoutContext.stderr).toContain('Expected patientRunLength only with patientContext');
+  expect(existsSync(path.join(root, 'refused-runs'))).toBe(false);
 });
