@@ -210,6 +210,7 @@ engine::HostBatch parseEmbeddingBatch(const Napi::Object& js) {
 engine::HostBatch parseContext(const Napi::Object& js) {
   const auto env = js.Env();
   engine::HostBatch context;
+  context.fieldPrefix = "context.";
   if (!typedArrayField(js, "groups", context.groups) || context.groups.empty()) {
     throw Napi::TypeError::New(env, "engine: 'context' needs 'groups', a non-empty Int32Array");
   }

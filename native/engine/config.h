@@ -104,6 +104,8 @@ struct HostBatch {
   // The head sees them beside the batch, as constants, so an image is explained beside every
   // other image of its patient, however many; they get no maps.
   std::shared_ptr<const HostBatch> context;
+  // How refusals name this batch's fields: "" for a batch, "context." for Grad-CAM's context.
+  std::string fieldPrefix;
 };
 
 struct TrainStepResult {

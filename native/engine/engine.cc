@@ -475,8 +475,9 @@ struct Engine::Impl {
     if (static_cast<int64_t>(batch.metadata.size()) != batch.batchSize * features) {
       std::ostringstream msg;
       msg << "this model takes " << features << " metadata values per image (a Float32Array of "
-          << batch.batchSize * features << " for this batch) but the batch has "
-          << batch.metadata.size() << ": give each batch its 'metadata'";
+          << batch.batchSize * features << " for this batch) but '" << batch.fieldPrefix
+          << "metadata' has " << batch.metadata.size() << ": give each batch its '"
+          << batch.fieldPrefix << "metadata'";
       throw EngineFailure("ERR_ENGINE_STATE", msg.str());
     }
     return torch::from_blob(const_cast<float*>(batch.metadata.data()), {batch.batchSize, features},
@@ -1150,14 +1151,15 @@ struct Engine::Impl {
   }
 
   // batch.embeddings as a float [N, embeddingSize] tensor on the device owning its memory, its
-  // size checked (`field` names it in the refusal).
-  torch::Tensor embeddingsTensor(const HostBatch& batch, const char* field = "embeddings") const {
+  // size checked.
+  torch::Tensor embeddingsTensor(const HostBatch& batch) const {
     const int64_t size = config.model.headChannels;
     if (static_cast<int64_t>(batch.embeddings.size()) != batch.batchSize * size) {
       std::ostringstream msg;
       msg << "this model's embeddings have " << size << " values per image (a Float32Array of "
-          << batch.batchSize * size << " for " << batch.batchSize << " images) but '" << field
-          << "' has " << batch.embeddings.size() << ": give what evaluate returned with embeddings: true";
+          << batch.batchSize * size << " for " << batch.batchSize << " images) but '"
+          << batch.fieldPrefix << "embeddings' has " << batch.embeddings.size()
+          << ": give what evaluate returned with embeddings: true";
       throw EngineFailure("ERR_ENGINE_STATE", msg.str());
     }
     const auto host = torch::from_blob(const_cast<float*>(batch.embeddings.data()),
@@ -1203,15 +1205,7 @@ struct Engine::Impl {
                             "Grad-CAM with a 'context' needs 'groups' for the batch too, numbered "
                             "as the context's");
       }
-      const int64_t features = config.model.metadataFeatures;
-      if (features > 0 && static_cast<int64_t>(others.metadata.size()) != others.batchSize * features) {
-        std::ostringstream msg;
-        msg << "the Grad-CAM 'context' has " << others.metadata.size() << " metadata values for "
-            << others.batchSize << " images: give 'context.metadata', " << features
-            << " values per image";
-        throw EngineFailure("ERR_ENGINE_STATE", msg.str());
-      }
-      otherPooled = embeddingsTensor(others, "context.embeddings");
+      otherPooled = embeddingsTensor(others);
       otherInputs = headInputsTensor(others);
     }
     torch::Tensor features;

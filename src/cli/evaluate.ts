@@ -26,7 +26,6 @@ export interface EvaluateFileResult {
 
 export const OUTPUT_FILES = ['evaluation.json', 'report.html'] as const;
 
-
 /** Read a predictions CSV, evaluate it, and (with `out`) write evaluation.json and report.html. */
 export function evaluatePredictionsFile(file: string, options: EvaluateFileOptions = {}): EvaluateFileResult {
   const { out, force, ...evaluationOptions } = options;

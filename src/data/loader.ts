@@ -21,7 +21,7 @@ export interface Loader {
   /**
    * The epoch's batches in its seeded order. `fromBatch` starts at that batch (0-based) without
    * reading the ones before it, as a run resumed within an epoch needs; it requires
-   * onBadImage 'error', so that batch k always starts at the same image (k x batchSize).
+   * onBadImage 'error', so that batch k always starts at image k x batchSize.
    */
   epoch(epochIndex: number, options?: { fromBatch?: number }): AsyncIterable<Batch>;
   /**
@@ -213,12 +213,12 @@ export function createLoader(samples: LesionSample[], options: LoaderOptions): L
         if (slot.error !== undefined) {
           if (o.onBadImage === 'error' || !(slot.error instanceof DataError)) throw slot.error;
           stats.skipped.push({ imageName: sample.imageName, source: describeSource(sample.image), reason: slot.error.message });
-        } else {
-          batch.push(sample);
-          images.push(slot.data!);
-          stats.images++;
-          stats.imagesPerSecond = stats.images / Math.max(now() - started, 1e-9);
+          continue;
         }
+        batch.push(sample);
+        images.push(slot.data!);
+        stats.images++;
+        stats.imagesPerSecond = stats.images / Math.max(now() - started, 1e-9);
         if (batch.length === o.batchSize) {
           batchStart = pos + 1;
           limit = Math.max(limit, batchStart + o.prefetchBatches * o.batchSize);

@@ -54,12 +54,12 @@ export interface TrainerOptions {
   metadata?: boolean;
   /**
    * Patient context inside the network: each image attends over the pooled features of the other
-   * images of its patient that the head sees with it (an attention of this many units), and what it attends to
-   * joins the head, so the model can learn the "ugly duckling" sign end to end. Training batches
-   * then keep runs of a patient's images together; scoring runs the head on whole patients, so
-   * each image is scored (and explained) beside all the others of its patient in the set, however
-   * many. An image without a patient_id is scored alone. 0 (default) = each image alone, as in the
-   * report.
+   * images of its patient that the head sees with it (an attention of this many units), and what
+   * it attends to joins the head, so the model can learn the "ugly duckling" sign end to end.
+   * Training batches then keep runs of a patient's images together; scoring runs the head on whole
+   * patients, so each image is scored (and explained) beside all the others of its patient in the
+   * set, however many. An image without a patient_id is scored alone. 0 (default) = each image
+   * alone, as in the report.
    */
   patientContext?: number;
   /**

@@ -55,6 +55,7 @@ describe('metadata branch', () => {
       expect(err).toBeInstanceOf(EngineError);
       expect(err!.code).toBe('ERR_ENGINE_STATE');
       expect(err!.message).toMatch(new RegExp(`takes ${FEATURES} metadata values per image \\(a Float32Array of ${4 * FEATURES} for this batch\\)`));
+      expect(err!.message).toContain(`but 'metadata' has ${request.metadata?.length ?? 0}: give each batch its 'metadata'`);
     }
     expect(Number.isFinite((await engine.trainStep({ ...batch, lr: 1e-3, metadata: metadataFor(batch.labels, 3) })).loss)).toBe(true);
   });

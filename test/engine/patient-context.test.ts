@@ -161,6 +161,15 @@ describe('patient context', () => {
     const noGroups = await rejection(engine.gradCam({ ...part, groups: undefined, context: { embeddings: embeddings!.slice(2 * size, 3 * size), groups: groups.slice(2, 3) } }));
     expect(noGroups.code).toBe('ERR_ENGINE_STATE');
     expect(noGroups.message).toMatch(/Grad-CAM with a 'context' needs 'groups' for the batch too, numbered as the context's/);
+    const wrongSize = await rejection(engine.gradCam({ ...part, context: { embeddings: embeddings!.slice(2 * size, 3 * size - 1), groups: groups.slice(2, 3) } }));
+    expect(wrongSize.code).toBe('ERR_ENGINE_STATE');
+    expect(wrongSize.message).toContain(`this model's embeddings have ${size} values per image (a Float32Array of ${size} for 1 images) but 'context.embeddings' has ${size - 1}: give what evaluate returned with embeddings: true`);
+    // A metadata model's context needs its metadata rows, and is told by the field's name.
+    const withMetadata = await create({}, 'efficientnet-b0', { ...WITH_CONTEXT, metadataFeatures: 2, metadataHidden: 4 });
+    const metadataFeatures = (await withMetadata.evaluate({ ...part, metadata: new Float32Array(4), embeddings: true })).embeddings!;
+    const noMetadata = await rejection(withMetadata.gradCam({ ...part, metadata: new Float32Array(4), context: { embeddings: metadataFeatures.slice(0, size), groups: Int32Array.of(0) } }));
+    expect(noMetadata.code).toBe('ERR_ENGINE_STATE');
+    expect(noMetadata.message).toContain("this model takes 2 metadata values per image (a Float32Array of 2 for this batch) but 'context.metadata' has 0: give each batch its 'context.metadata'");
     const plain = await create({}, 'efficientnet-b0', TINY);
     const plainFeatures = (await plain.evaluate({ ...part, embeddings: true })).embeddings!;
     const noBranch = await rejection(plain.gradCam({ ...part, context: { embeddings: plainFeatures.slice(0, plainFeatures.length / 2), groups: Int32Array.of(0) } }));
