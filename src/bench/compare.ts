@@ -6,7 +6,8 @@
  * `node dist/bench/compare.js native.jsonl python.jsonl [--markdown out.md]`.
  * Rows say which implementation made them, so the files may come in any order or be one file.
  */
-import { existsSync, readFileSync, writeFileSync } from 'fs';
+import { existsSync, readFileSync } from 'fs';
+import { OutputExistsError, writeFileAtomic, writeNewFile } from '../files';
 
 /** One model-benchmark line, reduced to what the comparison needs. */
 export interface BenchRow {
@@ -295,7 +296,7 @@ export function formatComparisonMarkdown(rows: readonly ComparisonRow[]): string
   return [line(HEADERS), separator, ...rows.map((row) => line(cells(row)))].join('\n');
 }
 
-function main(argv: readonly string[]): number {
+async function main(argv: readonly string[]): Promise<number> {
   const files: string[] = [];
   let markdownFile: string | null = null;
   let replace = false;
@@ -324,7 +325,17 @@ function main(argv: readonly string[]): number {
   if (python.length === 0) console.error('compare: no Python rows (bench/python_baseline.py output)');
   const rows = compareRows(native, python);
   console.log(formatComparison(rows));
-  if (markdownFile !== null) writeFileSync(markdownFile, formatComparisonMarkdown(rows) + '\n', { flag: replace ? 'w' : 'wx' });
+  if (markdownFile !== null) {
+    const table = Buffer.from(formatComparisonMarkdown(rows) + '\n');
+    try {
+      // Atomically; without --replace a table that appeared meanwhile is refused, not clobbered.
+      if (replace) await writeFileAtomic(markdownFile, table, { overwrite: true });
+      else await writeNewFile(markdownFile, table, 'choose another --markdown file, or pass --replace');
+    } catch (e) {
+      if (e instanceof OutputExistsError) return usage(e.message);
+      throw e;
+    }
+  }
   return 0;
 }
 
@@ -334,4 +345,9 @@ function usage(problem: string): number {
 }
 
 // Run only as a script, so tests can import the functions above.
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => (process.exitCode = code), (e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+}

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { refuse } from './usage';
-import { OutputExistsError } from '../files';
+import { OutputExistsError, writeFileAtomic, writeNewFile } from '../files';
 import { evaluatePredictions, Evaluation, EvaluationOptions, operatingPointRows } from '../report/evaluation';
 import { renderHtmlReport } from '../report/html';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
@@ -26,8 +26,11 @@ export interface EvaluateFileResult {
 
 export const OUTPUT_FILES = ['evaluation.json', 'report.html'] as const;
 
-/** Read a predictions CSV, evaluate it, and (with `out`) write evaluation.json and report.html. */
-export function evaluatePredictionsFile(file: string, options: EvaluateFileOptions = {}): EvaluateFileResult {
+/**
+ * Read a predictions CSV, evaluate it, and (with `out`) write evaluation.json and report.html,
+ * each atomically (a crash leaves the earlier file or the new one, never half of one).
+ */
+export async function evaluatePredictionsFile(file: string, options: EvaluateFileOptions = {}): Promise<EvaluateFileResult> {
   const { out, force, ...evaluationOptions } = options;
   const targets = out ? OUTPUT_FILES.map((f) => path.join(out, f)) : [];
   // Check before the (possibly long) evaluation so a refusal costs nothing.
@@ -40,12 +43,13 @@ export function evaluatePredictionsFile(file: string, options: EvaluateFileOptio
   const rows = readPredictionsCsv(file);
   const evaluation = evaluatePredictions(rows, { ...evaluationOptions, source: path.basename(file) });
   if (!out) return { evaluation, written: [] };
-  fs.mkdirSync(out, { recursive: true });
   const contents = [JSON.stringify(evaluation, null, 2) + '\n', renderHtmlReport(evaluation)];
-  targets.forEach((t, i) => {
-    // 'wx' fails if the file appeared meanwhile: never clobber without --force.
-    fs.writeFileSync(t, contents[i], { flag: force ? 'w' : 'wx' });
-  });
+  for (const [i, target] of targets.entries()) {
+    const data = Buffer.from(contents[i]);
+    // Without --force, a file that appeared meanwhile is refused too, never clobbered.
+    if (force) await writeFileAtomic(target, data, { overwrite: true });
+    else await writeNewFile(target, data, 'pass --force (force: true) to replace it');
+  }
   return { evaluation, written: targets };
 }
 
@@ -103,9 +107,9 @@ export function registerEvaluateCommand(program: Command): void {
     .option('--seed <n>', 'bootstrap seed', numberIn('--seed', (v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, 'an integer in [0, 4294967295]'), 0)
     .option('--min-tpr <x>', 'TPR floor of the partial AUC (ISIC 2024: 0.8)', numberIn('--min-tpr', (v) => v >= 0 && v < 1, 'a number in [0, 1)'), 0.8)
     .addOption(new Option('--score-scale <scale>', 'read scores as probabilities or logits (auto: probabilities when all lie in [0, 1])').choices(['auto', 'probability', 'logit']).default('auto'))
-    .action((file: string, opts: Record<string, unknown>, command: Command) => {
+    .action(async (file: string, opts: Record<string, unknown>, command: Command) => {
       try {
-        const { written, evaluation } = evaluatePredictionsFile(file, {
+        const { written, evaluation } = await evaluatePredictionsFile(file, {
           out: opts.out as string | undefined,
           force: opts.force as boolean,
           threshold: opts.threshold as number | undefined,
@@ -121,7 +125,7 @@ export function registerEvaluateCommand(program: Command): void {
         process.stdout.write(summaryLines(evaluation, written).join('\n') + '\n');
       } catch (e) {
         // Problems with the input or options get a one-line message; anything else is a bug: keep the stack.
-        const expected = e instanceof PredictionsFileError || e instanceof OutputExistsError || e instanceof RangeError || (e as NodeJS.ErrnoException).code === 'EEXIST';
+        const expected = e instanceof PredictionsFileError || e instanceof OutputExistsError || e instanceof RangeError;
         if (expected) refuse(command, `${(e as Error).message}`);
         throw e;
       }

@@ -107,7 +107,7 @@ test('explainImages: one PNG per image and a gallery; from an evaluation\'s hard
   await expect(explainImages({ checkpoint: run.runDir, data, images: ['ISIC_NOPE', names[0]], out: path.join(root, 'x') })).rejects.toThrow(`1 of the 2 images are not in ${data}: ISIC_NOPE`);
   expect(existsSync(path.join(root, 'x'))).toBe(false);
 
-  const evaluation = evaluatePredictionsFile(path.join(run.runDir, 'valid_predictions.csv'), { bootstrap: 0 }).evaluation;
+  const { evaluation } = await evaluatePredictionsFile(path.join(run.runDir, 'valid_predictions.csv'), { bootstrap: 0 });
   const evaluationFile = path.join(root, 'evaluation.json');
   writeFileSync(evaluationFile, JSON.stringify(evaluation));
   const hardest = await explainImages({ checkpoint: run.runDir, data, fromEvaluation: evaluationFile, out: path.join(root, 'hardest') });
