@@ -195,7 +195,8 @@ std::string DescribeScanError(const ScanError& error, const std::string& file) {
       break;
     case ScanErrorKind::kLengthCrc:
     case ScanErrorKind::kDataCrc:
-      out << "The file is corrupt: fetch it again, or read it with verifyCrc: false to skip the check.";
+      out << "The file is corrupt: fetch it again (`melanoma inspect FOLDER` lists every corrupt file; the API's "
+             "verifyCrc: false reads past the check).";
       break;
     default:
       out << "Check that the file is readable.";

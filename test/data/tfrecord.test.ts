@@ -195,7 +195,7 @@ describeWithUda1('corrupt TFRecord files', () => {
     const hex = (v: number) => `0x${v.toString(16).padStart(8, '0')}`;
     const expected =
       `${file}: record 7 at byte ${s[7].offset - 12}: payload CRC mismatch (stored ${hex(stored)}, computed ${hex(computed)}) ` +
-      `in the ${s[7].length} payload bytes at byte ${s[7].offset}. The file is corrupt: fetch it again, or read it with verifyCrc: false to skip the check.`;
+      `in the ${s[7].length} payload bytes at byte ${s[7].offset}. The file is corrupt: fetch it again (\`melanoma inspect FOLDER\` lists every corrupt file; the API's verifyCrc: false reads past the check).`;
     for (const read of [() => indexTfRecordFile(file), () => collect(readTfRecordFile(file)), async () => readTfRecordBuffer(bytes, { file })]) {
       const err = await dataError(read);
       expect(err.message).toBe(expected);
