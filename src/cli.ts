@@ -27,7 +27,7 @@ import { explainImages } from './explain';
 import { SafetensorsError } from './train/safetensors';
 import type { Precision, TrainerOptions } from './model/config';
 import { crossValidate, formatCvSummary } from './train/cv';
-import { DEMO_DATA, epochTableHeader, epochTableRow, resumeRun, trainRun } from './train/run';
+import { DEMO_DATA, epochTableHeader, epochTableRow, resumableFolderOf, resumeRun, trainRun } from './train/run';
 import { SCHEDULE_NAMES, parseProgressive } from './train/schedule';
 import type { BatchProgress, EpochRecord } from './train/trainer';
 import { DECODE_BACKENDS } from './data/types';
@@ -571,6 +571,11 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     console.error(`failed: ${err instanceof Error ? err.message : String(err)}`);
+    const stopped = resumableFolderOf(err);
+    if (stopped) {
+      const command = stopped.kind === 'cv' ? 'cv' : 'train';
+      console.error(`${stopped.folder} is kept (last.safetensors holds its newest checkpoint): once the data are fixed, resume with: melanoma ${command} --resume ${stopped.folder}`);
+    }
     if (err instanceof TypeError && err.stack) console.error(err.stack);
     return 1;
   }

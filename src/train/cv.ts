@@ -27,7 +27,9 @@ import {
   resumePoint,
   resumeOverrides,
   describeModel,
+  markResumable,
   openRunData,
+  resumableFolderOf,
   trainFold,
   withLog,
   withPreset,
@@ -134,6 +136,10 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
       const result = await trainFold(trainer, path.join(cvDir, foldDirName(fold)), { train, valid, fold }, hooks);
       results.push(result);
       if (result.stopped) break;
+    } catch (err) {
+      // Resuming the CV folder continues this fold from its checkpoint, then the folds after it.
+      if (resumableFolderOf(err)) markResumable(err, { kind: 'cv', folder: cvDir });
+      throw err;
     } finally {
       await trainer.dispose();
     }

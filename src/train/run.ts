@@ -6,6 +6,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { ensureDemoDataset } from '../data/demo';
+import { DataError } from '../data/errors';
 import { openDataset } from '../data/isic';
 import type { DecodeBackend, LesionSample } from '../data/types';
 import { csvField, writeFileAtomic } from '../files';
@@ -142,6 +143,31 @@ export interface RunHooks {
   onEpoch?: (record: EpochRecord) => void;
 }
 
+/** A folder that an error stopped and that resume continues once the data are fixed. */
+export interface ResumableFolder {
+  /** 'run': `resumeRun(folder)` (`melanoma train --resume`); 'cv': `crossValidate({ resume: folder })` (`melanoma cv --resume`). */
+  kind: 'run' | 'cv';
+  folder: string;
+}
+
+// Keyed by the error object, so the error keeps its own class and code for whoever branches on them.
+const stoppedFolders = new WeakMap<object, ResumableFolder>();
+
+/**
+ * The folder a data error (an undecodable image, a corrupt record, a missing file) stopped in
+ * the middle of training, or null. Its last.safetensors holds the newest checkpoint; after the
+ * data are fixed, resuming continues from there. Other errors (NaN loss, out of memory) get
+ * null: resume keeps the options that caused them.
+ */
+export function resumableFolderOf(err: unknown): ResumableFolder | null {
+  return typeof err === 'object' && err !== null ? (stoppedFolders.get(err) ?? null) : null;
+}
+
+/** @internal crossValidate marks the CV folder in place of the fold's run folder. */
+export function markResumable(err: unknown, folder: ResumableFolder): void {
+  if (err instanceof DataError) stoppedFolders.set(err, folder);
+}
+
 /**
  * Trains one fold into `runDir` with `trainer` (fresh or loaded from the folder's last
  * checkpoint). After every epoch: a history row, last.safetensors, and on a better validation
@@ -225,6 +251,9 @@ export async function trainFold(
       log(`wrote ${path.join(runDir, 'evaluation.json')} and report.html (best epoch ${(best as EpochRecord).epoch})`);
     }
     return { runDir, history, best, stopped, stopReason: reason };
+  } catch (err) {
+    markResumable(err, { kind: 'run', folder: runDir });
+    throw err;
   } finally {
     if (onBatch) trainer.off('batch', onBatch);
     if (onEpoch) trainer.off('epoch', onEpoch);

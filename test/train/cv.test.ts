@@ -5,7 +5,8 @@
  */
 import { readSafetensorsFile } from '../../src/train/safetensors';
 import { spawnSync } from 'child_process';
-import { existsSync, mkdirSync, promises as fsp, readFileSync, readdirSync } from 'fs';
+import { existsSync, mkdirSync, promises as fsp, readFileSync, readdirSync, writeFileSync } from 'fs';
+import sharp from 'sharp';
 import * as path from 'path';
 import { readFoldsCsv } from '../../src/folds';
 import { rocAuc } from '../../src/metrics/auc';
@@ -15,7 +16,7 @@ import { partialAuc } from '../../src/metrics/partial-auc';
 import { readPredictionsCsv } from '../../src/report/predictions-csv';
 import { CrossValidateResult, crossValidate } from '../../src/train/cv';
 import { openDataset } from '../../src/data/isic';
-import { trainFold, trainRun } from '../../src/train/run';
+import { resumableFolderOf, trainFold, trainRun } from '../../src/train/run';
 import { Trainer } from '../../src/train/trainer';
 import { TINY_CLI_FLAGS, TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
 
@@ -167,5 +168,55 @@ describe('crossValidate', () => {
     const unknown = spawnSync(process.execPath, [CLI, 'cv', '--data', data, '--decode', 'gpu', '--runs-dir', runsDir], { encoding: 'utf8' });
     expect(unknown.status).not.toBe(0);
     expect(unknown.stderr).toContain("error: option '--decode <backend>' argument 'gpu' is invalid. Allowed choices are sharp, nvjpeg.");
+  });
+});
+
+/** A JPEG folder with train.csv: `n` 40x30 images of `n` patients, every third a melanoma. */
+async function jpegSet(dir: string, n: number): Promise<{ csv: string; jpeg: (i: number) => string }> {
+  const jpeg = (i: number) => path.join(dir, 'train', `ISIC_${9100000 + i}.jpg`);
+  mkdirSync(path.join(dir, 'train'), { recursive: true });
+  const rows = ['image_name,patient_id,sex,age_approx,anatom_site_general_challenge,diagnosis,benign_malignant,target,tfrecord'];
+  for (let i = 0; i < n; i++) {
+    rows.push(`ISIC_${9100000 + i},IP_${i},female,50.0,torso,nevus,benign,${i % 3 === 0 ? 1 : 0},0`);
+    await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: (37 * i) % 256, g: i % 3 === 0 ? 40 : 160, b: 90 } } })
+      .jpeg()
+      .toFile(jpeg(i));
+  }
+  writeFileSync(path.join(dir, 'train.csv'), rows.join('\n') + '\n');
+  return { csv: path.join(dir, 'train.csv'), jpeg };
+}
+
+describe('an undecodable image met during training', () => {
+  test('crossValidate: the error keeps its code, and names the CV folder to resume (not the fold folder)', async () => {
+    const dir = path.join(root, 'bad-image-cv');
+    const { csv, jpeg } = await jpegSet(dir, 18);
+    writeFileSync(jpeg(5), 'not a jpeg');
+    const err = await crossValidate({ ...TINY_OPTIONS, data: csv, folds: 3, epochs: 1, runsDir: path.join(dir, 'runs') }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_IMAGE_FORMAT', imageName: 'ISIC_9100005' });
+    const [cvDir] = readdirSync(path.join(dir, 'runs'));
+    expect(resumableFolderOf(err)).toEqual({ kind: 'cv', folder: path.join(dir, 'runs', cvDir) });
+    expect(resumableFolderOf(new Error('NaN loss'))).toBeNull(); // only data errors: resume cannot change the options
+  });
+
+  (existsSync(CLI) ? test : test.skip)('train (dist/cli.js): exit 1 naming the image and the resume command; fixed, the resumed run finishes', async () => {
+    const dir = path.join(root, 'bad-image-train');
+    const { csv, jpeg } = await jpegSet(dir, 18);
+    const good = readFileSync(jpeg(4));
+    writeFileSync(jpeg(4), 'not a jpeg');
+    const runsDir = path.join(dir, 'runs');
+    const failed = spawnSync(process.execPath, [CLI, 'train', '--data', csv, '--folds', '3', '--epochs', '1', '--runs-dir', runsDir, ...TINY_CLI_FLAGS], { encoding: 'utf8' });
+    expect(failed.status).toBe(1);
+    const [runName] = readdirSync(runsDir);
+    const runDir = path.join(runsDir, runName);
+    const lines = failed.stderr.trim().split('\n');
+    expect(lines[0]).toMatch(/^failed: ISIC_9100004 from .*ISIC_9100004\.jpg is not an image \(first bytes 6e6f7420\), not a JPEG/);
+    expect(lines[1]).toBe(`${runDir} is kept (last.safetensors holds its newest checkpoint): once the data are fixed, resume with: melanoma train --resume ${runDir}`);
+    expect(existsSync(path.join(runDir, 'last.safetensors'))).toBe(true);
+
+    writeFileSync(jpeg(4), good);
+    const resumed = spawnSync(process.execPath, [CLI, 'train', '--resume', runDir], { encoding: 'utf8' });
+    expect(resumed.stderr).toBe('');
+    expect(resumed.status).toBe(0);
+    expect(readFileSync(path.join(runDir, 'history.csv'), 'utf8').trim().split('\n')).toHaveLength(2); // header + the one epoch
   });
 });
