@@ -6,6 +6,8 @@
  */
 import './threadpool'; // first: sizes libuv's pool (sharp's decodes) before anything starts it
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'fs';
+import * as path from 'path';
 import { runDataBenchmark } from './bench/data-bench';
 import { runDecodeCheck } from './bench/decode-check';
 import { runEndToEndBenchmark } from './bench/end-to-end-bench';
@@ -277,11 +279,17 @@ async function runCv(opts: Record<string, unknown>, command: Command): Promise<v
   });
 }
 
+/** The version in package.json, one folder above both src/ (ts-jest) and dist/ (the built CLI). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 function buildProgram(): Command {
   const program = new Command();
   program
     .name('melanoma')
     .description('Train and evaluate EfficientNet melanoma classifiers (LibTorch engine)')
+    .version(packageVersion(), '-V, --version', 'print the package version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 

@@ -1,0 +1,30 @@
+/** The melanoma command itself (dist/cli.js): its version and its list of commands. */
+import { spawnSync } from 'child_process';
+import { existsSync, readFileSync } from 'fs';
+import * as path from 'path';
+
+const ROOT = path.resolve(__dirname, '..');
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+
+(existsSync(CLI) ? describe : describe.skip)('melanoma (dist/cli.js)', () => {
+  test('--version and -V print the version of package.json and exit 0', () => {
+    const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const run = spawnSync(process.execPath, [CLI, flag], { encoding: 'utf8' });
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      expect(run.stdout.trim()).toBe(version);
+    }
+  });
+
+  test('--help lists every command and the version flag; an unknown command exits 2', () => {
+    const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    for (const command of ['train', 'cv', 'predict', 'evaluate', 'calibrate', 'ensemble', 'explain', 'convert', 'inspect', 'bench'])
+      expect(help.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    expect(help.stdout).toContain('-V, --version');
+    const unknown = spawnSync(process.execPath, [CLI, 'trian'], { encoding: 'utf8' });
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain("error: unknown command 'trian'");
+  });
+});
