@@ -26,6 +26,7 @@ export function registerConvertCommand(program: Command): void {
     .option('--seed <n>', 'seed of the patient-to-file assignment', integerIn('--seed', 0, 0xffffffff), 42)
     .option('--workers <n>', 'images resized at once (default: CPU cores)', integerIn('--workers', 1, 1024))
     .option('--skip-bad-images', 'leave out images that cannot be read or decoded and list them in manifest.json (default: stop at the first)')
+    .option('--skip-degenerate', 'leave out images that decode but hold no picture (one colour, or streaked: every row or column nearly the same); they are listed in manifest.json either way')
     .action(async (opts, command: Command) => {
       const live = Boolean(process.stdout.isTTY);
       let result: ConvertResult;
@@ -41,6 +42,7 @@ export function registerConvertCommand(program: Command): void {
           seed: opts.seed,
           workers: opts.workers,
           skipBadImages: Boolean(opts.skipBadImages),
+          skipDegenerate: Boolean(opts.skipDegenerate),
           log: (line) => {
             if (live) process.stdout.write('\r\x1b[2K');
             console.log(line);
@@ -56,6 +58,15 @@ export function registerConvertCommand(program: Command): void {
       }
       if (live) process.stdout.write('\r\x1b[2K');
       for (const s of result.skipped) console.log(`skipped ${s.imageName}: ${s.reason}`);
-      console.log(`wrote ${result.out}: ${result.images} images in ${result.files.length} file(s)${result.skipped.length ? `, ${result.skipped.length} skipped (listed in manifest.json)` : ''}`);
+      const leftOut = result.skipped.length + (opts.skipDegenerate ? result.degenerate.length : 0);
+      console.log(`wrote ${result.out}: ${result.images} images in ${result.files.length} file(s)${leftOut ? `, ${leftOut} left out (listed in manifest.json)` : ''}`);
+      if (result.degenerate.length) {
+        const names = result.degenerate.slice(0, 5).map((d) => d.imageName).join(', ') + (result.degenerate.length > 5 ? ', ...' : '');
+        console.log(
+          opts.skipDegenerate
+            ? `left out ${result.degenerate.length} blank or streaked image(s) that hold no picture of a lesion (${names}; manifest.json "degenerate" lists them)`
+            : `warning: ${result.degenerate.length} converted image(s) are blank or streaked and hold no picture of a lesion (${names}; manifest.json "degenerate" lists them); convert again with --skip-degenerate to leave them out`,
+        );
+      }
     });
 }

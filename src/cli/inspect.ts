@@ -1,6 +1,6 @@
 /**
  * `inspect <path>`: what a dataset holds (counts per file and fold, class balance, patients,
- * missing metadata, sampled image sizes, corrupt records). src/cli.ts registers it.
+ * missing metadata, sampled image sizes and blank or streaked images, corrupt records). src/cli.ts registers it.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { formatInspection, inspectDataset } from '../data/inspect';
@@ -20,7 +20,17 @@ export function registerInspectCommand(program: Command): void {
     .argument('<path>', 'folder of *.tfrec files, a .tfrec file, or a folder/CSV with ISIC JPEGs')
     .option('--csv <file>', 'CSV joined on image_name (text metadata for TFRecord sets)')
     .option('--folds <k>', 'folds to report (whole files for TFRecord sets, else patient folds); 0 for none', nonNegativeInteger('--folds', 0), 5)
-    .option('--sample-images <n>', 'images whose size is read', nonNegativeInteger('--sample-images', 0), 20)
+    .option(
+      '--sample-images <n>',
+      "images whose size and content (blank or streaked) are checked, or 'all'",
+      (value: string) => {
+        if (value === 'all') return Infinity;
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`--sample-images expects an integer >= 0 or 'all' but received '${value}'`);
+        return n;
+      },
+      20,
+    )
     .option('--seed <n>', 'seed of the image sample and patient folds', nonNegativeInteger('--seed', 0), 0)
     .option('--no-verify-crc', 'skip the TFRecord CRC checks')
     .option('--json', 'print JSON instead of text')

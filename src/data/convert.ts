@@ -17,6 +17,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { stratifiedGroupKFold } from '../folds';
 import { DataError } from './errors';
+import { assessImageContent, describeContentDefect } from './image-content';
 import { ImageBytesReader, ResizeFit, describeSource, resizeToJpeg } from './images';
 import { openDataset } from './isic';
 import { FeatureInput, encodeExample, floatList, writeTfRecordFile } from './tfrecord';
@@ -41,6 +42,11 @@ export interface ConvertOptions {
   workers?: number;
   /** Leave out images that cannot be read or decoded, listing them in manifest.json (default: stop at the first). */
   skipBadImages?: boolean;
+  /**
+   * Leave out images that decode but hold no picture (blank, or streaked: image-content.ts).
+   * Either way they are listed in manifest.json under `degenerate`.
+   */
+  skipDegenerate?: boolean;
   log?: (line: string) => void;
   onProgress?: (progress: { done: number; total: number; imagesPerSecond: number; etaSeconds: number }) => void;
 }
@@ -57,6 +63,8 @@ export interface ConvertResult {
   files: ConvertedFile[];
   images: number;
   skipped: { imageName: string; source: string; reason: string }[];
+  /** Images that hold no picture; left out with skipDegenerate, else written and only listed. */
+  degenerate: { imageName: string; source: string; detail: string }[];
 }
 
 export const CONVERT_MANIFEST = 'manifest.json';
@@ -85,7 +93,7 @@ function exampleOf(sample: LesionSample, jpeg: Buffer): Buffer {
 }
 
 export async function convertDataset(options: ConvertOptions): Promise<ConvertResult> {
-  const { data, csv, out, fit = 'fill', skipBadImages = false, log = () => undefined, onProgress } = options;
+  const { data, csv, out, fit = 'fill', skipBadImages = false, skipDegenerate = false, log = () => undefined, onProgress } = options;
   const size = checkInteger(options.size, 'size', 32, 4096);
   const quality = checkInteger(options.quality ?? 95, 'quality', 1, 100);
   const seed = checkInteger(options.seed ?? 42, 'seed', 0, 0xffffffff);
@@ -107,6 +115,7 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
   await fsp.mkdir(staging, { recursive: true });
   const reader = new ImageBytesReader();
   const skipped: ConvertResult['skipped'] = [];
+  const degenerate: ConvertResult['degenerate'] = [];
   const files: ConvertedFile[] = [];
   const started = performance.now();
   let done = 0;
@@ -125,7 +134,11 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
           const sample = members[i];
           try {
             const bytes = await reader.read(sample.image, sample.imageName);
-            records[i] = exampleOf(sample, await resizeToJpeg(bytes, { size, fit, quality, imageName: sample.imageName, source: sample.image }));
+            const jpeg = await resizeToJpeg(bytes, { size, fit, quality, imageName: sample.imageName, source: sample.image });
+            // The converted image is checked: it is small to decode, and it is what training sees.
+            const content = await assessImageContent(jpeg);
+            if (content.defect) degenerate.push({ imageName: sample.imageName, source: describeSource(sample.image), detail: describeContentDefect(content) });
+            if (!content.defect || !skipDegenerate) records[i] = exampleOf(sample, jpeg);
           } catch (err) {
             if (!skipBadImages || !(err instanceof DataError)) {
               failed = true;
@@ -148,12 +161,12 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
       log(`${name}: ${kept.length} images, ${files.at(-1)!.melanomas} melanoma, ${files.at(-1)!.patients} patients`);
     }
     const images = files.reduce((sum, f) => sum + f.images, 0);
-    const manifest = { source: data, csv: csv ?? null, sourceFormat: format, size, fit, quality, seed, images, files, skipped, convertedAt: new Date().toISOString() };
+    const manifest = { source: data, csv: csv ?? null, sourceFormat: format, size, fit, quality, seed, images, files, skipped, degenerate, skipDegenerate, convertedAt: new Date().toISOString() };
     await fsp.writeFile(path.join(staging, CONVERT_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     await fsp.mkdir(path.dirname(path.resolve(out)), { recursive: true });
     // rename(2) onto an existing non-empty folder fails, so a folder created meanwhile survives.
     await fsp.rename(staging, out);
-    return { out, files, images, skipped };
+    return { out, files, images, skipped, degenerate };
   } catch (err) {
     await fsp.rm(staging, { recursive: true, force: true });
     throw err;

@@ -7,6 +7,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { assignFileFolds, stratifiedGroupKFold } from '../folds';
 import { DataError } from './errors';
+import { ImageContentDefect, assessImageContent, describeContentDefect } from './image-content';
 import { ImageBytesReader, describeSource, sniffImageFormat } from './images';
 import { IsicDataset, listTfRecordFiles, openDataset, readTfRecordSamples } from './isic';
 import { mixSeed, mulberry32, shuffleInPlace } from './random';
@@ -18,7 +19,7 @@ export interface InspectOptions {
   csv?: string;
   /** Folds to report (default 5): whole files for TFRecord sets with at least that many files, else patient folds. */
   folds?: number;
-  /** Images whose size is read (default 20, seeded pick). */
+  /** Images whose size and content are checked (default 20, seeded pick; Infinity = every image). */
   sampleImages?: number;
   verifyCrc?: boolean;
   seed?: number;
@@ -47,6 +48,8 @@ export interface DatasetInspection extends CountSummary {
   missing: { sex: number; ageApprox: number; anatomSite: number; diagnosis: number; target: number };
   droppedDuplicates: number;
   imageSizes: { sampled: number; sizes: { width: number; height: number; format: string; count: number }[] };
+  /** Sampled images that decode but hold no picture (image-content.ts): blank or streaked. */
+  degenerate: { imageName: string; file: string; defect: ImageContentDefect; detail: string }[];
   /** Corrupt files (the whole file is skipped) and undecodable sampled images. */
   corrupt: { file: string; code: string; message: string }[];
 }
@@ -61,7 +64,8 @@ export async function inspectDataset(source: string, options: InspectOptions = {
   const k = options.folds ?? 5;
   const sampleImages = options.sampleImages ?? 20;
   const seed = options.seed ?? 0;
-  if (!Number.isInteger(sampleImages) || sampleImages < 0) throw new RangeError(`Expected integer >= 0 for sampleImages but received ${sampleImages}`);
+  if (!(Number.isInteger(sampleImages) || sampleImages === Infinity) || sampleImages < 0)
+    throw new RangeError(`Expected integer >= 0 or Infinity for sampleImages but received ${sampleImages}`);
   const corrupt: DatasetInspection['corrupt'] = [];
 
   // TFRecord sets file by file, so a corrupt file is listed and the others still counted.
@@ -106,7 +110,8 @@ export async function inspectDataset(source: string, options: InspectOptions = {
     }
   }
 
-  // Image sizes of a seeded sample, read from the JPEG headers (no full decode).
+  // A seeded sample: its sizes from the JPEG headers, its content from a small decode.
+  const degenerate: DatasetInspection['degenerate'] = [];
   const picked = shuffleInPlace(samples.slice(), mulberry32(mixSeed(seed, 0x5a3e))).slice(0, sampleImages);
   const sizes = new Map<string, { width: number; height: number; format: string; count: number }>();
   const reader = new ImageBytesReader();
@@ -120,6 +125,8 @@ export async function inspectDataset(source: string, options: InspectOptions = {
         const entry = sizes.get(key) ?? { width: meta.width ?? 0, height: meta.height ?? 0, format, count: 0 };
         entry.count++;
         sizes.set(key, entry);
+        const content = await assessImageContent(bytes);
+        if (content.defect) degenerate.push({ imageName: s.imageName, file: describeSource(s.image), defect: content.defect, detail: describeContentDefect(content) });
       } catch (err) {
         corrupt.push({ file: describeSource(s.image), code: err instanceof DataError ? err.code : 'ERR_IMAGE_DECODE', message: `${s.imageName}: ${(err as Error).message}` });
       }
@@ -152,6 +159,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
     },
     droppedDuplicates: dataset.droppedDuplicates,
     imageSizes: { sampled: picked.length, sizes: [...sizes.values()].sort((a, b) => b.count - a.count) },
+    degenerate,
     corrupt,
   };
 }
@@ -179,6 +187,26 @@ export function formatInspection(r: DatasetInspection): string {
   const large = r.imageSizes.sizes.filter((s) => Math.max(s.width, s.height) > 1024).reduce((n, s) => n + s.count, 0);
   if (large > r.imageSizes.sampled / 2)
     lines.push(`  hint: ${large} of ${r.imageSizes.sampled} sampled images are over 1024 px; decoding them will dominate every epoch. Convert once: melanoma convert --data ${r.source} --size 512 --out NEW_FOLDER`);
+  lines.push(...formatDegenerate(r));
   lines.push(r.corrupt.length ? `corrupt (${r.corrupt.length}):` : 'corrupt: none found', ...r.corrupt.map((c) => `  ${c.code} ${c.message}`));
   return lines.join('\n');
+}
+
+/** Shown in full up to this many; --json lists every one. */
+const DEGENERATE_LISTED = 10;
+
+function formatDegenerate(r: DatasetInspection): string[] {
+  const { sampled } = r.imageSizes;
+  if (!sampled) return [];
+  const every = sampled === r.images;
+  if (!r.degenerate.length) return [`image content (${every ? 'every image' : `${sampled} sampled`}): no blank or streaked image`];
+  const share = r.degenerate.length / sampled;
+  const lines = [
+    `image content (${every ? 'every image' : `${sampled} sampled`}): ${r.degenerate.length} of ${sampled} (${(100 * share).toFixed(1)}%) decode but hold no picture of a lesion:`,
+    ...r.degenerate.slice(0, DEGENERATE_LISTED).map((d) => `  ${d.imageName} in ${path.basename(d.file)}: ${d.detail}`),
+  ];
+  if (r.degenerate.length > DEGENERATE_LISTED) lines.push(`  ... and ${r.degenerate.length - DEGENERATE_LISTED} more (--json lists them all)`);
+  const checkAll = every ? '' : ` Check every image: melanoma inspect ${r.source} --sample-images all.`;
+  lines.push(`  hint: they show no lesion shape or border, at most one line's colours: look at a few.${checkAll} If they are broken exports, leave them out: melanoma convert --data ${r.source} --out NEW_FOLDER --size SIZE --skip-degenerate`);
+  return lines;
 }

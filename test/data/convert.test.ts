@@ -21,7 +21,10 @@ const root = tempDir();
 const SITES = ['torso', 'head/neck', 'lower extremity', ''];
 
 /** 18 JPEGs of varied sizes and contents, 9 patients with 2 images each, 6 melanomas; text metadata. */
-async function jpegSet(dir: string, { withTarget = true, corrupt }: { withTarget?: boolean; corrupt?: string } = {}): Promise<string> {
+async function jpegSet(
+  dir: string,
+  { withTarget = true, corrupt, degenerate = {} }: { withTarget?: boolean; corrupt?: string; degenerate?: Record<string, 'blank' | 'streaked'> } = {},
+): Promise<string> {
   mkdirSync(path.join(dir, 'train'), { recursive: true });
   const rows = [`image_name,patient_id,sex,age_approx,anatom_site_general_challenge,diagnosis${withTarget ? ',target' : ''}`];
   for (let i = 0; i < 18; i++) {
@@ -30,7 +33,13 @@ async function jpegSet(dir: string, { withTarget = true, corrupt }: { withTarget
     rows.push(`${name},IP_${Math.floor(i / 2)},${i % 2 ? 'male' : 'female'},${i === 5 ? '' : `${30 + i}.0`},"${SITES[i % 4]}",${target ? 'melanoma' : 'nevus'}${withTarget ? `,${target}` : ''}`);
     const file = path.join(dir, 'train', `${name}.jpg`);
     if (name === corrupt) writeFileSync(file, Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]));
-    else {
+    else if (degenerate[name] === 'blank') await sharp({ create: { width: 150, height: 100, channels: 3, background: '#c09080' } }).jpeg().toFile(file);
+    else if (degenerate[name] === 'streaked') {
+      // One line of colours stretched down the whole frame, as a broken export leaves it.
+      const line = Buffer.alloc(150 * 3);
+      for (let x = 0; x < 150; x++) line.set([120 + ((x * 37) % 90), 90 + ((x * 11) % 60), 80], x * 3);
+      await sharp(Buffer.concat(Array.from({ length: 100 }, () => line)), { raw: { width: 150, height: 100, channels: 3 } }).jpeg({ quality: 92 }).toFile(file);
+    } else {
       // A gradient with a dark blob, so resizing and re-encoding have detail to get wrong.
       const w = 120 + 10 * i, h = 80 + 5 * i;
       const pixels = Buffer.alloc(w * h * 3);
@@ -57,6 +66,7 @@ test('JPEG + CSV to 3 patient-grouped, stratified files at 64 px: same samples, 
 
   expect(result.files.map((f) => f.file)).toEqual(['train00-6.tfrec', 'train01-6.tfrec', 'train02-6.tfrec']);
   expect(result.files.map((f) => f.melanomas)).toEqual([2, 2, 2]);
+  expect(result.degenerate).toEqual([]); // gradients with a blob: varied, not streaked
   expect(readdirSync(out).sort()).toEqual([CONVERT_MANIFEST, 'train00-6.tfrec', 'train01-6.tfrec', 'train02-6.tfrec']);
   expect(lines[0]).toBe(`converting 18 images (jpeg, 9 patients) from ${source} to 3 TFRecord file(s) of 64x64 JPEGs (quality 95, fit fill) in ${out}`);
 
@@ -116,6 +126,32 @@ test('an undecodable JPEG stops it with the name and leaves nothing; with skipBa
   expect(result.skipped[0].reason).toMatch(/^Cannot decode ISIC_1007 from .*ISIC_1007\.jpg: .*The JPEG is damaged: replace it or remove it from the dataset$/s);
   expect(JSON.parse(readFileSync(path.join(out, CONVERT_MANIFEST), 'utf8')).skipped).toHaveLength(1);
   expect((await openDataset(out)).samples).toHaveLength(17);
+});
+
+test('blank and streaked images are listed in the manifest and the summary; with skipDegenerate they are left out', async () => {
+  const source = await jpegSet(path.join(root, 'degenerate'), { degenerate: { ISIC_1004: 'blank', ISIC_1011: 'streaked' } });
+  const kept = await convertDataset({ data: source, out: path.join(root, 'degenerate-kept'), size: 48, files: 3 });
+  expect(kept.images).toBe(18);
+  expect(kept.degenerate.map((d) => d.imageName).sort()).toEqual(['ISIC_1004', 'ISIC_1011']);
+  expect(kept.degenerate.find((d) => d.imageName === 'ISIC_1004')).toMatchObject({ source: path.join(source, 'train', 'ISIC_1004.jpg'), detail: expect.stringMatching(/^blank: one colour/) });
+  expect(kept.degenerate.find((d) => d.imageName === 'ISIC_1011')!.detail).toMatch(/^streaked: every row (the same|nearly the same)/);
+  expect(JSON.parse(readFileSync(path.join(root, 'degenerate-kept', CONVERT_MANIFEST), 'utf8'))).toMatchObject({ skipDegenerate: false, degenerate: [{}, {}] });
+
+  const left = await convertDataset({ data: source, out: path.join(root, 'degenerate-left'), size: 48, files: 3, skipDegenerate: true });
+  expect(left.images).toBe(16);
+  expect(left.degenerate).toHaveLength(2);
+  expect((await openDataset(path.join(root, 'degenerate-left'))).samples.map((s) => s.imageName)).not.toContain('ISIC_1011');
+  expect(JSON.parse(readFileSync(path.join(root, 'degenerate-left', CONVERT_MANIFEST), 'utf8'))).toMatchObject({ images: 16, skipDegenerate: true });
+
+  if (!existsSync(CLI)) return;
+  const run = (out: string, ...extra: string[]) =>
+    spawnSync(process.execPath, [CLI, 'convert', '--data', source, '--out', path.join(root, out), '--size', '40', '--files', '2', ...extra], { encoding: 'utf8' });
+  const warned = run('degenerate-cli');
+  expect(warned.status).toBe(0);
+  expect(warned.stdout).toMatch(/\nwrote \S+: 18 images in 2 file\(s\)\nwarning: 2 converted image\(s\) are blank or streaked and hold no picture of a lesion \(ISIC_10(04|11), ISIC_10(04|11); manifest\.json "degenerate" lists them\); convert again with --skip-degenerate to leave them out\n$/);
+  const skipped = run('degenerate-cli-skip', '--skip-degenerate');
+  expect(skipped.status).toBe(0);
+  expect(skipped.stdout).toMatch(/\nwrote \S+: 16 images in 2 file\(s\), 2 left out \(listed in manifest\.json\)\nleft out 2 blank or streaked image\(s\)/);
 });
 
 test('after a failure the other workers stop: nothing is decoded once the error is out', async () => {

@@ -1,9 +1,12 @@
-/** inspectDataset: counts, folds, missing metadata, sizes, and corrupt files reported rather than thrown. */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
+/** inspectDataset: counts, folds, missing metadata, sizes, blank or streaked images, and corrupt files reported rather than thrown. */
+import { spawnSync } from 'child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
 import sharp from 'sharp';
 import * as path from 'path';
 import { formatInspection, inspectDataset } from '../../src/data/inspect';
 import { UDA1, UDA1_FILES, describeWithUda1, tempDir } from './helpers';
+
+const CLI = path.resolve(__dirname, '../../dist/cli.js');
 
 describeWithUda1('inspectDataset on uda1-dev', () => {
   const dir = tempDir();
@@ -17,6 +20,33 @@ describeWithUda1('inspectDataset on uda1-dev', () => {
     expect(r.missing.anatomSite).toBe(300); // site is -1 for every record
     expect(r.imageSizes).toEqual({ sampled: 5, sizes: [{ width: 250, height: 250, format: 'jpeg', count: 5 }] });
     expect(formatInspection(r)).toContain('300 images, 300 patients, 83 positive / 217 negative');
+  });
+
+  it('checks every image with sampleImages Infinity (--sample-images all): half of uda1-dev is streaked', async () => {
+    const r = await inspectDataset(UDA1, { sampleImages: Infinity, folds: 0 });
+    expect(r.imageSizes.sampled).toBe(300);
+    expect(r.degenerate).toHaveLength(150);
+    expect(r.degenerate.every((d) => d.defect === 'streaked' && Number(d.imageName.slice(5)) < 150)).toBe(true);
+    expect(r.degenerate[0].file).toMatch(/train0\d-60\.tfrec record \d+/);
+    const text = formatInspection(r);
+    expect(text).toContain('image content (every image): 150 of 300 (50.0%) decode but hold no picture of a lesion:');
+    expect(text).toContain('  ... and 140 more (--json lists them all)');
+    expect(text).toContain(`If they are broken exports, leave them out: melanoma convert --data ${UDA1} --out NEW_FOLDER --size SIZE --skip-degenerate`);
+    expect(text).not.toContain('Check every image');
+    // A sample says so and names the command that checks them all.
+    const sampled = formatInspection(await inspectDataset(UDA1, { sampleImages: 40, folds: 0 }));
+    expect(sampled).toMatch(/image content \(40 sampled\): \d+ of 40 /);
+    expect(sampled).toContain(`Check every image: melanoma inspect ${UDA1} --sample-images all.`);
+  });
+
+  (existsSync(CLI) ? it : it.skip)('the inspect command takes --sample-images all and refuses other words', () => {
+    const all = spawnSync(process.execPath, [CLI, 'inspect', path.join(UDA1, 'train.csv'), '--sample-images', 'all', '--folds', '0', '--json'], { encoding: 'utf8' });
+    expect(all.status).toBe(0);
+    const report = JSON.parse(all.stdout);
+    expect([report.format, report.imageSizes.sampled, report.degenerate.length]).toEqual(['jpeg', 300, 150]);
+    const bad = spawnSync(process.execPath, [CLI, 'inspect', UDA1, '--sample-images', 'some'], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain("--sample-images expects an integer >= 0 or 'all' but received 'some'");
   });
 
   it('lists a corrupt file with its error and still counts the others', async () => {
@@ -47,5 +77,5 @@ test('large images get the hint to convert them once; small ones do not', async 
   const r = await inspectDataset(largeDir, { sampleImages: 3 });
   expect(formatInspection(r)).toContain(`  hint: 2 of 3 sampled images are over 1024 px; decoding them will dominate every epoch. Convert once: melanoma convert --data ${largeDir} --size 512 --out NEW_FOLDER`);
   const small = { ...r, imageSizes: { sampled: 3, sizes: [{ width: 256, height: 256, format: 'jpeg', count: 3 }] } };
-  expect(formatInspection(small)).not.toContain('hint:');
+  expect(formatInspection(small)).not.toContain('over 1024 px');
 });
