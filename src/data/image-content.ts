@@ -5,6 +5,9 @@
  * line's colours, and a dataset can hold many: half of ../shared/data/uda1-dev is streaked.
  */
 import sharp from 'sharp';
+import { ImageBytesReader, describeSource } from './images';
+import { mixSeed, mulberry32, shuffleInPlace } from './random';
+import type { LesionSample } from './types';
 
 export type ImageContentDefect = 'blank' | 'streaked';
 
@@ -70,4 +73,50 @@ export function describeContentDefect(a: ImageContentAssessment): string {
     return `streaked: every ${line} nearly the same (${a.anisotropy.toFixed(1)}x more structure ${a.streakAlong === 'rows' ? 'across than down' : 'down than across'})`;
   }
   return 'ok';
+}
+
+export interface DegenerateSample {
+  imageName: string;
+  /** Where it lies (a file, or a TFRecord record). */
+  source: string;
+  detail: string;
+}
+
+/**
+ * Checks a seeded sample of a dataset's images (`count`, default 20) and returns the blank or
+ * streaked ones. Images that cannot be read are passed over: training names those itself.
+ */
+export async function sampleDegenerateImages(
+  samples: readonly LesionSample[],
+  options: { count?: number; seed?: number } = {},
+): Promise<{ checked: number; degenerate: DegenerateSample[] }> {
+  const picked = shuffleInPlace(samples.slice(), mulberry32(mixSeed(options.seed ?? 0, 0xc0a7))).slice(0, options.count ?? 20);
+  const degenerate: DegenerateSample[] = [];
+  let checked = 0;
+  const reader = new ImageBytesReader();
+  try {
+    for (const s of picked) {
+      let content: ImageContentAssessment;
+      try {
+        content = await assessImageContent(await reader.read(s.image, s.imageName));
+      } catch {
+        continue;
+      }
+      checked++;
+      if (content.defect) degenerate.push({ imageName: s.imageName, source: describeSource(s.image), detail: describeContentDefect(content) });
+    }
+  } finally {
+    await reader.close();
+  }
+  return { checked, degenerate };
+}
+
+/** The warning train and cv print when their sample finds any; null when it finds none. */
+export function degenerateWarning(found: { checked: number; degenerate: readonly DegenerateSample[] }, data: string): string | null {
+  if (!found.degenerate.length) return null;
+  const names = found.degenerate.slice(0, 3).map((d) => d.imageName).join(', ') + (found.degenerate.length > 3 ? ', ...' : '');
+  return (
+    `warning: ${found.degenerate.length} of ${found.checked} sampled images are blank or streaked and show no lesion (${names}). ` +
+    `melanoma inspect ${data} --sample-images all lists every one; melanoma convert --data ${data} --out NEW_FOLDER --size SIZE --skip-degenerate leaves them out`
+  );
 }

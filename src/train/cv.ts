@@ -93,15 +93,17 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
   const seed = new Trainer(config.trainerOptions).options.seed;
   let assignments;
   let dataset;
+  let contentWarning: string | null = null;
   if (resume) {
     assignments = await readFoldsCsv(path.join(cvDir, RUN_FILES.folds));
     ({ dataset } = await openRunData(config.data, config.csv ?? undefined, config.folds, seed, () => undefined));
   } else {
     let dataPath: string;
-    ({ dataPath, dataset, assignments } = await openRunData(config.data, config.csv ?? undefined, config.folds, seed, log));
+    ({ dataPath, dataset, assignments, contentWarning } = await openRunData(config.data, config.csv ?? undefined, config.folds, seed, log));
     config.data = dataPath;
   }
   log(`data: ${config.data} (${dataset.format}), ${dataset.samples.length} images; ${config.folds}-fold cross-validation`);
+  if (contentWarning) log(contentWarning);
 
   const results: TrainRunResult[] = [];
   for (let fold = 0; fold < config.folds; fold++) {

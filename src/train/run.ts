@@ -7,6 +7,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { ensureDemoDataset } from '../data/demo';
 import { DataError } from '../data/errors';
+import { degenerateWarning, sampleDegenerateImages } from '../data/image-content';
 import { openDataset } from '../data/isic';
 import type { DecodeBackend, LesionSample } from '../data/types';
 import { csvField, writeFileAtomic } from '../files';
@@ -269,12 +270,13 @@ export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunR
   // Validate the options before touching data or disk.
   const trainer = new Trainer(withPreset(isDemo, trainerOptions));
   try {
-    const { dataPath, dataset, assignments } = await openRunData(data, csv, folds, trainer.options.seed, log);
+    const { dataPath, dataset, assignments, contentWarning } = await openRunData(data, csv, folds, trainer.options.seed, log);
     const { train, valid } = splitByFold(dataset.samples, assignments, fold);
     log(
       `data: ${isDemo ? 'built-in demo set' : dataPath} (${dataset.format}), ${dataset.samples.length} images; ` +
         `fold ${fold} of ${folds}: ${train.length} train / ${valid.length} validation images`,
     );
+    if (contentWarning) log(contentWarning);
     // The engine is built before the run folder exists, so a bad device or model leaves nothing behind.
     const info = await withLog(trainer, log, () => trainer.prepare(train));
     log(describeModel(trainer, info.parameterCount));
@@ -412,7 +414,10 @@ export async function openRunData(data: string, csv: string | undefined, folds: 
   const dataPath = data === DEMO_DATA ? await ensureDemoDataset({}, log) : data;
   const dataset = await openDataset(dataPath, { csv });
   const assignments = stratifiedGroupKFold(dataset.samples, folds, seed);
-  return { dataPath, dataset, assignments };
+  // A few small decodes, so a set with broken exports says so before hours of training on it
+  // (logged by the caller, after its line about the data).
+  const contentWarning = degenerateWarning(await sampleDegenerateImages(dataset.samples, { seed }), dataPath);
+  return { dataPath, dataset, assignments, contentWarning };
 }
 
 /** @internal */

@@ -6,7 +6,9 @@
 import { readdirSync, readFileSync } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { assessImageContent, describeContentDefect } from '../../src/data/image-content';
+import { assessImageContent, degenerateWarning, describeContentDefect, sampleDegenerateImages } from '../../src/data/image-content';
+import { openDataset } from '../../src/data/isic';
+import { openRunData } from '../../src/train/run';
 import { renderLesion } from '../../src/data/demo';
 import { mulberry32 } from '../../src/data/random';
 import { UDA1, describeWithUda1 } from './helpers';
@@ -78,5 +80,22 @@ describeWithUda1('on the 300 real images of uda1-dev', () => {
     expect(flagged).toEqual(Array.from({ length: 150 }, (_, i) => i));
     // The threshold (2.5) keeps a margin from the real lesions (measured 2.08).
     expect(mostAnisotropicLesion).toBeLessThan(2.3);
+  });
+
+  it('train and cv warn from a seeded sample of 20 (openRunData), naming the commands that list and drop them', async () => {
+    const { samples } = await openDataset(UDA1);
+    const found = await sampleDegenerateImages(samples, { seed: 42 });
+    expect(found.checked).toBe(20);
+    expect(found.degenerate.length).toBeGreaterThan(0);
+    expect(found.degenerate.every((d) => Number(d.imageName.slice(5)) < 150 && /\/train0\d-60\.tfrec record \d+/.test(d.source))).toBe(true);
+    expect(await sampleDegenerateImages(samples, { seed: 42 })).toEqual(found); // seeded
+    const { contentWarning } = await openRunData(UDA1, undefined, 5, 42, () => undefined);
+    expect(contentWarning).toBe(degenerateWarning(found, UDA1));
+    expect(contentWarning).toMatch(
+      new RegExp(`^warning: ${found.degenerate.length} of 20 sampled images are blank or streaked and show no lesion \\(ISIC_\\d+, ISIC_\\d+, ISIC_\\d+, \\.\\.\\.\\)\\. melanoma inspect \\S+ --sample-images all lists every one; melanoma convert --data \\S+ --out NEW_FOLDER --size SIZE --skip-degenerate leaves them out$`),
+    );
+    // The 150 lesions alone: nothing to warn of.
+    const lesions = samples.filter((s) => Number(s.imageName.slice(5)) >= 150);
+    expect(degenerateWarning(await sampleDegenerateImages(lesions, { count: 50 }), UDA1)).toBeNull();
   });
 });

@@ -30,6 +30,7 @@ beforeAll(async () => {
 });
 
 test('two epochs: history with a numeric validation AUC, events and log lines', () => {
+  expect(logLines.filter((l) => l.startsWith('warning:'))).toEqual([]); // synthetic lesions are neither blank nor streaked
   expect(first.stopped).toBe(false);
   expect(first.history.map((r) => r.epoch)).toEqual([1, 2]);
   expect(epochs).toEqual([1, 2]);
