@@ -22,6 +22,8 @@ export interface ImageContentAssessment {
   anisotropy: number;
   /** 'rows' when every row is nearly the same (vertical streaks), 'columns' for horizontal ones. */
   streakAlong: 'rows' | 'columns' | null;
+  /** 16x16 block means of the thumbnail, standardized (mean 0, deviation 1): compared by findSamePictures. */
+  signature: Float32Array;
 }
 
 /** The image is compared as a greyscale thumbnail of this side: fast even for 6000x4000 JPEGs (shrink-on-load). */
@@ -60,9 +62,72 @@ export async function assessImageContent(bytes: Buffer): Promise<ImageContentAss
   const anisotropy = Math.max((across + 1) / (down + 1), (down + 1) / (across + 1));
   const streakAlong = anisotropy > MAX_ANISOTROPY ? (down < across ? 'rows' : 'columns') : null;
   const defect: ImageContentDefect | null = contrast < MIN_CONTRAST ? 'blank' : streakAlong ? 'streaked' : null;
-  return { defect, contrast, anisotropy, streakAlong: defect === 'streaked' ? streakAlong : null };
+  return { defect, contrast, anisotropy, streakAlong: defect === 'streaked' ? streakAlong : null, signature: blockSignature(grey, mean, contrast) };
 }
 
+const SIGNATURE_SIDE = 16;
+
+function blockSignature(grey: Buffer, mean: number, contrast: number): Float32Array {
+  const block = THUMBNAIL / SIGNATURE_SIDE;
+  const sums = new Float64Array(SIGNATURE_SIDE * SIGNATURE_SIDE);
+  for (let y = 0; y < THUMBNAIL; y++)
+    for (let x = 0; x < THUMBNAIL; x++) sums[Math.floor(y / block) * SIGNATURE_SIDE + Math.floor(x / block)] += grey[y * THUMBNAIL + x];
+  const signature = new Float32Array(sums.length);
+  // Standardized, so a copy saved with other JPEG settings or at another size still matches.
+  for (let i = 0; i < sums.length; i++) signature[i] = (sums[i] / (block * block) - mean) / Math.max(contrast, 1e-6);
+  return signature;
+}
+
+/**
+ * Largest mean absolute difference of two signatures that still counts as the same picture.
+ * Measured on uda1-dev's 150 lesions: copies re-encoded at JPEG quality 60, shrunk to 120 px or
+ * enlarged to 1000 px differ by at most 0.022; two different lesions by at least 0.179.
+ */
+export const SAME_PICTURE_DISTANCE = 0.06;
+
+/** Mean absolute difference of two signatures, or Infinity once it is past `limit` (most pairs stop after a few blocks). */
+function signatureDistance(a: Float32Array, b: Float32Array, limit: number): number {
+  const budget = limit * a.length;
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) {
+    sum += Math.abs(a[i] - b[i]);
+    if (sum > budget) return Infinity;
+  }
+  return sum / a.length;
+}
+
+/**
+ * Pairs of images that show the same picture: identical bytes (`digest`), or signatures within
+ * SAME_PICTURE_DISTANCE. The images are swept in the order of their top-minus-bottom contrast:
+ * two signatures within distance d differ there, and in left-minus-right, by at most 2d, so
+ * only pairs close on both are compared in full (and most of those stop after a few blocks).
+ */
+export function findSamePictures(images: readonly { digest: string; signature: Float32Array }[]): { a: number; b: number; identicalFiles: boolean; distance: number }[] {
+  const half = (signature: Float32Array, vertical: boolean) => {
+    let sum = 0;
+    for (let i = 0; i < signature.length; i++) {
+      const row = Math.floor(i / SIGNATURE_SIDE), column = i % SIGNATURE_SIDE;
+      sum += (vertical ? row : column) < SIGNATURE_SIDE / 2 ? signature[i] : -signature[i];
+    }
+    return sum / (signature.length / 2);
+  };
+  const topBottom = images.map((im) => half(im.signature, true));
+  const leftRight = images.map((im) => half(im.signature, false));
+  const order = images.map((_, i) => i).sort((i, j) => topBottom[i] - topBottom[j]);
+  const window = 2 * SAME_PICTURE_DISTANCE;
+  const pairs: { a: number; b: number; identicalFiles: boolean; distance: number }[] = [];
+  for (let x = 0; x < order.length; x++) {
+    const i = order[x];
+    for (let y = x + 1; y < order.length && topBottom[order[y]] - topBottom[i] <= window; y++) {
+      const j = order[y];
+      if (Math.abs(leftRight[i] - leftRight[j]) > window) continue;
+      const identicalFiles = images[i].digest === images[j].digest;
+      const distance = identicalFiles ? 0 : signatureDistance(images[i].signature, images[j].signature, SAME_PICTURE_DISTANCE);
+      if (distance <= SAME_PICTURE_DISTANCE) pairs.push(i < j ? { a: i, b: j, identicalFiles, distance } : { a: j, b: i, identicalFiles, distance });
+    }
+  }
+  return pairs.sort((p, q) => p.a - q.a || p.b - q.b);
+}
 /** What a defect means for a person reading a report. */
 export function describeContentDefect(a: ImageContentAssessment): string {
   if (a.defect === 'blank') return `blank: one colour (grey-level deviation ${a.contrast.toFixed(1)})`;

@@ -7,7 +7,8 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { assignFileFolds, stratifiedGroupKFold } from '../folds';
 import { DataError } from './errors';
-import { ImageContentDefect, assessImageContent, describeContentDefect } from './image-content';
+import { createHash } from 'crypto';
+import { ImageContentDefect, assessImageContent, describeContentDefect, findSamePictures } from './image-content';
 import { ImageBytesReader, describeSource, sniffImageFormat } from './images';
 import { IsicDataset, listTfRecordFiles, openDataset, readTfRecordSamples } from './isic';
 import { mixSeed, mulberry32, shuffleInPlace } from './random';
@@ -23,6 +24,13 @@ export interface InspectOptions {
   sampleImages?: number;
   verifyCrc?: boolean;
   seed?: number;
+}
+
+export interface SamePictureMember {
+  imageName: string;
+  file: string;
+  patientId: string;
+  target: 0 | 1 | null;
 }
 
 export interface CountSummary {
@@ -50,6 +58,12 @@ export interface DatasetInspection extends CountSummary {
   imageSizes: { sampled: number; sizes: { width: number; height: number; format: string; count: number }[] };
   /** Sampled images that decode but hold no picture (image-content.ts): blank or streaked. */
   degenerate: { imageName: string; file: string; defect: ImageContentDefect; detail: string }[];
+  /**
+   * Pairs of images that show the same picture (identical files, or resized or re-encoded
+   * copies); null unless every image was checked (sampleImages Infinity), as pairs need them all.
+   * Blank and streaked images are left out of it.
+   */
+  samePicture: { images: [SamePictureMember, SamePictureMember]; identicalFiles: boolean; distance: number }[] | null;
   /** Corrupt files (the whole file is skipped) and undecodable sampled images. */
   corrupt: { file: string; code: string; message: string }[];
 }
@@ -112,6 +126,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
 
   // A seeded sample: its sizes from the JPEG headers, its content from a small decode.
   const degenerate: DatasetInspection['degenerate'] = [];
+  const comparable: { sample: LesionSample; digest: string; signature: Float32Array }[] = [];
   const picked = shuffleInPlace(samples.slice(), mulberry32(mixSeed(seed, 0x5a3e))).slice(0, sampleImages);
   const sizes = new Map<string, { width: number; height: number; format: string; count: number }>();
   const reader = new ImageBytesReader();
@@ -127,6 +142,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
         sizes.set(key, entry);
         const content = await assessImageContent(bytes);
         if (content.defect) degenerate.push({ imageName: s.imageName, file: describeSource(s.image), defect: content.defect, detail: describeContentDefect(content) });
+        else comparable.push({ sample: s, digest: createHash('sha1').update(bytes).digest('hex'), signature: content.signature });
       } catch (err) {
         corrupt.push({ file: describeSource(s.image), code: err instanceof DataError ? err.code : 'ERR_IMAGE_DECODE', message: `${s.imageName}: ${(err as Error).message}` });
       }
@@ -160,8 +176,14 @@ export async function inspectDataset(source: string, options: InspectOptions = {
     droppedDuplicates: dataset.droppedDuplicates,
     imageSizes: { sampled: picked.length, sizes: [...sizes.values()].sort((a, b) => b.count - a.count) },
     degenerate,
+    samePicture: picked.length === samples.length ? samePictures(comparable) : null,
     corrupt,
   };
+}
+
+function samePictures(images: { sample: LesionSample; digest: string; signature: Float32Array }[]): NonNullable<DatasetInspection['samePicture']> {
+  const member = ({ sample: s }: (typeof images)[number]): SamePictureMember => ({ imageName: s.imageName, file: describeSource(s.image), patientId: s.patientId, target: s.target });
+  return findSamePictures(images).map(({ a, b, identicalFiles, distance }) => ({ images: [member(images[a]), member(images[b])], identicalFiles, distance }));
 }
 
 /** A plain-text report of an inspection (what the `inspect` command prints). */
@@ -187,7 +209,7 @@ export function formatInspection(r: DatasetInspection): string {
   const large = r.imageSizes.sizes.filter((s) => Math.max(s.width, s.height) > 1024).reduce((n, s) => n + s.count, 0);
   if (large > r.imageSizes.sampled / 2)
     lines.push(`  hint: ${large} of ${r.imageSizes.sampled} sampled images are over 1024 px; decoding them will dominate every epoch. Convert once: melanoma convert --data ${r.source} --size 512 --out NEW_FOLDER`);
-  lines.push(...formatDegenerate(r));
+  lines.push(...formatDegenerate(r), ...formatSamePicture(r));
   lines.push(r.corrupt.length ? `corrupt (${r.corrupt.length}):` : 'corrupt: none found', ...r.corrupt.map((c) => `  ${c.code} ${c.message}`));
   return lines.join('\n');
 }
@@ -208,5 +230,26 @@ function formatDegenerate(r: DatasetInspection): string[] {
   if (r.degenerate.length > DEGENERATE_LISTED) lines.push(`  ... and ${r.degenerate.length - DEGENERATE_LISTED} more (--json lists them all)`);
   const checkAll = every ? '' : ` Check every image: melanoma inspect ${r.source} --sample-images all.`;
   lines.push(`  hint: they show no lesion shape or border, at most one line's colours: look at a few.${checkAll} If they are broken exports, leave them out: melanoma convert --data ${r.source} --out NEW_FOLDER --size SIZE --skip-degenerate`);
+  return lines;
+}
+
+function formatSamePicture(r: DatasetInspection): string[] {
+  if (!r.imageSizes.sampled) return [];
+  if (!r.samePicture) return [`same picture twice: not checked (melanoma inspect ${r.source} --sample-images all compares every image)`];
+  if (!r.samePicture.length) return ['same picture twice (every image): none found'];
+  const lines = [`same picture twice (every image): ${r.samePicture.length} pair(s):`];
+  for (const p of r.samePicture.slice(0, DEGENERATE_LISTED)) {
+    const [a, b] = p.images;
+    const how = p.identicalFiles ? 'identical files' : `resized or re-encoded copies (distance ${p.distance.toFixed(3)})`;
+    const patients = a.patientId === b.patientId ? `one patient, ${a.patientId}` : `patients ${a.patientId} and ${b.patientId}`;
+    const targets = a.target === b.target ? `target ${a.target ?? 'none'}` : `targets ${a.target ?? 'none'} and ${b.target ?? 'none'} (a label conflict)`;
+    lines.push(`  ${a.imageName} and ${b.imageName}: ${how}; ${patients}; ${targets}`);
+  }
+  if (r.samePicture.length > DEGENERATE_LISTED) lines.push(`  ... and ${r.samePicture.length - DEGENERATE_LISTED} more (--json lists them all)`);
+  if (r.samePicture.some((p) => p.images[0].patientId !== p.images[1].patientId))
+    lines.push(
+      '  hint: under two patient ids, patient-level folds can put one copy in training and the other in validation, which inflates the validation AUC: ' +
+        'give each pair one patient_id in train.csv (pass it with --csv for a TFRecord set), or set the tfrecord column of one copy to -1 to drop it',
+    );
   return lines;
 }

@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { assessImageContent, degenerateWarning, describeContentDefect, sampleDegenerateImages } from '../../src/data/image-content';
+import { SAME_PICTURE_DISTANCE, assessImageContent, degenerateWarning, describeContentDefect, findSamePictures, sampleDegenerateImages } from '../../src/data/image-content';
 import { openDataset } from '../../src/data/isic';
 import { openRunData } from '../../src/train/run';
 import { renderLesion } from '../../src/data/demo';
@@ -80,6 +80,39 @@ describeWithUda1('on the 300 real images of uda1-dev', () => {
     expect(flagged).toEqual(Array.from({ length: 150 }, (_, i) => i));
     // The threshold (2.5) keeps a margin from the real lesions (measured 2.08).
     expect(mostAnisotropicLesion).toBeLessThan(2.3);
+  });
+
+  it('finds the same picture twice: identical files, re-encoded and resized copies, and a pair just inside the distance', async () => {
+    const dir = path.join(UDA1, 'jpeg');
+    const lesions = readdirSync(dir).filter((f) => f.endsWith('.jpg') && Number(f.slice(5, 12)) >= 150).sort();
+    const images: { name: string; digest: string; signature: Float32Array }[] = [];
+    for (const name of lesions) {
+      const bytes = readFileSync(path.join(dir, name));
+      images.push({ name, digest: bytes.toString('base64'), signature: (await assessImageContent(bytes)).signature });
+    }
+    // ISIC_0000279 and ISIC_0000280 are the same file under two names and two patient ids.
+    const found = (list: typeof images) => findSamePictures(list).map((p) => [list[p.a].name, list[p.b].name, p.identicalFiles]);
+    expect(found(images)).toEqual([['ISIC_0000279.jpg', 'ISIC_0000280.jpg', true]]);
+
+    const copies = [...images];
+    const original = readFileSync(path.join(dir, 'ISIC_0000150.jpg'));
+    const reencoded = await sharp(original).jpeg({ quality: 60 }).toBuffer();
+    const enlarged = await sharp(original).resize(900, 700, { fit: 'fill' }).jpeg({ quality: 85 }).toBuffer();
+    copies.push({ name: 'reencoded', digest: 'r', signature: (await assessImageContent(reencoded)).signature });
+    copies.push({ name: 'enlarged', digest: 'e', signature: (await assessImageContent(enlarged)).signature });
+    // A signature shifted on its top half only: the worst case of the sweep's top-minus-bottom bound.
+    const shifted = Float32Array.from(images[10].signature, (v, i) => (i < 128 ? v + 2 * 0.95 * SAME_PICTURE_DISTANCE : v));
+    copies.push({ name: 'shifted', digest: 's', signature: shifted });
+    const pairs = found(copies);
+    expect(pairs).toEqual(
+      expect.arrayContaining([
+        ['ISIC_0000150.jpg', 'reencoded', false],
+        ['ISIC_0000150.jpg', 'enlarged', false],
+        ['reencoded', 'enlarged', false],
+        [images[10].name, 'shifted', false],
+      ]),
+    );
+    expect(pairs).toHaveLength(5);
   });
 
   it('train and cv warn from a seeded sample of 20 (openRunData), naming the commands that list and drop them', async () => {

@@ -33,10 +33,19 @@ describeWithUda1('inspectDataset on uda1-dev', () => {
     expect(text).toContain('  ... and 140 more (--json lists them all)');
     expect(text).toContain(`If they are broken exports, leave them out: melanoma convert --data ${UDA1} --out NEW_FOLDER --size SIZE --skip-degenerate`);
     expect(text).not.toContain('Check every image');
+    expect(r.samePicture).toEqual([
+      {
+        images: [expect.objectContaining({ imageName: 'ISIC_0000280', patientId: '280', target: 1 }), expect.objectContaining({ imageName: 'ISIC_0000279', patientId: '279', target: 1 })],
+        identicalFiles: true,
+        distance: 0,
+      },
+    ]);
+    expect(text).toContain('same picture twice (every image): 1 pair(s):\n  ISIC_0000280 and ISIC_0000279: identical files; patients 280 and 279; target 1\n  hint: under two patient ids');
     // A sample says so and names the command that checks them all.
     const sampled = formatInspection(await inspectDataset(UDA1, { sampleImages: 40, folds: 0 }));
     expect(sampled).toMatch(/image content \(40 sampled\): \d+ of 40 /);
     expect(sampled).toContain(`Check every image: melanoma inspect ${UDA1} --sample-images all.`);
+    expect(sampled).toContain(`same picture twice: not checked (melanoma inspect ${UDA1} --sample-images all compares every image)`);
   });
 
   (existsSync(CLI) ? it : it.skip)('the inspect command takes --sample-images all and refuses other words', () => {
