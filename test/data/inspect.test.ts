@@ -4,6 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import sharp from 'sharp';
 import * as path from 'path';
 import { formatInspection, inspectDataset } from '../../src/data/inspect';
+import * as pkg from '../../src/index';
 import { UDA1, UDA1_FILES, describeWithUda1, tempDir } from './helpers';
 
 const CLI = path.resolve(__dirname, '../../dist/cli.js');
@@ -87,4 +88,9 @@ test('large images get the hint to convert them once; small ones do not', async 
   expect(formatInspection(r)).toContain(`  hint: 2 of 3 sampled images are over 1024 px; decoding them will dominate every epoch. Convert once: melanoma convert --data ${largeDir} --size 512 --out NEW_FOLDER`);
   const small = { ...r, imageSizes: { sampled: 3, sizes: [{ width: 256, height: 256, format: 'jpeg', count: 3 }] } };
   expect(formatInspection(small)).not.toContain('over 1024 px');
+});
+
+test('the package exports the data checks (inspect, blank/streaked images, the same picture twice)', () => {
+  expect([pkg.inspectDataset, pkg.formatInspection]).toEqual([inspectDataset, formatInspection]);
+  expect([typeof pkg.assessImageContent, typeof pkg.findSamePictures, typeof pkg.sampleDegenerateImages]).toEqual(['function', 'function', 'function']);
 });
