@@ -136,7 +136,7 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
             const bytes = await reader.read(sample.image, sample.imageName);
             const jpeg = await resizeToJpeg(bytes, { size, fit, quality, imageName: sample.imageName, source: sample.image });
             // The converted image is checked: it is small to decode, and it is what training sees.
-            const content = await assessImageContent(jpeg);
+            const content = await assessImageContent(jpeg, sample.imageName);
             if (content.defect) degenerate.push({ imageName: sample.imageName, source: describeSource(sample.image), detail: describeContentDefect(content) });
             if (!content.defect || !skipDegenerate) records[i] = exampleOf(sample, jpeg);
           } catch (err) {
@@ -161,6 +161,9 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
       log(`${name}: ${kept.length} images, ${files.at(-1)!.melanomas} melanoma, ${files.at(-1)!.patients} patients`);
     }
     const images = files.reduce((sum, f) => sum + f.images, 0);
+    // Workers finish in any order: by name, the manifest is the same from run to run.
+    skipped.sort((a, b) => a.imageName.localeCompare(b.imageName));
+    degenerate.sort((a, b) => a.imageName.localeCompare(b.imageName));
     const manifest = { source: data, csv: csv ?? null, sourceFormat: format, size, fit, quality, seed, images, files, skipped, degenerate, skipDegenerate, convertedAt: new Date().toISOString() };
     await fsp.writeFile(path.join(staging, CONVERT_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     await fsp.mkdir(path.dirname(path.resolve(out)), { recursive: true });

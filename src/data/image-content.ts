@@ -4,9 +4,8 @@
  * every column, nearly the same). Such an image shows no lesion shape or border, at most one
  * line's colours, and a dataset can hold many: half of ../shared/data/uda1-dev is streaked.
  */
-import sharp from 'sharp';
-import { ImageBytesReader, describeSource } from './images';
-import { mixSeed, mulberry32, shuffleInPlace } from './random';
+import { ImageBytesReader, describeSource, resized } from './images';
+import { seededSample } from './random';
 import type { LesionSample } from './types';
 
 export type ImageContentDefect = 'blank' | 'streaked';
@@ -38,9 +37,12 @@ const MAX_ANISOTROPY = 2.5;
 /** Below this standard deviation (grey levels) an image is one colour; real photographs are far above (uda1-dev: at least 4.4). */
 const MIN_CONTRAST = 1.5;
 
-/** Decodes the image small and tells whether it is blank or streaked. Throws what sharp throws for an undecodable image. */
-export async function assessImageContent(bytes: Buffer): Promise<ImageContentAssessment> {
-  const grey = await sharp(bytes).resize(THUMBNAIL, THUMBNAIL, { fit: 'fill' }).greyscale().raw().toBuffer();
+/**
+ * Decodes the image small, as the loader decodes (EXIF orientation applied, truncation refused),
+ * and tells whether it is blank or streaked. Non-JPEG or undecodable bytes give the loader's DataErrors.
+ */
+export async function assessImageContent(bytes: Buffer, imageName?: string): Promise<ImageContentAssessment> {
+  const grey = await resized(bytes, { size: THUMBNAIL, imageName }, (pipeline) => pipeline.greyscale().raw().toBuffer());
   const n = THUMBNAIL;
   let mean = 0;
   for (const v of grey) mean += v;
@@ -155,7 +157,7 @@ export async function sampleDegenerateImages(
   samples: readonly LesionSample[],
   options: { count?: number; seed?: number } = {},
 ): Promise<{ checked: number; degenerate: DegenerateSample[] }> {
-  const picked = shuffleInPlace(samples.slice(), mulberry32(mixSeed(options.seed ?? 0, 0xc0a7))).slice(0, options.count ?? 20);
+  const picked = seededSample(samples, options.count ?? 20, options.seed ?? 0);
   const degenerate: DegenerateSample[] = [];
   let checked = 0;
   const reader = new ImageBytesReader();
@@ -163,7 +165,7 @@ export async function sampleDegenerateImages(
     for (const s of picked) {
       let content: ImageContentAssessment;
       try {
-        content = await assessImageContent(await reader.read(s.image, s.imageName));
+        content = await assessImageContent(await reader.read(s.image, s.imageName), s.imageName);
       } catch {
         continue;
       }
@@ -177,11 +179,16 @@ export async function sampleDegenerateImages(
 }
 
 /** The warning train and cv print when their sample finds any; null when it finds none. */
-export function degenerateWarning(found: { checked: number; degenerate: readonly DegenerateSample[] }, data: string): string | null {
+export function degenerateWarning(found: { checked: number; degenerate: readonly DegenerateSample[] }, data: string, csv?: string | null): string | null {
   if (!found.degenerate.length) return null;
   const names = found.degenerate.slice(0, 3).map((d) => d.imageName).join(', ') + (found.degenerate.length > 3 ? ', ...' : '');
   return (
     `warning: ${found.degenerate.length} of ${found.checked} sampled images are blank or streaked and show no lesion (${names}). ` +
-    `melanoma inspect ${data} --sample-images all lists every one; melanoma convert --data ${data} --out NEW_FOLDER --size SIZE --skip-degenerate leaves them out`
+    `melanoma inspect ${data}${csvFlag(csv)} --sample-images all lists every one; melanoma convert --data ${data}${csvFlag(csv)} --out NEW_FOLDER --size SIZE --skip-degenerate leaves them out`
   );
+}
+
+/** ` --csv FILE` for a command line, when the data came with one (its join must not be lost). */
+export function csvFlag(csv: string | null | undefined): string {
+  return csv ? ` --csv ${csv}` : '';
 }

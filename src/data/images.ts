@@ -65,9 +65,10 @@ export interface DecodeOptions {
 /**
  * Runs `output` on a sharp pipeline that turns JPEG bytes into size x size sRGB without alpha,
  * EXIF orientation applied. Non-JPEG bytes give ERR_IMAGE_FORMAT, undecodable ones
- * ERR_IMAGE_DECODE, both naming the image and its source.
+ * ERR_IMAGE_DECODE, both naming the image and its source. (@internal: image-content.ts checks
+ * images through it, so it judges the pixels training sees.)
  */
-async function resized<T>(bytes: Buffer, options: DecodeOptions, output: (pipeline: Sharp) => Promise<T>): Promise<T> {
+export async function resized<T>(bytes: Buffer, options: DecodeOptions, output: (pipeline: Sharp) => Promise<T>): Promise<T> {
   const { size, fit = 'fill', imageName = 'image', source } = options;
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`Expected positive integer for size but received ${size}`);
   const { where, context } = requireJpeg(bytes, imageName, source);

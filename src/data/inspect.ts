@@ -8,10 +8,10 @@ import sharp from 'sharp';
 import { assignFileFolds, stratifiedGroupKFold } from '../folds';
 import { DataError } from './errors';
 import { createHash } from 'crypto';
-import { ImageContentDefect, assessImageContent, describeContentDefect, findSamePictures } from './image-content';
+import { ImageContentDefect, assessImageContent, csvFlag, describeContentDefect, findSamePictures } from './image-content';
 import { ImageBytesReader, describeSource, sniffImageFormat } from './images';
 import { IsicDataset, listTfRecordFiles, openDataset, readTfRecordSamples } from './isic';
-import { mixSeed, mulberry32, shuffleInPlace } from './random';
+import { seededSample } from './random';
 import { LesionSample } from './types';
 import { promises as fsp } from 'fs';
 
@@ -44,6 +44,8 @@ export interface CountSummary {
 
 export interface DatasetInspection extends CountSummary {
   source: string;
+  /** The CSV joined on image_name, if one was given. */
+  csv: string | null;
   format: 'tfrecord' | 'jpeg';
   positiveRate: number;
   /** Negatives per positive (the usual positive-class weight). */
@@ -127,7 +129,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
   // A seeded sample: its sizes from the JPEG headers, its content from a small decode.
   const degenerate: DatasetInspection['degenerate'] = [];
   const comparable: { sample: LesionSample; digest: string; signature: Float32Array }[] = [];
-  const picked = shuffleInPlace(samples.slice(), mulberry32(mixSeed(seed, 0x5a3e))).slice(0, sampleImages);
+  const picked = seededSample(samples, sampleImages, seed);
   const sizes = new Map<string, { width: number; height: number; format: string; count: number }>();
   const reader = new ImageBytesReader();
   try {
@@ -140,7 +142,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
         const entry = sizes.get(key) ?? { width: meta.width ?? 0, height: meta.height ?? 0, format, count: 0 };
         entry.count++;
         sizes.set(key, entry);
-        const content = await assessImageContent(bytes);
+        const content = await assessImageContent(bytes, s.imageName);
         if (content.defect) degenerate.push({ imageName: s.imageName, file: describeSource(s.image), defect: content.defect, detail: describeContentDefect(content) });
         else comparable.push({ sample: s, digest: createHash('sha1').update(bytes).digest('hex'), signature: content.signature });
       } catch (err) {
@@ -153,6 +155,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
 
   return {
     source,
+    csv: options.csv ?? null,
     format: dataset.format,
     ...totals,
     positiveRate: totals.positives + totals.negatives ? totals.positives / (totals.positives + totals.negatives) : 0,
@@ -208,7 +211,7 @@ export function formatInspection(r: DatasetInspection): string {
   // Most sampled images larger than 1024 px: every epoch would spend its time decoding them.
   const large = r.imageSizes.sizes.filter((s) => Math.max(s.width, s.height) > 1024).reduce((n, s) => n + s.count, 0);
   if (large > r.imageSizes.sampled / 2)
-    lines.push(`  hint: ${large} of ${r.imageSizes.sampled} sampled images are over 1024 px; decoding them will dominate every epoch. Convert once: melanoma convert --data ${r.source} --size 512 --out NEW_FOLDER`);
+    lines.push(`  hint: ${large} of ${r.imageSizes.sampled} sampled images are over 1024 px; decoding them will dominate every epoch. Convert once: melanoma convert --data ${r.source}${csvFlag(r.csv)} --size 512 --out NEW_FOLDER`);
   lines.push(...formatDegenerate(r), ...formatSamePicture(r));
   lines.push(r.corrupt.length ? `corrupt (${r.corrupt.length}):` : 'corrupt: none found', ...r.corrupt.map((c) => `  ${c.code} ${c.message}`));
   return lines.join('\n');
@@ -228,14 +231,14 @@ function formatDegenerate(r: DatasetInspection): string[] {
     ...r.degenerate.slice(0, DEGENERATE_LISTED).map((d) => `  ${d.imageName} in ${path.basename(d.file)}: ${d.detail}`),
   ];
   if (r.degenerate.length > DEGENERATE_LISTED) lines.push(`  ... and ${r.degenerate.length - DEGENERATE_LISTED} more (--json lists them all)`);
-  const checkAll = every ? '' : ` Check every image: melanoma inspect ${r.source} --sample-images all.`;
-  lines.push(`  hint: they show no lesion shape or border, at most one line's colours: look at a few.${checkAll} If they are broken exports, leave them out: melanoma convert --data ${r.source} --out NEW_FOLDER --size SIZE --skip-degenerate`);
+  const checkAll = every ? '' : ` Check every image: melanoma inspect ${r.source}${csvFlag(r.csv)} --sample-images all.`;
+  lines.push(`  hint: they show no lesion shape or border, at most one line's colours: look at a few.${checkAll} If they are broken exports, leave them out: melanoma convert --data ${r.source}${csvFlag(r.csv)} --out NEW_FOLDER --size SIZE --skip-degenerate`);
   return lines;
 }
 
 function formatSamePicture(r: DatasetInspection): string[] {
   if (!r.imageSizes.sampled) return [];
-  if (!r.samePicture) return [`same picture twice: not checked (melanoma inspect ${r.source} --sample-images all compares every image)`];
+  if (!r.samePicture) return [`same picture twice: not checked (melanoma inspect ${r.source}${csvFlag(r.csv)} --sample-images all compares every image)`];
   if (!r.samePicture.length) return ['same picture twice (every image): none found'];
   const lines = [`same picture twice (every image): ${r.samePicture.length} pair(s):`];
   for (const p of r.samePicture.slice(0, DEGENERATE_LISTED)) {

@@ -37,3 +37,11 @@ export function shuffleInPlace<T>(items: T[], random: () => number): T[] {
   }
   return items;
 }
+
+/**
+ * A seeded pick of `count` items (all of them when count >= length). inspect and the start of
+ * train/cv pick their images to check with it, so one seed checks the same images in both.
+ */
+export function seededSample<T>(items: readonly T[], count: number, seed: number): T[] {
+  return shuffleInPlace(items.slice(), mulberry32(mixSeed(seed, 0x5a3e))).slice(0, count);
+}

@@ -96,7 +96,8 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
   let contentWarning: string | null = null;
   if (resume) {
     assignments = await readFoldsCsv(path.join(cvDir, RUN_FILES.folds));
-    ({ dataset } = await openRunData(config.data, config.csv ?? undefined, config.folds, seed, () => undefined));
+    // The data were checked (and any warning shown) when the cross-validation began.
+    ({ dataset } = await openRunData(config.data, config.csv ?? undefined, config.folds, seed, () => undefined, { checkContent: false }));
   } else {
     let dataPath: string;
     ({ dataPath, dataset, assignments, contentWarning } = await openRunData(config.data, config.csv ?? undefined, config.folds, seed, log));

@@ -410,13 +410,13 @@ export async function withLog<T>(trainer: Trainer, log: (line: string) => void, 
 }
 
 /** @internal opens the data (generating the demo set when asked) and assigns patient-level folds. */
-export async function openRunData(data: string, csv: string | undefined, folds: number, seed: number, log: (line: string) => void) {
+export async function openRunData(data: string, csv: string | undefined, folds: number, seed: number, log: (line: string) => void, { checkContent = true } = {}) {
   const dataPath = data === DEMO_DATA ? await ensureDemoDataset({}, log) : data;
   const dataset = await openDataset(dataPath, { csv });
   const assignments = stratifiedGroupKFold(dataset.samples, folds, seed);
   // A few small decodes, so a set with broken exports says so before hours of training on it
   // (logged by the caller, after its line about the data).
-  const contentWarning = degenerateWarning(await sampleDegenerateImages(dataset.samples, { seed }), dataPath);
+  const contentWarning = checkContent ? degenerateWarning(await sampleDegenerateImages(dataset.samples, { seed }), dataPath, csv) : null;
   return { dataPath, dataset, assignments, contentWarning };
 }
 

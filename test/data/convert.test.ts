@@ -132,7 +132,7 @@ test('blank and streaked images are listed in the manifest and the summary; with
   const source = await jpegSet(path.join(root, 'degenerate'), { degenerate: { ISIC_1004: 'blank', ISIC_1011: 'streaked' } });
   const kept = await convertDataset({ data: source, out: path.join(root, 'degenerate-kept'), size: 48, files: 3 });
   expect(kept.images).toBe(18);
-  expect(kept.degenerate.map((d) => d.imageName).sort()).toEqual(['ISIC_1004', 'ISIC_1011']);
+  expect(kept.degenerate.map((d) => d.imageName)).toEqual(['ISIC_1004', 'ISIC_1011']); // by name, whatever order the workers finished in
   expect(kept.degenerate.find((d) => d.imageName === 'ISIC_1004')).toMatchObject({ source: path.join(source, 'train', 'ISIC_1004.jpg'), detail: expect.stringMatching(/^blank: one colour/) });
   expect(kept.degenerate.find((d) => d.imageName === 'ISIC_1011')!.detail).toMatch(/^streaked: every row (the same|nearly the same)/);
   expect(JSON.parse(readFileSync(path.join(root, 'degenerate-kept', CONVERT_MANIFEST), 'utf8'))).toMatchObject({ skipDegenerate: false, degenerate: [{}, {}] });

@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { SAME_PICTURE_DISTANCE, assessImageContent, degenerateWarning, describeContentDefect, findSamePictures, sampleDegenerateImages } from '../../src/data/image-content';
+import { inspectDataset } from '../../src/data/inspect';
 import { openDataset } from '../../src/data/isic';
 import { openRunData } from '../../src/train/run';
 import { renderLesion } from '../../src/data/demo';
@@ -48,6 +49,17 @@ test('synthetic lesions pass; the same lesion streaked down or across, or one co
   expect(blank).toMatchObject({ defect: 'blank', streakAlong: null });
   expect(describeContentDefect(blank)).toBe('blank: one colour (grey-level deviation 0.0)');
   await expect(assessImageContent(Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]))).rejects.toThrow();
+});
+
+test('EXIF orientation is applied first, as the loader applies it: rows streaked on disk are columns on screen', async () => {
+  const random = mulberry32(11);
+  const streaked = streakRows(renderLesion(SIZE, false, random), random);
+  const upright = await assessImageContent(await jpeg(streaked));
+  const rotated = await assessImageContent(await sharp(streaked, { raw: { width: SIZE, height: SIZE, channels: 3 } }).withMetadata({ orientation: 6 }).jpeg().toBuffer());
+  expect([upright.streakAlong, rotated.streakAlong]).toEqual(['rows', 'columns']);
+  // Non-JPEG bytes get the loader's own refusal, naming the image.
+  const png = await sharp(streaked, { raw: { width: SIZE, height: SIZE, channels: 3 } }).png().toBuffer();
+  await expect(assessImageContent(png, 'ISIC_X')).rejects.toMatchObject({ code: 'ERR_IMAGE_FORMAT', message: expect.stringContaining('ISIC_X') });
 });
 
 test('black bars above and below a lesion (letterboxing) are not streaks', async () => {
@@ -122,11 +134,19 @@ describeWithUda1('on the 300 real images of uda1-dev', () => {
     expect(found.degenerate.length).toBeGreaterThan(0);
     expect(found.degenerate.every((d) => Number(d.imageName.slice(5)) < 150 && /\/train0\d-60\.tfrec record \d+/.test(d.source))).toBe(true);
     expect(await sampleDegenerateImages(samples, { seed: 42 })).toEqual(found); // seeded
+    // The same seed checks the same images as inspect --seed 42.
+    const inspected = await inspectDataset(UDA1, { seed: 42, folds: 0 });
+    expect(inspected.degenerate.map((d) => d.imageName)).toEqual(found.degenerate.map((d) => d.imageName));
     const { contentWarning } = await openRunData(UDA1, undefined, 5, 42, () => undefined);
     expect(contentWarning).toBe(degenerateWarning(found, UDA1));
     expect(contentWarning).toMatch(
       new RegExp(`^warning: ${found.degenerate.length} of 20 sampled images are blank or streaked and show no lesion \\(ISIC_\\d+, ISIC_\\d+, ISIC_\\d+, \\.\\.\\.\\)\\. melanoma inspect \\S+ --sample-images all lists every one; melanoma convert --data \\S+ --out NEW_FOLDER --size SIZE --skip-degenerate leaves them out$`),
     );
+    // With a CSV, the commands it names keep the join; cv --resume does not check again.
+    const csv = path.join(UDA1, 'train.csv');
+    const withCsv = await openRunData(UDA1, csv, 5, 42, () => undefined);
+    expect(withCsv.contentWarning).toContain(`melanoma inspect ${UDA1} --csv ${csv} --sample-images all lists every one; melanoma convert --data ${UDA1} --csv ${csv} --out`);
+    expect((await openRunData(UDA1, undefined, 5, 42, () => undefined, { checkContent: false })).contentWarning).toBeNull();
     // The 150 lesions alone: nothing to warn of.
     const lesions = samples.filter((s) => Number(s.imageName.slice(5)) >= 150);
     expect(degenerateWarning(await sampleDegenerateImages(lesions, { count: 50 }), UDA1)).toBeNull();

@@ -47,6 +47,11 @@ describeWithUda1('inspectDataset on uda1-dev', () => {
     expect(sampled).toMatch(/image content \(40 sampled\): \d+ of 40 /);
     expect(sampled).toContain(`Check every image: melanoma inspect ${UDA1} --sample-images all.`);
     expect(sampled).toContain(`same picture twice: not checked (melanoma inspect ${UDA1} --sample-images all compares every image)`);
+    // A CSV given to inspect is carried into the commands it prints.
+    const csv = path.join(UDA1, 'train.csv');
+    const joined = formatInspection(await inspectDataset(UDA1, { csv, sampleImages: 40, folds: 0 }));
+    expect(joined).toContain(`melanoma inspect ${UDA1} --csv ${csv} --sample-images all`);
+    expect(joined).toContain(`melanoma convert --data ${UDA1} --csv ${csv} --out NEW_FOLDER --size SIZE --skip-degenerate`);
   });
 
   (existsSync(CLI) ? it : it.skip)('the inspect command takes --sample-images all and refuses other words', () => {
