@@ -218,7 +218,7 @@ export function formatInspection(r: DatasetInspection): string {
 }
 
 /** Shown in full up to this many; --json lists every one. */
-const DEGENERATE_LISTED = 10;
+const LISTED_IN_FULL = 10;
 
 function formatDegenerate(r: DatasetInspection): string[] {
   const { sampled } = r.imageSizes;
@@ -228,9 +228,9 @@ function formatDegenerate(r: DatasetInspection): string[] {
   const share = r.degenerate.length / sampled;
   const lines = [
     `image content (${every ? 'every image' : `${sampled} sampled`}): ${r.degenerate.length} of ${sampled} (${(100 * share).toFixed(1)}%) decode but hold no picture of a lesion:`,
-    ...r.degenerate.slice(0, DEGENERATE_LISTED).map((d) => `  ${d.imageName} in ${path.basename(d.file)}: ${d.detail}`),
+    ...r.degenerate.slice(0, LISTED_IN_FULL).map((d) => `  ${d.imageName} in ${path.basename(d.file)}: ${d.detail}`),
   ];
-  if (r.degenerate.length > DEGENERATE_LISTED) lines.push(`  ... and ${r.degenerate.length - DEGENERATE_LISTED} more (--json lists them all)`);
+  if (r.degenerate.length > LISTED_IN_FULL) lines.push(`  ... and ${r.degenerate.length - LISTED_IN_FULL} more (--json lists them all)`);
   const checkAll = every ? '' : ` Check every image: melanoma inspect ${r.source}${csvFlag(r.csv)} --sample-images all.`;
   lines.push(`  hint: they show no lesion shape or border, at most one line's colours: look at a few.${checkAll} If they are broken exports, leave them out: melanoma convert --data ${r.source}${csvFlag(r.csv)} --out NEW_FOLDER --size SIZE --skip-degenerate`);
   return lines;
@@ -241,14 +241,14 @@ function formatSamePicture(r: DatasetInspection): string[] {
   if (!r.samePicture) return [`same picture twice: not checked (melanoma inspect ${r.source}${csvFlag(r.csv)} --sample-images all compares every image)`];
   if (!r.samePicture.length) return ['same picture twice (every image): none found'];
   const lines = [`same picture twice (every image): ${r.samePicture.length} pair(s):`];
-  for (const p of r.samePicture.slice(0, DEGENERATE_LISTED)) {
+  for (const p of r.samePicture.slice(0, LISTED_IN_FULL)) {
     const [a, b] = p.images;
     const how = p.identicalFiles ? 'identical files' : `resized or re-encoded copies (distance ${p.distance.toFixed(3)})`;
     const patients = a.patientId === b.patientId ? `one patient, ${a.patientId}` : `patients ${a.patientId} and ${b.patientId}`;
     const targets = a.target === b.target ? `target ${a.target ?? 'none'}` : `targets ${a.target ?? 'none'} and ${b.target ?? 'none'} (a label conflict)`;
     lines.push(`  ${a.imageName} and ${b.imageName}: ${how}; ${patients}; ${targets}`);
   }
-  if (r.samePicture.length > DEGENERATE_LISTED) lines.push(`  ... and ${r.samePicture.length - DEGENERATE_LISTED} more (--json lists them all)`);
+  if (r.samePicture.length > LISTED_IN_FULL) lines.push(`  ... and ${r.samePicture.length - LISTED_IN_FULL} more (--json lists them all)`);
   if (r.samePicture.some((p) => p.images[0].patientId !== p.images[1].patientId))
     lines.push(
       '  hint: under two patient ids, patient-level folds can put one copy in training and the other in validation, which inflates the validation AUC: ' +

@@ -99,3 +99,8 @@ test('the package exports the data checks (inspect, blank/streaked images, the s
   expect([pkg.inspectDataset, pkg.formatInspection]).toEqual([inspectDataset, formatInspection]);
   expect([typeof pkg.assessImageContent, typeof pkg.findSamePictures, typeof pkg.sampleDegenerateImages]).toEqual(['function', 'function', 'function']);
 });
+
+test('a sample size that is neither a count nor Infinity is refused, naming the option', async () => {
+  for (const bad of [-1, 2.5, NaN])
+    await expect(inspectDataset(largeDir, { sampleImages: bad })).rejects.toThrow(new RangeError(`Expected integer >= 0 or Infinity for sampleImages but received ${bad}`));
+});
