@@ -12,7 +12,7 @@ import { parse } from 'csv-parse/sync';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import type { LesionSample } from './data/types';
-import { csvField, OutputExistsError, writeNewFile } from './files';
+import { csvField, makeDirectory, OutputExistsError, writeNewFile } from './files';
 import { readFoldsCsv } from './folds';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
 import { ScoringOptions, cvFoldCheckpoints, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
@@ -136,7 +136,7 @@ export async function embedDataset(options: EmbedOptions): Promise<EmbedResult> 
         .join(','),
     ),
   );
-  await fsp.mkdir(out, { recursive: true });
+  await makeDirectory(out);
   const files = [path.join(out, EMBED_FILES.embeddings), path.join(out, EMBED_FILES.images)];
   // Atomically, never over a file that appeared meanwhile.
   const instead = 'write the embeddings into a new folder';

@@ -8,7 +8,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { OutputExistsError } from './files';
+import { makeDirectory, OutputExistsError } from './files';
 import { ScoringOptions, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
 import { escapeHtml } from './report/svg';
 import { GradCamPrediction, Trainer } from './train/trainer';
@@ -117,7 +117,7 @@ export async function explainImages(options: ExplainOptions): Promise<ExplainRes
   } finally {
     await trainer.dispose();
   }
-  await fsp.mkdir(out, { recursive: true });
+  await makeDirectory(out);
   const images: ExplainResult['images'] = [];
   for (const p of explained) {
     const file = `${p.imageName.replace(/[^A-Za-z0-9._-]/g, '_')}.png`;

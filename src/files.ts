@@ -42,7 +42,7 @@ export async function writeFileAtomic(file: string, data: Buffer | readonly Buff
   const exists = () => Object.assign(new Error(`${file} already exists and was left untouched: choose another path or pass overwrite`), { code: 'EEXIST' });
   // Checked first too, so a refusal costs no write.
   if (!overwrite && (await fsp.stat(file).catch(() => null))) throw exists();
-  await fsp.mkdir(path.dirname(file), { recursive: true });
+  await makeDirectory(path.dirname(file));
   // Unique per call: two writes of one name in the same millisecond must not share a temporary.
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const removeTemporary = () => fsp.rm(temporary, { force: true }).catch(() => undefined);
@@ -82,6 +82,45 @@ async function publishWithoutReplacing(temporary: string, file: string): Promise
     if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'ENOSYS') return false;
     throw err;
   }
+}
+
+/**
+ * `mkdir -p`: creates `dir` and any missing parents; an existing folder is fine. Node 20's own
+ * `mkdir(dir, { recursive: true })` never returns where the kernel answers ENOENT for a folder
+ * that cannot be made under an existing parent (e.g. anything under /proc), so this walks up to
+ * the first existing ancestor and creates each missing level itself: a folder that cannot be
+ * made is refused at once, with its name and the reason.
+ */
+export async function makeDirectory(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let probe = path.resolve(dir); ; probe = path.dirname(probe)) {
+    const found = await fsp.stat(probe).catch((err: NodeJS.ErrnoException) => {
+      // ENOTDIR: a file further up, which the walk reaches and names.
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null;
+      throw cannotCreate(dir, probe, err);
+    });
+    if (found) {
+      if (!found.isDirectory()) throw cannotCreate(dir, probe, Object.assign(new Error('it is a file, not a folder'), { code: 'ENOTDIR' }));
+      break;
+    }
+    missing.push(probe);
+    if (path.dirname(probe) === probe) break; // a missing root: mkdir below says why
+  }
+  for (const level of missing.reverse()) {
+    try {
+      await fsp.mkdir(level);
+    } catch (err) {
+      // Another process may have made it meanwhile; anything else is final.
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST' && (await fsp.stat(level)).isDirectory()) continue;
+      throw cannotCreate(dir, level, err as NodeJS.ErrnoException);
+    }
+  }
+}
+
+function cannotCreate(dir: string, level: string, cause: NodeJS.ErrnoException): NodeJS.ErrnoException {
+  const why = cause.code === 'ENOENT' ? 'this file system does not allow new folders there' : cause.message;
+  const where = level === path.resolve(dir) ? '' : ` (needed for ${dir})`;
+  return Object.assign(new Error(`cannot create the folder ${level}${where}: ${why}; choose a writable location`), { code: cause.code });
 }
 
 /** One CSV field, quoted when it holds a comma, quote or line break (RFC 4180). */

@@ -1,8 +1,8 @@
 /** writeFileAtomic never replaces a file it was not asked to, even one created while it writes. */
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { OutputExistsError, refuseExistingFile, writeFileAtomic, writeNewFile } from '../src/files';
+import { makeDirectory, OutputExistsError, refuseExistingFile, writeFileAtomic, writeNewFile } from '../src/files';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'melanoma-files-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -59,5 +59,30 @@ describe('refuseExistingFile and writeNewFile (the refusals of compare --json, e
     await writeNewFile(path.join(dir, 'fresh.csv'), Buffer.from('ours'), instead);
     expect(readFileSync(path.join(dir, 'fresh.csv'), 'utf8')).toBe('ours');
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('makeDirectory', () => {
+  test('creates every missing level; an existing folder is fine, and so is a concurrent creator', async () => {
+    const deep = path.join(dir, 'made', 'a', 'b');
+    await Promise.all([makeDirectory(deep), makeDirectory(deep), makeDirectory(path.join(dir, 'made', 'a'))]);
+    expect(statSync(deep).isDirectory()).toBe(true);
+    await makeDirectory(deep);
+    await makeDirectory(path.relative(process.cwd(), deep));
+  });
+
+  test('a file in the way is named, and left as it was', async () => {
+    const file = path.join(dir, 'in-the-way.txt');
+    writeFileSync(file, 'mine');
+    const runs = path.join(file, 'runs', 'x');
+    await expect(makeDirectory(runs)).rejects.toThrow(`cannot create the folder ${file} (needed for ${runs}): it is a file, not a folder; choose a writable location`);
+    expect(readFileSync(file, 'utf8')).toBe('mine');
+  });
+
+  // Node 20's fs.mkdir(dir, { recursive: true }) never settles here: the kernel answers ENOENT.
+  (existsSync('/proc/self') ? test : test.skip)('a folder the file system cannot hold (under /proc) is refused at once, with the reason', async () => {
+    await expect(makeDirectory('/proc/melanoma-runs/x')).rejects.toThrow(
+      'cannot create the folder /proc/melanoma-runs (needed for /proc/melanoma-runs/x): this file system does not allow new folders there; choose a writable location',
+    );
   });
 });

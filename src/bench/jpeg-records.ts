@@ -6,6 +6,7 @@
 import { existsSync, promises as fsp } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
+import { makeDirectory } from '../files';
 import { renderLesion } from '../data/demo';
 import { mixSeed, mulberry32 } from '../data/random';
 import { encodeExample, writeTfRecordFile } from '../data/tfrecord';
@@ -28,7 +29,7 @@ export async function ensureJpegRecords({ dir, records, distinct, sourceSize, fi
     .map((count, f) => (count > 0 ? `bench${String(f).padStart(2, '0')}-${count}.tfrec` : null))
     .filter((name): name is string => name !== null);
   if (names.every((n) => existsSync(path.join(setDir, n)))) return setDir;
-  await fsp.mkdir(setDir, { recursive: true });
+  await makeDirectory(setDir);
   const jpegs = await Promise.all(
     Array.from({ length: distinct }, (_, i) =>
       sharp(renderLesion(sourceSize, i % 10 === 0, mulberry32(mixSeed(7, i))), { raw: { width: sourceSize, height: sourceSize, channels: 3 } })

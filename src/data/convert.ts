@@ -15,6 +15,7 @@
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { makeDirectory } from '../files';
 import { stratifiedGroupKFold } from '../folds';
 import { DataError } from './errors';
 import { assessImageContent, describeContentDefect } from './image-content';
@@ -112,7 +113,7 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
 
   const staging = `${out}.${process.pid}.partial`;
   await fsp.rm(staging, { recursive: true, force: true });
-  await fsp.mkdir(staging, { recursive: true });
+  await makeDirectory(staging);
   const reader = new ImageBytesReader();
   const skipped: ConvertResult['skipped'] = [];
   const degenerate: ConvertResult['degenerate'] = [];
@@ -166,7 +167,7 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
     degenerate.sort((a, b) => a.imageName.localeCompare(b.imageName));
     const manifest = { source: data, csv: csv ?? null, sourceFormat: format, size, fit, quality, seed, images, files, skipped, degenerate, skipDegenerate, convertedAt: new Date().toISOString() };
     await fsp.writeFile(path.join(staging, CONVERT_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
-    await fsp.mkdir(path.dirname(path.resolve(out)), { recursive: true });
+    await makeDirectory(path.dirname(path.resolve(out)));
     // rename(2) onto an existing non-empty folder fails, so a folder created meanwhile survives.
     await fsp.rename(staging, out);
     return { out, files, images, skipped, degenerate };

@@ -9,6 +9,7 @@ import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
+import { makeDirectory } from '../files';
 import { mixSeed, mulberry32 } from './random';
 import { encodeExample, writeTfRecordFile } from './tfrecord';
 
@@ -97,7 +98,7 @@ export async function ensureDemoDataset(options: DemoOptions = {}, log: (line: s
   log(`generating the demo dataset (${o.images} synthetic lesion images, ${o.files} TFRecord files) in ${dir}`);
   const staging = `${dir}.${process.pid}.partial`;
   await fsp.rm(staging, { recursive: true, force: true });
-  await fsp.mkdir(staging, { recursive: true });
+  await makeDirectory(staging);
   const random = mulberry32(mixSeed(o.seed));
   const positives = Math.round(o.images * o.positiveFraction);
   const perFile = Math.ceil(o.images / o.files);
@@ -127,7 +128,7 @@ export async function ensureDemoDataset(options: DemoOptions = {}, log: (line: s
   }
   const manifest = { version: DEMO_VERSION, ...o, positives, generatedAt: new Date().toISOString() };
   await fsp.writeFile(path.join(staging, 'manifest.json'), JSON.stringify(manifest, null, 2));
-  await fsp.mkdir(path.dirname(dir), { recursive: true });
+  await makeDirectory(path.dirname(dir));
   try {
     await fsp.rename(staging, dir);
   } catch (err) {

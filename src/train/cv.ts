@@ -9,7 +9,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { evaluatePredictionsFile } from '../cli/evaluate';
-import { writeFileAtomic } from '../files';
+import { makeDirectory, writeFileAtomic } from '../files';
 import { readFoldsCsv, splitByFold, writeFoldsCsv } from '../folds';
 import { CvSummary, crossValidationSummary } from '../metrics/cv';
 import type { Evaluation } from '../report/evaluation';
@@ -132,7 +132,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
         }
         const dir = path.join(cvDir, foldDirName(fold));
         // A fold folder left without a checkpoint (killed while starting) holds nothing to keep.
-        await fsp.mkdir(dir, { recursive: true });
+        await makeDirectory(dir);
         await writeRunFiles(dir, trainer, { data: config.data, csv: config.csv, folds: config.folds, fold, parameterCount: info.parameterCount }, assignments);
         log(`fold ${fold}/${config.folds}: ${train.length} train / ${valid.length} validation images`);
       }

@@ -10,7 +10,7 @@ import { DataError } from '../data/errors';
 import { degenerateWarning, sampleDegenerateImages } from '../data/image-content';
 import { openDataset } from '../data/isic';
 import type { DecodeBackend, LesionSample } from '../data/types';
-import { csvField, writeFileAtomic } from '../files';
+import { csvField, makeDirectory, writeFileAtomic } from '../files';
 import { evaluatePredictionsFile } from '../cli/evaluate';
 import { FoldAssignment, readFoldsCsv, splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
 import type { ResolvedOptions, TrainerOptions } from '../model/config';
@@ -70,7 +70,7 @@ export const HISTORY_COLUMNS: (keyof EpochRecord)[] = [
 
 /** A new folder under `root` named after the time and model; an existing name gets a suffix. */
 export async function createRunDir(root: string, model: string, now = new Date()): Promise<string> {
-  await fsp.mkdir(root, { recursive: true });
+  await makeDirectory(root);
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   for (let attempt = 0; ; attempt++) {
     const dir = path.join(root, `${stamp}-${model}${attempt ? `-${attempt + 1}` : ''}`);

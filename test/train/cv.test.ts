@@ -169,6 +169,15 @@ describe('crossValidate', () => {
     expect(unknown.status).not.toBe(0);
     expect(unknown.stderr).toContain("error: option '--decode <backend>' argument 'gpu' is invalid. Allowed choices are sharp, nvjpeg.");
   });
+
+  // Node 20's recursive mkdir never settles under /proc: this once hung until killed.
+  (existsSync('/proc/self') ? test : test.skip)('a --runs-dir that cannot be created fails at once, naming the folder, before any training', () => {
+    const run = spawnSync(process.execPath, [CLI, 'train', '--data', data, '--epochs', '1', '--runs-dir', '/proc/melanoma-runs', ...TINY_CLI_FLAGS], { encoding: 'utf8', timeout: 120_000 });
+    expect(run.signal).toBeNull();
+    expect(run.status).toBe(1);
+    expect(run.stderr.trim()).toBe('failed: cannot create the folder /proc/melanoma-runs: this file system does not allow new folders there; choose a writable location');
+    expect(run.stdout).not.toMatch(/^epoch /m);
+  });
 });
 
 /** A JPEG folder with train.csv: `n` 40x30 images of `n` patients, every third a melanoma. */
