@@ -156,7 +156,17 @@ struct PendingStepImpl : PendingStep {
 #endif
   bool ready() const override {
 #if ENGINE_DEVICE_STEP
-    if (onDevice) return done.query();
+    // The worker's idle poll calls this outside any error translation, and query() throws after
+    // an asynchronous device fault (illegal address, launch failure): an exception there would
+    // end the process. Say "ready" instead; finishing the step then synchronizes inside the
+    // addon's translation, meets the same error and rejects the step's Promise with it.
+    if (onDevice) {
+      try {
+        return done.query();
+      } catch (...) {
+        return true;
+      }
+    }
 #endif
     return true;
   }
@@ -739,7 +749,10 @@ struct Engine::Impl {
 
   // Captures the graphs of this batch's shape (and frozen state), replacing older ones.
   void ensureGraphs(const HostBatch& batch) {
-    if (!captureFailure.empty()) throw EngineFailure("ERR_ENGINE_TORCH", captureFailure);
+    if (!captureFailure.empty()) {
+      const bool outOfMemory = captureFailure.find("out of memory") != std::string::npos;
+      throw EngineFailure(outOfMemory ? "ERR_ENGINE_OOM" : "ERR_ENGINE_TORCH", captureFailure);
+    }
     if (graphed && graphed->fits(batch, backboneFrozen)) return;
     graphed.reset();  // frees the old graphs and their memory pool first
     // One capture at a time in the process: a capture in global mode forbids unsafe CUDA calls
@@ -777,11 +790,17 @@ struct Engine::Impl {
       if (config.accumulateSteps > 1) g->micro = captureStep(*g, /*endsWindow=*/false, g->last->pool());
     } catch (const std::exception& e) {
       const auto* torchError = dynamic_cast<const c10::Error*>(&e);
-      captureFailure = std::string("CUDA graph capture of the training step failed: ") +
-                       (torchError ? torchError->what_without_backtrace() : e.what()) +
-                       ". This process cannot train in graph mode any more (and may not draw "
-                       "random numbers on the GPU): restart it with --no-cuda-graph";
-      throw EngineFailure("ERR_ENGINE_TORCH", captureFailure);
+      const std::string cause = torchError ? torchError->what_without_backtrace() : e.what();
+      // Out of memory keeps its own code and advice: a smaller batch captures, so the way out is
+      // not --no-cuda-graph. Either way this engine stays refused: a failed capture can leave
+      // the generator registered with a graph that never ran.
+      const bool outOfMemory = cause.find("out of memory") != std::string::npos;
+      captureFailure = std::string("CUDA graph capture of the training step failed: ") + cause +
+                       (outOfMemory ? ". Lower --batch-size or --image-size (or use --accumulate to keep "
+                                      "the effective batch) and start again"
+                                    : ". This process cannot train in graph mode any more (and may not "
+                                      "draw random numbers on the GPU): restart it with --no-cuda-graph");
+      throw EngineFailure(outOfMemory ? "ERR_ENGINE_OOM" : "ERR_ENGINE_TORCH", captureFailure);
     }
     graphed = std::move(g);
   }
@@ -809,8 +828,14 @@ struct Engine::Impl {
     }
     const auto compute = c10::cuda::getCurrentCUDAStream(device.index());
     const auto side = *captureStream;
+    const auto restore = [&] {
+      streamWaits(compute, side);
+      for (auto& [target, copy] : saved) target.copy_(copy);
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(rng);
+    };
     streamWaits(side, compute);
-    {
+    try {
       c10::cuda::CUDAStreamGuard onSide(side);
       for (int run = 0; run < kWarmUpRuns; ++run) {
         scalars.skipWindow.fill_(1);
@@ -820,11 +845,17 @@ struct Engine::Impl {
         }
         optimizerOnDevice(1.0);
       }
+    } catch (...) {
+      // E.g. out of memory at a large batch: put everything back (a pending window's gradients,
+      // skipWindow, the loss scale, BatchNorm statistics) so the error leaves the state as it was.
+      try {
+        restore();
+      } catch (...) {
+        // The device itself failed: the original error says more.
+      }
+      throw;
     }
-    streamWaits(compute, side);
-    for (auto& [target, copy] : saved) target.copy_(copy);
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(rng);
+    restore();
   }
 
   std::unique_ptr<at::cuda::CUDAGraph> captureStep(GraphedStep& g, bool endsWindow,
@@ -912,8 +943,8 @@ struct Engine::Impl {
   }
 
   TrainStepResult finishOnDevice(PendingStepImpl& pending) {
+    --stepsInFlight;  // first: a failed wait below must not leave the step counted as in flight
     pending.done.synchronize();
-    --stepsInFlight;
     auto result = parseReport(pending.report.data_ptr<float>(), pending.endedWindow);
     const bool nonFinite = !std::isfinite(result.loss) && config.precision != "fp16";
     if (nonFinite || !haltedBy.empty()) {

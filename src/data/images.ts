@@ -81,12 +81,61 @@ export async function resized<T>(bytes: Buffer, options: DecodeOptions, output: 
         .removeAlpha(),
     );
   } catch (err) {
-    throw new DataError(
-      'ERR_IMAGE_DECODE',
-      `Cannot decode ${imageName} from ${where}: ${conciseMessage(err)}. The JPEG is damaged: replace it or remove it from the dataset`,
-      { ...context, cause: err },
-    );
+    throw undecodable(err, imageName, where, context);
   }
+}
+
+function undecodable(err: unknown, imageName: string, where: string, context: ReturnType<typeof requireJpeg>['context']): DataError {
+  return new DataError(
+    'ERR_IMAGE_DECODE',
+    `Cannot decode ${imageName} from ${where}: ${conciseMessage(err)}. The JPEG is damaged: replace it or remove it from the dataset`,
+    { ...context, cause: err },
+  );
+}
+
+/**
+ * The EXIF orientation of a JPEG (1-8; 1 = stored upright, also when there is no EXIF block or it
+ * cannot be read). Reads the markers before the image data only; every offset is bounds-checked.
+ */
+export function jpegOrientation(bytes: Uint8Array): number {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 2; // after SOI
+  while (at + 4 <= b.length) {
+    if (b[at] !== 0xff) return 1;
+    const marker = b[at + 1];
+    if (marker === 0xff) {
+      at += 1; // fill byte
+      continue;
+    }
+    if (marker === 0xda || marker === 0xd9) return 1; // image data (or the end): no metadata after it
+    const end = at + 2 + b.readUInt16BE(at + 2);
+    if (end > b.length) return 1;
+    if (marker === 0xe1 && end - at >= 10 + 8 && b.toString('latin1', at + 4, at + 10) === 'Exif\0\0') {
+      return tiffOrientation(b.subarray(at + 10, end));
+    }
+    at = end;
+  }
+  return 1;
+}
+
+function tiffOrientation(tiff: Buffer): number {
+  const order = tiff.toString('latin1', 0, 2);
+  if (order !== 'II' && order !== 'MM') return 1;
+  const u16 = (o: number) => (order === 'II' ? tiff.readUInt16LE(o) : tiff.readUInt16BE(o));
+  const u32 = (o: number) => (order === 'II' ? tiff.readUInt32LE(o) : tiff.readUInt32BE(o));
+  if (u16(2) !== 42) return 1;
+  const ifd = u32(4);
+  if (ifd + 2 > tiff.length) return 1;
+  const entries = u16(ifd);
+  for (let k = 0; k < entries; k++) {
+    const entry = ifd + 2 + 12 * k;
+    if (entry + 12 > tiff.length) return 1;
+    if (u16(entry) === 0x0112) {
+      const value = u16(entry + 8); // a SHORT, stored left-aligned in the value field
+      return u16(entry + 2) === 3 && value >= 1 && value <= 8 ? value : 1;
+    }
+  }
+  return 1;
 }
 
 /**
@@ -115,6 +164,9 @@ const EOI_SEARCH_BYTES = 4096;
  * A sample's JPEG file, read and checked but not decoded, for decoding on the GPU (decode
  * 'nvjpeg'). GPU decoders do not notice a truncated file, so one without an end-of-image marker
  * near its end is refused here (ERR_IMAGE_DECODE), as sharp refuses it on the CPU.
+ * nvJPEG decodes the pixels as stored, where sharp turns them upright by the EXIF orientation:
+ * a file with an orientation other than 1 is turned upright here, on the CPU, and re-encoded
+ * (quality 95, no chroma subsampling), so the GPU decodes the picture sharp and `predict` see.
  */
 export async function readSampleJpeg(sample: LesionSample, reader: ImageBytesReader): Promise<Buffer> {
   const bytes = await reader.read(sample.image, sample.imageName);
@@ -128,7 +180,12 @@ export async function readSampleJpeg(sample: LesionSample, reader: ImageBytesRea
       context,
     );
   }
-  return bytes;
+  if (jpegOrientation(bytes) === 1) return bytes;
+  try {
+    return await sharp(bytes, { failOn: 'truncated' }).rotate().jpeg({ quality: 95, chromaSubsampling: '4:4:4' }).toBuffer();
+  } catch (err) {
+    throw undecodable(err, sample.imageName, where, context);
+  }
 }
 
 /** Decodes a JPEG to size x size x 3 uint8 RGB (HWC), as training and prediction see it. */

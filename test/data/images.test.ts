@@ -3,8 +3,9 @@ import { readFileSync } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { DataError } from '../../src/data/errors';
-import { ImageBytesReader, decodeImage, loadSampleImage, sniffImageFormat } from '../../src/data/images';
+import { ImageBytesReader, decodeImage, jpegOrientation, loadSampleImage, readSampleJpeg, sniffImageFormat } from '../../src/data/images';
 import { openDataset } from '../../src/data/isic';
+import type { LesionSample } from '../../src/data/types';
 import { UDA1, describeWithUda1 } from './helpers';
 
 const px = (buf: Buffer, size: number, row: number, col: number) => [...buf.subarray((row * size + col) * 3, (row * size + col) * 3 + 3)];
@@ -114,6 +115,75 @@ describe('decodeImage', () => {
 
   it('rejects a bad size (BAD CALL)', async () => {
     await expect(decodeImage(Buffer.alloc(4), { size: 0 })).rejects.toThrow(new RangeError('Expected positive integer for size but received 0'));
+  });
+});
+
+/** A JPEG whose APP1 holds one hand-written EXIF IFD entry: tag 0x0112, type `type`, `value`, in `order`. */
+function withOrientationEntry(jpeg: Buffer, order: 'II' | 'MM', value: number, type = 3): Buffer {
+  const tiff = Buffer.alloc(8 + 2 + 12 + 4);
+  const le = order === 'II';
+  const u16 = (v: number, o: number) => (le ? tiff.writeUInt16LE(v, o) : tiff.writeUInt16BE(v, o));
+  const u32 = (v: number, o: number) => (le ? tiff.writeUInt32LE(v, o) : tiff.writeUInt32BE(v, o));
+  tiff.write(order, 0, 'latin1');
+  u16(42, 2);
+  u32(8, 4);
+  u16(1, 8);
+  u16(0x0112, 10);
+  u16(type, 12);
+  u32(1, 14);
+  u16(value, 18);
+  const payload = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
+  const app1 = Buffer.concat([Buffer.from([0xff, 0xe1, (payload.length + 2) >> 8, (payload.length + 2) & 0xff]), payload]);
+  return Buffer.concat([jpeg.subarray(0, 2), app1, jpeg.subarray(2)]);
+}
+
+describe('EXIF orientation for the GPU decoder (readSampleJpeg)', () => {
+  const sample = (bytes: Buffer): LesionSample => ({
+    imageName: 'turned',
+    patientId: 'p',
+    target: 0,
+    sex: null,
+    ageApprox: null,
+    anatomSite: null,
+    diagnosis: null,
+    image: { kind: 'memory', bytes },
+  });
+
+  test('jpegOrientation reads tag 0x0112 in either byte order, as sharp does; no or unreadable EXIF is 1', async () => {
+    const plain = await stripes(40, 30, [[200, 0, 0], [0, 200, 0], [0, 0, 200]]).jpeg().toBuffer();
+    expect(jpegOrientation(plain)).toBe(1);
+    for (const orientation of [1, 3, 6, 8]) {
+      const written = await sharp(plain).withMetadata({ orientation }).jpeg().toBuffer();
+      expect(jpegOrientation(written)).toBe((await sharp(written).metadata()).orientation ?? 1);
+      expect(jpegOrientation(written)).toBe(orientation);
+    }
+    for (const order of ['II', 'MM'] as const) {
+      const handMade = withOrientationEntry(plain, order, 5);
+      expect(jpegOrientation(handMade)).toBe(5);
+      expect((await sharp(handMade).metadata()).orientation).toBe(5);
+      expect(jpegOrientation(withOrientationEntry(plain, order, 9))).toBe(1); // out of range
+      expect(jpegOrientation(withOrientationEntry(plain, order, 6, 4))).toBe(1); // not a SHORT
+    }
+    const cut = withOrientationEntry(plain, 'II', 6);
+    expect(jpegOrientation(cut.subarray(0, 12))).toBe(1); // the segment runs past the bytes
+  });
+
+  test('an upright file goes to the GPU as it is; a turned one upright, as sharp decodes it on the CPU', async () => {
+    const plain = await stripes(40, 30, [[200, 0, 0], [0, 200, 0], [0, 0, 200]]).jpeg({ quality: 95 }).toBuffer();
+    const reader = new ImageBytesReader();
+    expect(await readSampleJpeg(sample(plain), reader)).toBe(plain);
+    const turned = await sharp(plain).withMetadata({ orientation: 6 }).jpeg({ quality: 95 }).toBuffer();
+    const sent = await readSampleJpeg(sample(turned), reader);
+    expect(jpegOrientation(sent)).toBe(1);
+    const stored = await sharp(sent).metadata();
+    expect([stored.width, stored.height, stored.orientation ?? 1]).toEqual([30, 40, 1]); // 90 degrees: 40x30 stored, 30x40 upright
+    // What the GPU decodes (the pixels as stored) against what the CPU path decodes (EXIF applied).
+    const gpu = await sharp(sent).raw().toBuffer();
+    const cpu = await sharp(turned).rotate().raw().toBuffer();
+    let largest = 0;
+    for (let i = 0; i < cpu.length; i++) largest = Math.max(largest, Math.abs(gpu[i] - cpu[i]));
+    expect(largest).toBeLessThan(8); // one re-encoding at quality 95, 4:4:4 (measured: 3)
+    await reader.close();
   });
 });
 
