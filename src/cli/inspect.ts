@@ -32,17 +32,29 @@ export function registerInspectCommand(program: Command): void {
       20,
     )
     .option('--seed <n>', 'seed of the image sample and patient folds', nonNegativeInteger('--seed', 0), 0)
+    .option('--workers <n>', 'sampled images checked at once (default: CPU cores)', nonNegativeInteger('--workers', 1))
     .option('--no-verify-crc', 'skip the TFRecord CRC checks')
     .option('--json', 'print JSON instead of text')
-    .action(async (source: string, opts: { csv?: string; folds: number; sampleImages: number; seed: number; verifyCrc: boolean; json?: boolean }) => {
+    .action(async (source: string, opts: { csv?: string; folds: number; sampleImages: number; seed: number; workers?: number; verifyCrc: boolean; json?: boolean }) => {
       if (opts.folds === 1) throw new InvalidArgumentError('--folds must be 0 (none) or >= 2');
-      const report = await inspectDataset(source, {
-        csv: opts.csv,
-        folds: opts.folds,
-        sampleImages: opts.sampleImages,
-        seed: opts.seed,
-        verifyCrc: opts.verifyCrc,
-      });
+      // On stderr, so a report piped to a file (or --json) stays clean; only on a terminal.
+      const live = Boolean(process.stderr.isTTY);
+      let report;
+      try {
+        report = await inspectDataset(source, {
+          csv: opts.csv,
+          folds: opts.folds,
+          sampleImages: opts.sampleImages,
+          seed: opts.seed,
+          workers: opts.workers,
+          verifyCrc: opts.verifyCrc,
+          onProgress: live
+            ? (p) => process.stderr.write(`\rchecking images: ${p.done}/${p.total}, ${p.imagesPerSecond.toFixed(1)} img/s, eta ${p.etaSeconds.toFixed(0)}s  `)
+            : undefined,
+        });
+      } finally {
+        if (live) process.stderr.write('\r\x1b[2K');
+      }
       console.log(opts.json ? JSON.stringify(report, null, 2) : formatInspection(report));
       if (report.corrupt.length) process.exitCode = 1;
     });

@@ -17,6 +17,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { makeDirectory } from '../files';
 import { stratifiedGroupKFold } from '../folds';
+import { forEachConcurrently, ImageProgress, progressCounter } from './concurrency';
 import { DataError } from './errors';
 import { assessImageContent, describeContentDefect } from './image-content';
 import { ImageBytesReader, ResizeFit, describeSource, resizeToJpeg } from './images';
@@ -49,7 +50,7 @@ export interface ConvertOptions {
    */
   skipDegenerate?: boolean;
   log?: (line: string) => void;
-  onProgress?: (progress: { done: number; total: number; imagesPerSecond: number; etaSeconds: number }) => void;
+  onProgress?: (progress: ImageProgress) => void;
 }
 
 export interface ConvertedFile {
@@ -118,43 +119,29 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
   const skipped: ConvertResult['skipped'] = [];
   const degenerate: ConvertResult['degenerate'] = [];
   const files: ConvertedFile[] = [];
-  const started = performance.now();
-  let done = 0;
+  const finishedOne = progressCounter(samples.length, onProgress);
   try {
     for (let f = 0; f < fileCount; f++) {
       const members = samples.filter((_, i) => fileOf[i] === f);
       const records: (Buffer | null)[] = new Array(members.length).fill(null);
-      // `workers` resizes in flight; records keep the samples' order.
-      let next = 0;
-      // After one failure the other workers stop taking images, and all have stopped before the
-      // staging folder is removed and the file handles are closed.
-      let failed = false;
-      const work = async () => {
-        while (next < members.length && !failed) {
-          const i = next++;
-          const sample = members[i];
-          try {
-            const bytes = await reader.read(sample.image, sample.imageName);
-            const jpeg = await resizeToJpeg(bytes, { size, fit, quality, imageName: sample.imageName, source: sample.image });
-            // The converted image is checked: it is small to decode, and it is what training sees.
-            const content = await assessImageContent(jpeg, sample.imageName);
-            if (content.defect) degenerate.push({ imageName: sample.imageName, source: describeSource(sample.image), detail: describeContentDefect(content) });
-            if (!content.defect || !skipDegenerate) records[i] = exampleOf(sample, jpeg);
-          } catch (err) {
-            if (!skipBadImages || !(err instanceof DataError)) {
-              failed = true;
-              throw err;
-            }
-            skipped.push({ imageName: sample.imageName, source: describeSource(sample.image), reason: err.message });
-          }
-          done++;
-          const imagesPerSecond = done / Math.max((performance.now() - started) / 1000, 1e-9);
-          onProgress?.({ done, total: samples.length, imagesPerSecond, etaSeconds: (samples.length - done) / imagesPerSecond });
+      // `workers` resizes in flight; records keep the samples' order. After one failure the
+      // others stop taking images, and all have stopped before the staging folder is removed
+      // and the file handles are closed.
+      await forEachConcurrently(members.length, workers, async (i) => {
+        const sample = members[i];
+        try {
+          const bytes = await reader.read(sample.image, sample.imageName);
+          const jpeg = await resizeToJpeg(bytes, { size, fit, quality, imageName: sample.imageName, source: sample.image });
+          // The converted image is checked: it is small to decode, and it is what training sees.
+          const content = await assessImageContent(jpeg, sample.imageName);
+          if (content.defect) degenerate.push({ imageName: sample.imageName, source: describeSource(sample.image), detail: describeContentDefect(content) });
+          if (!content.defect || !skipDegenerate) records[i] = exampleOf(sample, jpeg);
+        } catch (err) {
+          if (!skipBadImages || !(err instanceof DataError)) throw err;
+          skipped.push({ imageName: sample.imageName, source: describeSource(sample.image), reason: err.message });
         }
-      };
-      const settled = await Promise.allSettled(Array.from({ length: Math.min(workers, members.length) }, work));
-      const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failure) throw failure.reason;
+        finishedOne();
+      });
       const kept = members.filter((_, i) => records[i] !== null);
       const name = `${prefix}${String(f).padStart(2, '0')}-${kept.length}.tfrec`;
       await writeTfRecordFile(path.join(staging, name), records.filter((r): r is Buffer => r !== null));

@@ -54,6 +54,15 @@ describeWithUda1('inspectDataset on uda1-dev', () => {
     expect(joined).toContain(`melanoma convert --data ${UDA1} --csv ${csv} --out NEW_FOLDER --size SIZE --skip-degenerate`);
   });
 
+  it('checks images several at once, reports each as it is done, and gives the same report as one at a time', async () => {
+    const seen: number[] = [];
+    const parallel = await inspectDataset(UDA1, { sampleImages: 60, folds: 0, workers: 4, onProgress: (p) => seen.push(p.done) });
+    expect(seen).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    const serial = await inspectDataset(UDA1, { sampleImages: 60, folds: 0, workers: 1 });
+    expect(parallel).toEqual(serial);
+    expect(parallel.degenerate.length).toBeGreaterThan(0); // the order kept includes these lists
+  });
+
   (existsSync(CLI) ? it : it.skip)('the inspect command takes --sample-images all and refuses other words', () => {
     const all = spawnSync(process.execPath, [CLI, 'inspect', path.join(UDA1, 'train.csv'), '--sample-images', 'all', '--folds', '0', '--json'], { encoding: 'utf8' });
     expect(all.status).toBe(0);
