@@ -86,3 +86,18 @@ describe('makeDirectory', () => {
     );
   });
 });
+
+// The demo set lives in the user's cache: when that cannot be made, the error says how to move it.
+(existsSync('/proc/self') ? test : test.skip)('an unwritable demo cache names MELANOMA_CACHE', async () => {
+  const { ensureDemoDataset } = await import('../src/data/demo');
+  const saved = process.env.MELANOMA_CACHE;
+  process.env.MELANOMA_CACHE = '/proc/melanoma-cache';
+  try {
+    await expect(ensureDemoDataset({ images: 4, files: 1 })).rejects.toThrow(
+      /^cannot create the folder \/proc\/melanoma-cache \(needed for .*\): .* \(the demo set is kept under \/proc\/melanoma-cache: set MELANOMA_CACHE to a writable folder to keep it elsewhere\)$/,
+    );
+  } finally {
+    if (saved === undefined) delete process.env.MELANOMA_CACHE;
+    else process.env.MELANOMA_CACHE = saved;
+  }
+});

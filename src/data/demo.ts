@@ -98,7 +98,10 @@ export async function ensureDemoDataset(options: DemoOptions = {}, log: (line: s
   log(`generating the demo dataset (${o.images} synthetic lesion images, ${o.files} TFRecord files) in ${dir}`);
   const staging = `${dir}.${process.pid}.partial`;
   await fsp.rm(staging, { recursive: true, force: true });
-  await makeDirectory(staging);
+  await makeDirectory(staging).catch((err: NodeJS.ErrnoException) => {
+    if (options.dir) throw err;
+    throw Object.assign(new Error(`${err.message} (the demo set is kept under ${cacheRoot()}: set MELANOMA_CACHE to a writable folder to keep it elsewhere)`), { code: err.code });
+  });
   const random = mulberry32(mixSeed(o.seed));
   const positives = Math.round(o.images * o.positiveFraction);
   const perFile = Math.ceil(o.images / o.files);
