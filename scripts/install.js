@@ -3,8 +3,8 @@
 //
 // - The io addon (binding.gyp: TFRecord framing, CRC32C, tf.Example; no LibTorch) is always
 //   built with node-gyp, as npm would do by itself for a package with a binding.gyp.
-// - In a checkout (src/ is here) that is all: scripts/setup.sh and `npm run build` build the
-//   engine and the TypeScript afterwards.
+// - Run by npm in this project itself (a checkout) that is all: scripts/setup.sh and
+//   `npm run build` build the engine and the TypeScript afterwards.
 // - Installed as a package (`npm install melanoma-native`), the engine addon is built here too,
 //   against the LibTorch that CMakeLists.txt finds, and then loaded once, so a missing LibTorch
 //   or a library path problem is reported now, with the fix, rather than at the first training
@@ -42,7 +42,9 @@ function buildEngine() {
 
 function main() {
   buildIo();
-  if (fs.existsSync(path.join(root, 'src'))) return; // a checkout: setup.sh / npm run build do the rest
+  // npm ci / npm install in this project itself (a checkout): setup.sh and npm run build do the rest.
+  // INIT_CWD is where npm was started; installed as a dependency, that is the other project.
+  if (path.resolve(process.env.INIT_CWD || '.') === root) return;
   if (process.env.MELANOMA_SKIP_ENGINE === '1') {
     console.log('melanoma-native: MELANOMA_SKIP_ENGINE=1: the training engine was not built (build it later: npm run build:engine in this package)');
     return;
