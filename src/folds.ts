@@ -60,8 +60,11 @@ export function stratifiedGroupKFold(samples: readonly FoldSample[], k: number, 
   if (!Number.isInteger(seed)) throw new RangeError(`Expected integer for seed but received ${seed}`);
   const groups = new Map<string, { indices: number[]; positives: number }>();
   samples.forEach((s, i) => {
-    let g = groups.get(s.patientId);
-    if (!g) groups.set(s.patientId, (g = { indices: [], positives: 0 }));
+    // No patient id ('', a bare image folder or an empty CSV cell): the image is its own group,
+    // not one giant patient of every unknown image.
+    const key = s.patientId === '' ? `\u0000image ${i}` : s.patientId;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { indices: [], positives: 0 }));
     g.indices.push(i);
     if (s.target === 1) g.positives++;
   });

@@ -32,6 +32,15 @@ function foldStats(samples: FoldSample[], folds: number[], k: number) {
 }
 
 describe('stratifiedGroupKFold', () => {
+  test('images without a patient id are each their own patient, not one patient of all of them', () => {
+    const samples: FoldSample[] = Array.from({ length: 40 }, (_, i) => ({ imageName: `I${i}`, patientId: i < 20 ? '' : `P${i % 10}`, target: i % 5 === 0 ? 1 : 0 }));
+    const folds = stratifiedGroupKFold(samples, 5, 7);
+    const withoutId = folds.filter((a) => a.patientId === '').map((a) => a.fold);
+    expect(new Set(withoutId).size).toBe(5); // spread over every fold
+    // Images that share an id still share a fold.
+    for (let p = 0; p < 10; p++) expect(new Set(folds.filter((a) => a.patientId === `P${p}`).map((a) => a.fold)).size).toBe(1);
+  });
+
   const samples = syntheticSet(600, 12, 5);
   const k = 5;
   const assignment = stratifiedGroupKFold(samples, k, 42);

@@ -10,6 +10,8 @@ export type DataErrorCode =
   | 'ERR_EXAMPLE_MALFORMED' // a payload is not a valid tf.train.Example
   | 'ERR_EXAMPLE_FEATURE' // a feature is missing or has the wrong type
   | 'ERR_DATASET_EMPTY' // a folder holds nothing readable
+  | 'ERR_DATASET_LABELS' // training images without a target
+  | 'ERR_DATASET_DUPLICATE' // an image name appears twice (CSV rows or TFRecord records)
   | 'ERR_DATASET_NOT_FOUND' // the path does not exist
   | 'ERR_CSV' // a CSV is malformed or lacks a column
   | 'ERR_IMAGE_MISSING' // a CSV row names a JPEG that is not there

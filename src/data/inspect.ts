@@ -61,7 +61,7 @@ export interface DatasetInspection extends CountSummary {
   foldKind: 'file' | 'patient' | 'none';
   folds: ({ fold: number } & CountSummary)[];
   /** Samples missing each metadata field. */
-  missing: { sex: number; ageApprox: number; anatomSite: number; diagnosis: number; target: number };
+  missing: { patientId: number; sex: number; ageApprox: number; anatomSite: number; diagnosis: number; target: number };
   droppedDuplicates: number;
   imageSizes: { sampled: number; sizes: { width: number; height: number; format: string; count: number }[] };
   /** Sampled images that decode but hold no picture (image-content.ts): blank or streaked. */
@@ -79,7 +79,10 @@ export interface DatasetInspection extends CountSummary {
 function summarize(samples: LesionSample[]): CountSummary {
   const positives = samples.filter((s) => s.target === 1).length;
   const negatives = samples.filter((s) => s.target === 0).length;
-  return { images: samples.length, positives, negatives, unlabeled: samples.length - positives - negatives, patients: new Set(samples.map((s) => s.patientId)).size };
+  // An image without a patient id is its own patient, as the folds treat it.
+  const withoutId = samples.filter((s) => s.patientId === '').length;
+  const patients = new Set(samples.filter((s) => s.patientId !== '').map((s) => s.patientId)).size + withoutId;
+  return { images: samples.length, positives, negatives, unlabeled: samples.length - positives - negatives, patients };
 }
 
 export async function inspectDataset(source: string, options: InspectOptions = {}): Promise<DatasetInspection> {
@@ -115,7 +118,10 @@ export async function inspectDataset(source: string, options: InspectOptions = {
   const totals = summarize(samples);
 
   const perPatient = new Map<string, number>();
-  for (const s of samples) perPatient.set(s.patientId, (perPatient.get(s.patientId) ?? 0) + 1);
+  samples.forEach((s, i) => {
+    const key = s.patientId === '' ? `\u0000image ${i}` : s.patientId; // no id: a patient of one
+    perPatient.set(key, (perPatient.get(key) ?? 0) + 1);
+  });
   const counts = [...perPatient.values()].sort((a, b) => a - b);
 
   const byFile = new Map<string, LesionSample[]>();
@@ -196,6 +202,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
     foldKind,
     folds,
     missing: {
+      patientId: samples.filter((s) => s.patientId === '').length,
       sex: samples.filter((s) => s.sex === null).length,
       ageApprox: samples.filter((s) => s.ageApprox === null).length,
       anatomSite: samples.filter((s) => s.anatomSite === null).length,
@@ -225,7 +232,7 @@ export function formatInspection(r: DatasetInspection): string {
     `  ${r.images} images, ${r.patients} patients, ${r.positives} positive / ${r.negatives} negative / ${r.unlabeled} unlabeled ` +
       `(${pct(r.positiveRate)} positive${r.negativesPerPositive !== null ? `, ${r.negativesPerPositive.toFixed(2)} negatives per positive` : ''})`,
     `  images per patient: min ${r.imagesPerPatient.min}, median ${r.imagesPerPatient.median}, max ${r.imagesPerPatient.max}, mean ${r.imagesPerPatient.mean.toFixed(2)}`,
-    `  missing: sex ${r.missing.sex}, age ${r.missing.ageApprox}, site ${r.missing.anatomSite}, diagnosis ${r.missing.diagnosis}, target ${r.missing.target}`,
+    `  missing: patient_id ${r.missing.patientId}, sex ${r.missing.sex}, age ${r.missing.ageApprox}, site ${r.missing.anatomSite}, diagnosis ${r.missing.diagnosis}, target ${r.missing.target}`,
   ];
   if (r.droppedDuplicates) lines.push(`  dropped ${r.droppedDuplicates} duplicate rows (tfrecord == -1)`);
   if (r.files.length) lines.push('files:', ...r.files.map((f) => row(path.basename(f.file), f)));

@@ -7,6 +7,7 @@ import { createReadStream, promises as fsp } from 'fs';
 import * as path from 'path';
 import { parse } from 'csv-parse';
 import { DataError } from './errors';
+import { describeSource } from './images';
 import { ExampleFeature, ExampleFeatures, parseExample, readTfRecordFile } from './tfrecord';
 import { LesionSample } from './types';
 
@@ -55,8 +56,14 @@ async function statOrNull(p: string) {
 
 /** Reads an ISIC CSV with csv-parse (quoted fields, BOM, CRLF handled); checks required columns. */
 export async function readIsicCsv(file: string): Promise<IsicCsvRow[]> {
+  const st = await statOrNull(file);
+  if (!st) throw new DataError('ERR_CSV', `${file} does not exist: pass the path of an ISIC CSV (image_name, patient_id, ...)`, { file });
+  if (!st.isFile()) throw new DataError('ERR_CSV', `${file} is a folder, not a CSV: pass the path of an ISIC CSV (image_name, patient_id, ...)`, { file });
   const rows: IsicCsvRow[] = [];
-  const parser = createReadStream(file).pipe(parse({ columns: true, bom: true, trim: true, skip_empty_lines: true, info: true }));
+  const input = createReadStream(file);
+  const parser = input.pipe(parse({ columns: true, bom: true, trim: true, skip_empty_lines: true, info: true }));
+  // pipe() does not forward a read error (e.g. EACCES): without this it would go unhandled.
+  input.on('error', (err) => parser.destroy(err));
   try {
     for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
       rows.push({ line: info.lines, values: record });
@@ -74,7 +81,37 @@ export async function readIsicCsv(file: string): Promise<IsicCsvRow[]> {
         'An ISIC CSV has image_name, patient_id, sex, age_approx, anatom_site_general_challenge[, diagnosis, benign_malignant, target].',
       { file },
     );
+  refuseRepeatedNames(
+    file,
+    rows.map((r) => ({ imageName: r.values.image_name, where: `line ${r.line}` })),
+    'remove the repeated rows from the CSV',
+  );
   return rows;
+}
+
+/**
+ * Every image once: a name that appears twice would be trained twice, sit in two folds, or be
+ * joined to the wrong row, so it is refused before any work, naming where the first repeats are.
+ */
+export function refuseRepeatedNames(source: string, images: readonly { imageName: string; where: string }[], fix: string): void {
+  const first = new Map<string, string>();
+  const repeats: string[] = [];
+  let count = 0;
+  for (const { imageName, where } of images) {
+    const earlier = first.get(imageName);
+    if (earlier === undefined) {
+      first.set(imageName, where);
+      continue;
+    }
+    count++;
+    if (repeats.length < 3) repeats.push(`${imageName} at ${earlier} and ${where}`);
+  }
+  if (count === 0) return;
+  throw new DataError(
+    'ERR_DATASET_DUPLICATE',
+    `${source}: ${count} image name(s) appear more than once (${repeats.join('; ')}${count > repeats.length ? '; ...' : ''}): each image must appear once; ${fix}`,
+    { file: source, imageName: images.find((i) => first.get(i.imageName) !== i.where)?.imageName },
+  );
 }
 
 function textOrNull(v: string | undefined): string | null {
@@ -296,6 +333,11 @@ async function openTfRecordSet(
     perFile.push({ file, records: s.length });
     samples = samples.concat(s);
   }
+  refuseRepeatedNames(
+    source,
+    samples.map((s) => ({ imageName: s.imageName, where: describeSource(s.image) })),
+    'keep one copy of each image (convert or the TFRecord writer made them from a list with repeats)',
+  );
   let droppedDuplicates = 0;
   let unmatchedInCsv = 0;
   if (csv) {

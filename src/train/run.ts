@@ -14,7 +14,7 @@ import { csvField, makeDirectory, writeFileAtomic } from '../files';
 import { evaluatePredictionsFile } from '../cli/evaluate';
 import { FoldAssignment, readFoldsCsv, splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
 import type { ResolvedOptions, TrainerOptions } from '../model/config';
-import { BatchProgress, EpochRecord, Prediction, Trainer } from './trainer';
+import { BatchProgress, EpochRecord, Prediction, Trainer, refuseUnlabelled } from './trainer';
 import { learningRateAt } from './schedule';
 
 export interface TrainRunOptions extends TrainerOptions, RunHooks {
@@ -413,6 +413,8 @@ export async function withLog<T>(trainer: Trainer, log: (line: string) => void, 
 export async function openRunData(data: string, csv: string | undefined, folds: number, seed: number, log: (line: string) => void, { checkContent = true } = {}) {
   const dataPath = data === DEMO_DATA ? await ensureDemoDataset({}, log) : data;
   const dataset = await openDataset(dataPath, { csv });
+  // Before folds, content checks or a run folder: every fold trains on part of these.
+  refuseUnlabelled(dataset.samples);
   const assignments = stratifiedGroupKFold(dataset.samples, folds, seed);
   // A few small decodes, so a set with broken exports says so before hours of training on it
   // (logged by the caller, after its line about the data).

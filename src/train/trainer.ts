@@ -3,6 +3,7 @@
  * Engine (which owns the tensors). Everything the CLI does goes through this class.
  */
 import { EventEmitter } from 'events';
+import { DataError } from '../data/errors';
 import { Loader, createLoader, engineImages } from '../data/loader';
 import { hasPatientWithSeveralImages, patientGroups, withTheirPatients } from '../data/patients';
 import { HeadScored, WholePatientHead, concatRows } from './patient-head';
@@ -157,6 +158,27 @@ export interface TrainerEvents {
 
 const CHECKPOINT_FORMAT = 'melanoma-native/checkpoint@1';
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+/**
+ * Training needs a target for every image: an unlabelled one would train as a negative whatever
+ * posWeight says. Most often the data is a test set (no target column), which is for predict.
+ * (@internal: train and cv check the whole set with it before making a run folder.)
+ */
+export function refuseUnlabelled(train: readonly LesionSample[]): void {
+  const unlabelled = train.filter((s) => s.target === null);
+  if (unlabelled.length === 0) return;
+  throw new DataError(
+    'ERR_DATASET_LABELS',
+    `${unlabelled.length} of ${train.length} training images have no target (0 or 1), e.g. ${unlabelled
+      .slice(0, 3)
+      .map((s) => s.imageName)
+      .join(', ')}: training needs a label for every image. ` +
+      (unlabelled.length === train.length
+        ? 'Is this a test set (no target column)? Score it with melanoma predict; train on a set whose CSV or TFRecords carry target.'
+        : 'Fill in their target, or remove those rows.'),
+    { imageName: unlabelled[0].imageName },
+  );
+}
 
 /** Negatives / positives of the training set, the report's class weight (55.49 on ISIC 2020). */
 export function balancedPosWeight(samples: readonly LesionSample[]): number {
@@ -350,6 +372,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   async fit(data: FitData, { signal, afterEpoch, withinEpoch }: FitOptions = {}): Promise<EpochRecord[]> {
     if (!data || !Array.isArray(data.train)) throw new TypeError(`Expected fit({ train: LesionSample[] }) but received ${typeof data?.train}`);
     if (data.train.length === 0) throw new RangeError('Expected a non-empty training set but received 0 samples');
+    refuseUnlabelled(data.train);
     const engine = await this.ensureEngine(data.train);
     const o = this.options;
     this.stopReasonText = null;

@@ -109,6 +109,45 @@ describe('JPEG + CSV layout (generated)', () => {
   });
 });
 
+describe('CSV mistakes found before any work', () => {
+  const root = tempDir();
+
+  it('a --csv that does not exist or is a folder: ERR_CSV naming it (it used to crash with an unhandled stream error)', async () => {
+    const missing = path.join(root, 'nope.csv');
+    expect((await dataError(() => readIsicCsv(missing))).message).toBe(`${missing} does not exist: pass the path of an ISIC CSV (image_name, patient_id, ...)`);
+    expect((await dataError(() => readIsicCsv(root))).message).toBe(`${root} is a folder, not a CSV: pass the path of an ISIC CSV (image_name, patient_id, ...)`);
+    const dir = path.join(root, 'joined');
+    await makeJpegSet(dir, 3);
+    expect(await dataError(() => openDataset(dir, { csv: missing }))).toMatchObject({ code: 'ERR_CSV', file: missing });
+  });
+
+  it('an image name on two rows is refused with both lines (it used to fail cv after folds had trained)', async () => {
+    const dir = path.join(root, 'repeated');
+    await makeJpegSet(dir, 4);
+    const csv = path.join(dir, 'train.csv');
+    const lines = readFileSync(csv, 'utf8').trimEnd().split('\n');
+    writeFileSync(csv, [...lines, lines[2].replace('IP_1', 'IP_9'), lines[3]].join('\n') + '\n');
+    const err = await dataError(() => openDataset(dir));
+    expect(err).toMatchObject({ code: 'ERR_DATASET_DUPLICATE', file: csv, imageName: 'ISIC_9000001' });
+    expect(err.message).toBe(
+      `${csv}: 2 image name(s) appear more than once (ISIC_9000001 at line 3 and line 6; ISIC_9000002 at line 4 and line 7): ` +
+        'each image must appear once; remove the repeated rows from the CSV',
+    );
+  });
+
+  it('TFRecords holding one image name twice are refused, naming both records', async () => {
+    const dir = path.join(root, 'repeated-records');
+    mkdirSync(dir);
+    const jpeg = await sharp({ create: { width: 8, height: 8, channels: 3, background: 'red' } }).jpeg().toBuffer();
+    const record = (name: string) => encodeExample({ image: jpeg, image_name: name, patient_id: 'P', target: 0 });
+    await writeTfRecordFile(path.join(dir, 'train00-2.tfrec'), [record('A'), record('B')]);
+    await writeTfRecordFile(path.join(dir, 'train01-1.tfrec'), [record('A')]);
+    const err = await dataError(() => openDataset(dir));
+    expect(err.code).toBe('ERR_DATASET_DUPLICATE');
+    expect(err.message).toMatch(new RegExp(`^${dir}: 1 image name\\(s\\) appear more than once \\(A at .*train00-2\\.tfrec record 0 .* and .*train01-1\\.tfrec record 0 `));
+  });
+});
+
 describe('TFRecord layout (generated)', () => {
   const root = tempDir();
 

@@ -229,3 +229,34 @@ describe('an undecodable image met during training', () => {
     expect(readFileSync(path.join(runDir, 'history.csv'), 'utf8').trim().split('\n')).toHaveLength(2); // header + the one epoch
   });
 });
+
+describe('training data without labels', () => {
+  test('train and cv refuse it before a run folder exists, even with --pos-weight (a test set is for predict)', async () => {
+    const dir = path.join(root, 'unlabelled');
+    const { csv } = await jpegSet(dir, 9);
+    const rows = readFileSync(csv, 'utf8').trimEnd().split('\n').map((line) => line.split(',').slice(0, 2).join(','));
+    writeFileSync(csv, rows.join('\n') + '\n');
+    const runsDir = path.join(dir, 'runs');
+    for (const run of [
+      () => trainRun({ ...TINY_OPTIONS, data: csv, folds: 3, epochs: 1, posWeight: 1, runsDir }),
+      () => crossValidate({ ...TINY_OPTIONS, data: csv, folds: 3, epochs: 1, posWeight: 1, runsDir }),
+    ]) {
+      const err = await run().catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ERR_DATASET_LABELS' });
+      expect((err as Error).message).toMatch(
+        /^9 of 9 training images have no target \(0 or 1\), e\.g\. ISIC_91000\d\d, .*: training needs a label for every image\. Is this a test set \(no target column\)\? Score it with melanoma predict/,
+      );
+    }
+    expect(existsSync(runsDir)).toBe(false);
+    // Through the API too: one unlabelled image among labelled ones.
+    const { samples } = await openDataset((await jpegSet(path.join(root, 'unlabelled-api'), 6)).csv);
+    const trainer = new Trainer({ ...TINY_OPTIONS, epochs: 1 });
+    try {
+      await expect(trainer.fit({ train: samples.map((s, i) => (i === 2 ? { ...s, target: null } : s)) })).rejects.toThrow(
+        '1 of 6 training images have no target (0 or 1), e.g. ISIC_9100002: training needs a label for every image. Fill in their target, or remove those rows.',
+      );
+    } finally {
+      await trainer.dispose();
+    }
+  });
+});
