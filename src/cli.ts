@@ -556,6 +556,11 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return 0;
   } catch (err) {
+    if (err instanceof InvalidArgumentError) {
+      // Thrown by an action's own checks (after parsing): commander has not printed it.
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
     if (err instanceof CommanderError) {
       // commander already printed the message; --help and --version end here too.
       return err.exitCode === 0 ? 0 : 2;

@@ -27,4 +27,15 @@ const CLI = path.join(ROOT, 'dist', 'cli.js');
     expect(unknown.status).toBe(2);
     expect(unknown.stderr).toContain("error: unknown command 'trian'");
   });
+
+  test("an action's own check of an option (after parsing) prints its message and exits 2", () => {
+    for (const [args, message] of [
+      [['bench', '--data-only', '--sizes', '7'], "error: expected an integer >= 32 for --sizes but received '7'"],
+      [['inspect', '.', '--folds', '1'], 'error: --folds must be 0 (none) or >= 2'],
+    ] as const) {
+      const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+      expect(run.status).toBe(2);
+      expect(run.stderr.trim()).toBe(message);
+    }
+  });
 });

@@ -29,6 +29,7 @@ import {
   describeModel,
   markResumable,
   openRunData,
+  readFolderConfig,
   resumableFolderOf,
   trainFold,
   withLog,
@@ -76,9 +77,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
   let cvDir: string;
   let config: CvConfig;
   if (resume) {
-    const text = await fsp.readFile(path.join(resume, RUN_FILES.config), 'utf8').catch(() => null);
-    if (text === null) throw new RangeError(`Cannot resume ${resume}: no ${RUN_FILES.config} there; pass a folder made by \`melanoma cv\``);
-    config = JSON.parse(text) as CvConfig;
+    config = await readFolderConfig<CvConfig>(resume, 'a folder made by `melanoma cv`');
     if (config.kind !== 'cv') throw new RangeError(`${resume} is a single-fold run folder: resume it with \`melanoma train --resume ${resume}\``);
     cvDir = resume;
     Object.assign(config.trainerOptions, resumeOverrides(options));

@@ -373,12 +373,24 @@ export function cosineResumeNote(trainer: Trainer): string | null {
   return `the cosine schedule now spans ${o.epochs} epochs, so the rate goes back up: training continues at lr ${next.toExponential(2)} (${previous.where} ${previous.lr.toExponential(2)})`;
 }
 
+/**
+ * @internal A run or cv folder's config.json, parsed, for resume. A missing or damaged one is
+ * refused, naming the file; `folder` says what to pass instead.
+ */
+export async function readFolderConfig<T>(dir: string, folder: string): Promise<T> {
+  const file = path.join(dir, RUN_FILES.config);
+  const text = await fsp.readFile(file, 'utf8').catch(() => null);
+  if (text === null) throw new RangeError(`Cannot resume ${dir}: no ${RUN_FILES.config} there; pass ${folder}`);
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new RangeError(`Cannot resume ${dir}: ${file} is not valid JSON (${(err as Error).message}): restore that file, or pass ${folder}`);
+  }
+}
+
 /** Reads and checks a run folder's config.json. */
 export async function readRunConfig(runDir: string): Promise<RunConfig> {
-  const file = path.join(runDir, RUN_FILES.config);
-  const text = await fsp.readFile(file, 'utf8').catch(() => null);
-  if (text === null) throw new RangeError(`Cannot resume ${runDir}: no ${RUN_FILES.config} there; pass a run folder made by \`melanoma train\` (e.g. runs/20261125-203257-efficientnet-b0)`);
-  const config = JSON.parse(text) as RunConfig & { kind?: string };
+  const config = await readFolderConfig<RunConfig & { kind?: string }>(runDir, 'a run folder made by `melanoma train` (e.g. runs/20261125-203257-efficientnet-b0)');
   if (config.kind === 'cv') throw new RangeError(`${runDir} is a cross-validation folder: resume it with \`melanoma cv --resume ${runDir}\``);
   return config;
 }

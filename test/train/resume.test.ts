@@ -4,10 +4,11 @@
  * with how far the epoch got, and resume continues that epoch from the next batch.
  */
 import { spawn, spawnSync } from 'child_process';
-import { existsSync, readFileSync } from 'fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import { readSafetensorsFile } from '../../src/train/safetensors';
 import { TrainRunResult, resumeRun, trainRun } from '../../src/train/run';
+import { crossValidate } from '../../src/train/cv';
 import { TINY_CLI_FLAGS, TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
 
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
@@ -76,6 +77,13 @@ test('extending a cosine run says that the rate goes back up, and by how much', 
 
 test('resume refuses a folder that is not a run', async () => {
   await expect(resumeRun(path.join(root, 'nowhere'))).rejects.toThrow(/^Cannot resume .*nowhere: no config.json there; pass a run folder made by `melanoma train`/);
+  // A damaged config.json is named (it used to surface as a bare JSON.parse message).
+  const damaged = path.join(root, 'damaged');
+  mkdirSync(damaged, { recursive: true });
+  writeFileSync(path.join(damaged, 'config.json'), '{bad json');
+  const config = path.join(damaged, 'config.json');
+  await expect(resumeRun(damaged)).rejects.toThrow(`Cannot resume ${damaged}: ${config} is not valid JSON (`);
+  await expect(crossValidate({ resume: damaged })).rejects.toThrow(/\): restore that file, or pass a folder made by `melanoma cv`$/);
 });
 
 describe('the CLI after SIGINT in the middle of an epoch', () => {
