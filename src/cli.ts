@@ -21,7 +21,7 @@ import { registerEvaluateCommand } from './cli/evaluate';
 import { registerInspectCommand } from './cli/inspect';
 import { registerWeightsCommand } from './cli/weights';
 import { MODEL_NAMES, ModelName } from './model/architectures';
-import { OutputExistsError } from './files';
+import { OutputExistsError, OutputLocationError } from './files';
 import { EngineError, NativeLoadError } from './native';
 import { TTA_VIEWS, predict } from './predict';
 import { embedDataset } from './embed';
@@ -572,6 +572,7 @@ export async function main(argv: string[]): Promise<number> {
       err instanceof RangeError ||
       err instanceof NativeLoadError ||
       err instanceof OutputExistsError ||
+      err instanceof OutputLocationError ||
       err instanceof SafetensorsError ||
       (err instanceof EngineError && (err.code === 'ERR_ENGINE_DEVICE' || err.code === 'ERR_ENGINE_STATE'));
     if (usage) {

@@ -9,6 +9,17 @@ export class OutputExistsError extends Error {
   override name = 'OutputExistsError';
 }
 
+/** A folder for output (--out, --runs-dir, the cache) that cannot be made where the user asked: nothing was written. */
+export class OutputLocationError extends Error {
+  override name = 'OutputLocationError';
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
 /**
  * Before any work, so a refusal costs nothing: refuses when `file` exists. `instead` says what to
  * do (e.g. "choose another --out or move that file away").
@@ -117,10 +128,10 @@ export async function makeDirectory(dir: string): Promise<void> {
   }
 }
 
-function cannotCreate(dir: string, level: string, cause: NodeJS.ErrnoException): NodeJS.ErrnoException {
+function cannotCreate(dir: string, level: string, cause: NodeJS.ErrnoException): OutputLocationError {
   const why = cause.code === 'ENOENT' ? 'this file system does not allow new folders there' : cause.message;
   const where = level === path.resolve(dir) ? '' : ` (needed for ${dir})`;
-  return Object.assign(new Error(`cannot create the folder ${level}${where}: ${why}; choose a writable location`), { code: cause.code });
+  return new OutputLocationError(`cannot create the folder ${level}${where}: ${why}; choose a writable location`, cause.code);
 }
 
 /** One CSV field, quoted when it holds a comma, quote or line break (RFC 4180). */

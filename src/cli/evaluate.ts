@@ -10,6 +10,7 @@ import { OutputExistsError, writeFileAtomic, writeNewFile } from '../files';
 import { evaluatePredictions, Evaluation, EvaluationOptions, operatingPointRows } from '../report/evaluation';
 import { renderHtmlReport } from '../report/html';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
+import { resolvePredictionsFile } from './calibrate';
 
 export interface EvaluateFileOptions extends Omit<EvaluationOptions, 'source'> {
   /** Directory for evaluation.json and report.html; nothing is written without it. */
@@ -40,8 +41,9 @@ export async function evaluatePredictionsFile(file: string, options: EvaluateFil
       throw new OutputExistsError(`Refusing to overwrite ${existing.join(' and ')}: expected a directory without earlier results; pass --force (force: true) to replace them`);
     }
   }
-  const rows = readPredictionsCsv(file);
-  const evaluation = evaluatePredictions(rows, { ...evaluationOptions, source: path.basename(file) });
+  const predictions = resolvePredictionsFile(file); // a cv or run folder: its predictions file
+  const rows = readPredictionsCsv(predictions);
+  const evaluation = evaluatePredictions(rows, { ...evaluationOptions, source: path.basename(predictions) });
   if (!out) return { evaluation, written: [] };
   const contents = [JSON.stringify(evaluation, null, 2) + '\n', renderHtmlReport(evaluation)];
   for (const [i, target] of targets.entries()) {
@@ -95,7 +97,7 @@ export function registerEvaluateCommand(program: Command): void {
   program
     .command('evaluate')
     .description('Evaluate a predictions CSV (image_name, target, score[, patient_id][, fold]): AUC with CIs, partial AUC, operating points, calibration, CV summary; writes evaluation.json and report.html')
-    .argument('<predictions.csv>', 'predictions file')
+    .argument('<predictions>', 'a predictions CSV, a cv folder (its oof_predictions.csv) or a run folder (its valid_predictions.csv)')
     .option('-o, --out <dir>', 'directory for evaluation.json and report.html (without it, only a summary is printed)')
     .option('--force', 'overwrite evaluation.json/report.html in --out', false)
     .option('--threshold <x>', 'threshold for the fixed operating point (default 0.5 for probabilities, 0 for logits)', numberIn('--threshold', Number.isFinite, 'a finite number'))

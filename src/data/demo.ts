@@ -9,7 +9,7 @@ import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { makeDirectory } from '../files';
+import { makeDirectory, OutputLocationError } from '../files';
 import { mixSeed, mulberry32 } from './random';
 import { encodeExample, writeTfRecordFile } from './tfrecord';
 
@@ -98,9 +98,9 @@ export async function ensureDemoDataset(options: DemoOptions = {}, log: (line: s
   log(`generating the demo dataset (${o.images} synthetic lesion images, ${o.files} TFRecord files) in ${dir}`);
   const staging = `${dir}.${process.pid}.partial`;
   await fsp.rm(staging, { recursive: true, force: true });
-  await makeDirectory(staging).catch((err: NodeJS.ErrnoException) => {
+  await makeDirectory(staging).catch((err: OutputLocationError) => {
     if (options.dir) throw err;
-    throw Object.assign(new Error(`${err.message} (the demo set is kept under ${cacheRoot()}: set MELANOMA_CACHE to a writable folder to keep it elsewhere)`), { code: err.code });
+    throw new OutputLocationError(`${err.message} (the demo set is kept under ${cacheRoot()}: set MELANOMA_CACHE to a writable folder to keep it elsewhere)`, err.code);
   });
   const random = mulberry32(mixSeed(o.seed));
   const positives = Math.round(o.images * o.positiveFraction);

@@ -34,6 +34,18 @@ describe('evaluatePredictionsFile', () => {
     expect(JSON.parse(fs.readFileSync(again.written[0], 'utf8')).operatingPoints.atTargetSensitivity.targetSensitivity).toBe(0.9);
   });
 
+  test('a run folder (valid_predictions.csv) or cv folder (oof_predictions.csv) is evaluated through its predictions file', async () => {
+    for (const name of ['valid_predictions.csv', 'oof_predictions.csv']) {
+      const folder = path.join(dir, `folder-${name}`);
+      fs.mkdirSync(folder);
+      fs.copyFileSync(csv, path.join(folder, name));
+      const r = await evaluatePredictionsFile(folder, { bootstrap: 0 });
+      expect(r.evaluation.source).toBe(name);
+      expect(r.evaluation.auc.value).toBe((await evaluatePredictionsFile(csv, { bootstrap: 0 })).evaluation.auc.value);
+    }
+    await expect(evaluatePredictionsFile(dir, { bootstrap: 0 })).rejects.toThrow(`${dir} holds neither oof_predictions.csv nor valid_predictions.csv`);
+  });
+
   test('one existing output file is enough to refuse', async () => {
     const out = path.join(dir, 'run2');
     fs.mkdirSync(out);

@@ -174,8 +174,8 @@ describe('crossValidate', () => {
   (existsSync('/proc/self') ? test : test.skip)('a --runs-dir that cannot be created fails at once, naming the folder, before any training', () => {
     const run = spawnSync(process.execPath, [CLI, 'train', '--data', data, '--epochs', '1', '--runs-dir', '/proc/melanoma-runs', ...TINY_CLI_FLAGS], { encoding: 'utf8', timeout: 120_000 });
     expect(run.signal).toBeNull();
-    expect(run.status).toBe(1);
-    expect(run.stderr.trim()).toBe('failed: cannot create the folder /proc/melanoma-runs: this file system does not allow new folders there; choose a writable location');
+    expect(run.status).toBe(2);
+    expect(run.stderr.trim()).toBe('error: cannot create the folder /proc/melanoma-runs: this file system does not allow new folders there; choose a writable location');
     expect(run.stdout).not.toMatch(/^epoch /m);
   });
 });
