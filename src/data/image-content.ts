@@ -6,7 +6,7 @@
  */
 import { ImageBytesReader, describeSource, resized } from './images';
 import { seededSample } from './random';
-import type { LesionSample } from './types';
+import type { ImageSource, LesionSample } from './types';
 
 export type ImageContentDefect = 'blank' | 'streaked';
 
@@ -41,8 +41,8 @@ const MIN_CONTRAST = 1.5;
  * Decodes the image small, as the loader decodes (EXIF orientation applied, truncation refused),
  * and tells whether it is blank or streaked. Non-JPEG or undecodable bytes give the loader's DataErrors.
  */
-export async function assessImageContent(bytes: Buffer, imageName?: string): Promise<ImageContentAssessment> {
-  const grey = await resized(bytes, { size: THUMBNAIL, imageName }, (pipeline) => pipeline.greyscale().raw().toBuffer());
+export async function assessImageContent(bytes: Buffer, imageName?: string, source?: ImageSource): Promise<ImageContentAssessment> {
+  const grey = await resized(bytes, { size: THUMBNAIL, imageName, source }, (pipeline) => pipeline.greyscale().raw().toBuffer());
   const n = THUMBNAIL;
   let mean = 0;
   for (const v of grey) mean += v;
@@ -165,7 +165,7 @@ export async function sampleDegenerateImages(
     for (const s of picked) {
       let content: ImageContentAssessment;
       try {
-        content = await assessImageContent(await reader.read(s.image, s.imageName), s.imageName);
+        content = await assessImageContent(await reader.read(s.image, s.imageName), s.imageName, s.image);
       } catch {
         continue;
       }

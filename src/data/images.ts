@@ -81,16 +81,18 @@ export async function resized<T>(bytes: Buffer, options: DecodeOptions, output: 
         .removeAlpha(),
     );
   } catch (err) {
-    throw undecodable(err, imageName, where, context);
+    throw undecodable(err, bytes, imageName, where, context);
   }
 }
 
-function undecodable(err: unknown, imageName: string, where: string, context: ReturnType<typeof requireJpeg>['context']): DataError {
-  return new DataError(
-    'ERR_IMAGE_DECODE',
-    `Cannot decode ${imageName} from ${where}: ${conciseMessage(err)}. The JPEG is damaged: replace it or remove it from the dataset`,
-    { ...context, cause: err },
-  );
+function undecodable(err: unknown, bytes: Buffer, imageName: string, where: string, context: ReturnType<typeof requireJpeg>['context']): DataError {
+  // libvips sometimes fails a cut-off file without a reason ("Unknown error"): say what it is.
+  const reason = conciseMessage(err);
+  const said = /^unknown error$/i.test(reason) && !hasEndOfImage(bytes) ? `the JPEG is truncated (${truncatedDetail})` : reason;
+  return new DataError('ERR_IMAGE_DECODE', `Cannot decode ${imageName} from ${where}: ${said}. The JPEG is damaged: replace it or remove it from the dataset`, {
+    ...context,
+    cause: err,
+  });
 }
 
 /**
@@ -159,6 +161,11 @@ function requireJpeg(bytes: Buffer, imageName: string, source: ImageSource | und
 
 /** How far from the end a JPEG's end-of-image marker may sit (encoders pad some files). */
 const EOI_SEARCH_BYTES = 4096;
+const truncatedDetail = `no end-of-image marker in its last ${EOI_SEARCH_BYTES} bytes`;
+
+function hasEndOfImage(bytes: Buffer): boolean {
+  return bytes.subarray(Math.max(2, bytes.length - EOI_SEARCH_BYTES)).lastIndexOf(Buffer.from([0xff, 0xd9])) >= 0;
+}
 
 /**
  * A sample's JPEG file, read and checked but not decoded, for decoding on the GPU (decode
@@ -171,11 +178,10 @@ const EOI_SEARCH_BYTES = 4096;
 export async function readSampleJpeg(sample: LesionSample, reader: ImageBytesReader): Promise<Buffer> {
   const bytes = await reader.read(sample.image, sample.imageName);
   const { where, context } = requireJpeg(bytes, sample.imageName, sample.image);
-  const tail = bytes.subarray(Math.max(2, bytes.length - EOI_SEARCH_BYTES));
-  if (tail.lastIndexOf(Buffer.from([0xff, 0xd9])) < 0) {
+  if (!hasEndOfImage(bytes)) {
     throw new DataError(
       'ERR_IMAGE_DECODE',
-      `Cannot decode ${sample.imageName} from ${where}: the JPEG is truncated (no end-of-image marker in its last ${EOI_SEARCH_BYTES} bytes). ` +
+      `Cannot decode ${sample.imageName} from ${where}: the JPEG is truncated (${truncatedDetail}). ` +
         'The JPEG is damaged: replace it or remove it from the dataset',
       context,
     );
@@ -184,7 +190,7 @@ export async function readSampleJpeg(sample: LesionSample, reader: ImageBytesRea
   try {
     return await sharp(bytes, { failOn: 'truncated' }).rotate().jpeg({ quality: 95, chromaSubsampling: '4:4:4' }).toBuffer();
   } catch (err) {
-    throw undecodable(err, sample.imageName, where, context);
+    throw undecodable(err, bytes, sample.imageName, where, context);
   }
 }
 

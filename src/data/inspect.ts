@@ -155,7 +155,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
         const bytes = await reader.read(s.image, s.imageName);
         const meta = await sharp(bytes).metadata();
         const size = { width: meta.width ?? 0, height: meta.height ?? 0, format: sniffImageFormat(bytes) ?? 'unknown' };
-        const content = await assessImageContent(bytes, s.imageName);
+        const content = await assessImageContent(bytes, s.imageName, s.image);
         checked[i] = { kind: 'image', sample: s, size, content, digest: createHash('sha1').update(bytes).digest('hex') };
       } catch (err) {
         checked[i] = {

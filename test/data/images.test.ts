@@ -137,6 +137,18 @@ function withOrientationEntry(jpeg: Buffer, order: 'II' | 'MM', value: number, t
   return Buffer.concat([jpeg.subarray(0, 2), app1, jpeg.subarray(2)]);
 }
 
+test('a cut-off JPEG is called truncated, even when libvips gives no reason (it races under concurrent decodes)', async () => {
+  const full = await stripes(120, 90, [[200, 30, 0], [0, 200, 60], [20, 0, 200]]).jpeg({ quality: 90 }).toBuffer();
+  const messages = new Set<string>();
+  // Decoded in pairs with a whole image: libvips' per-thread error text then sometimes goes missing.
+  for (let cut = 200; cut < full.length - 10; cut += Math.max(1, Math.floor(full.length / 60))) {
+    const [cutOff] = await Promise.allSettled([decodeImage(full.subarray(0, cut), { size: 32, imageName: 'cut' }), decodeImage(full, { size: 32, imageName: 'whole' })]);
+    if (cutOff.status === 'rejected') messages.add((cutOff.reason as Error).message.replace(/^Cannot decode cut from an in-memory buffer: /, '').split('. The JPEG')[0]);
+  }
+  expect(messages.size).toBeGreaterThan(0);
+  for (const m of messages) expect(m).toMatch(/premature end of JPEG image|^the JPEG is truncated \(no end-of-image marker in its last 4096 bytes\)$/);
+});
+
 describe('EXIF orientation for the GPU decoder (readSampleJpeg)', () => {
   const sample = (bytes: Buffer): LesionSample => ({
     imageName: 'turned',
