@@ -22,6 +22,8 @@ import { registerInspectCommand } from './cli/inspect';
 import { registerWeightsCommand } from './cli/weights';
 import { MODEL_NAMES, ModelName } from './model/architectures';
 import { OutputExistsError, OutputLocationError } from './files';
+import { withSigint } from './cli/interrupt';
+
 import { EngineError, NativeLoadError } from './native';
 import { TTA_VIEWS, predict } from './predict';
 import { embedDataset } from './embed';
@@ -33,6 +35,8 @@ import { DEMO_DATA, epochTableHeader, epochTableRow, resumableFolderOf, resumeRu
 import { SCHEDULE_NAMES, parseProgressive } from './train/schedule';
 import type { BatchProgress, EpochRecord } from './train/trainer';
 import { DECODE_BACKENDS } from './data/types';
+
+const TRAINING_STOP = 'stopping after this batch (or accumulation window) and saving a checkpoint there (Ctrl-C again to quit at once)...';
 
 function integer(name: string, min: number) {
   return (value: string): number => {
@@ -205,29 +209,6 @@ function rejectWithResume(command: Command, name: string): void {
     throw new RangeError(`${given.join(', ')} cannot be combined with --resume: a resumed run keeps its own options (only --epochs, --workers, --decode and --checkpoint-minutes may change); start a new \`melanoma ${name}\` to change them`);
 }
 
-/** Runs `body` with Ctrl-C turned into an AbortSignal (a second Ctrl-C quits at once). */
-async function withSigint(body: (signal: AbortSignal) => Promise<number>): Promise<void> {
-  const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) {
-      // Die by the signal itself: process.exit would run LibTorch's static destructors while the
-      // engine thread may still be inside a step.
-      process.off('SIGINT', onSigint);
-      process.kill(process.pid, 'SIGINT');
-      return;
-    }
-    process.stderr.write('\nstopping after this batch (or accumulation window) and saving a checkpoint there (Ctrl-C again to quit at once)...\n');
-    controller.abort();
-  };
-  process.on('SIGINT', onSigint);
-  try {
-    const code = await body(controller.signal);
-    if (code !== 0) process.exitCode = code;
-  } finally {
-    process.off('SIGINT', onSigint);
-  }
-}
-
 /** Epoch rows under a header (repeated after other lines), a live bar on a TTY, plain progress lines with --log-every. */
 class RowPrinter {
   private headerDue = true;
@@ -254,7 +235,7 @@ class RowPrinter {
 
 async function runCv(opts: Record<string, unknown>, command: Command): Promise<void> {
   if (opts.resume) rejectWithResume(command, 'cv');
-  await withSigint(async (signal) => {
+  await withSigint(TRAINING_STOP, async (signal) => {
     const printer = new RowPrinter(opts.logEvery as number | undefined);
     const result = await crossValidate({
       resume: opts.resume as string | undefined,
@@ -303,7 +284,7 @@ function buildProgram(): Command {
   train.action(async (opts, command: Command) => {
     if (opts.fold === 'all') return runCv(opts, command);
     if (opts.resume) rejectWithResume(command, 'train');
-    await withSigint(async (signal) => {
+    await withSigint(TRAINING_STOP, async (signal) => {
       const printer = new RowPrinter(opts.logEvery);
       const hooks = { signal, log: printer.log, onBatch: printer.onBatch, onEpoch: printer.onEpoch, checkpointMinutes: opts.checkpointMinutes as number | undefined };
       const result = opts.resume

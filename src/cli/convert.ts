@@ -1,7 +1,8 @@
 /** `convert`: a dataset into SIIM-ISIC TFRecords of square JPEGs at one size (src/data/convert.ts). */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { refuse } from './usage';
-import { ConvertResult, convertDataset } from '../data/convert';
+import { ConvertInterruptedError, ConvertResult, convertDataset } from '../data/convert';
+import { withSigint } from './interrupt';
 import { DataError } from '../data/errors';
 
 function integerIn(name: string, min: number, max: number) {
@@ -29,44 +30,58 @@ export function registerConvertCommand(program: Command): void {
     .option('--skip-degenerate', 'leave out images that decode but hold no picture (one colour, or streaked: every row or column nearly the same); they are listed in manifest.json either way')
     .action(async (opts, command: Command) => {
       const live = Boolean(process.stdout.isTTY);
-      let result: ConvertResult;
-      try {
-        result = await convertDataset({
-          data: opts.data,
-          csv: opts.csv,
-          out: opts.out,
-          size: opts.size,
-          fit: opts.fit,
-          files: opts.files,
-          quality: opts.quality,
-          seed: opts.seed,
-          workers: opts.workers,
-          skipBadImages: Boolean(opts.skipBadImages),
-          skipDegenerate: Boolean(opts.skipDegenerate),
-          log: (line) => {
-            if (live) process.stdout.write('\r\x1b[2K');
-            console.log(line);
-          },
-          onProgress: (p) => {
-            if (live) process.stdout.write(`\r${p.done}/${p.total} images, ${p.imagesPerSecond.toFixed(1)} img/s, eta ${p.etaSeconds.toFixed(0)}s  `);
-          },
-        });
-      } catch (e) {
-        // A bad source or option is the user's to fix: one line, exit 2.
-        if (e instanceof DataError || e instanceof RangeError) refuse(command, `${e.message}`);
-        throw e;
-      }
-      if (live) process.stdout.write('\r\x1b[2K');
-      for (const s of result.skipped) console.log(`skipped ${s.imageName}: ${s.reason}`);
-      const leftOut = result.skipped.length + (opts.skipDegenerate ? result.degenerate.length : 0);
-      console.log(`wrote ${result.out}: ${result.images} images in ${result.files.length} file(s)${leftOut ? `, ${leftOut} left out (listed in manifest.json)` : ''}`);
-      if (result.degenerate.length) {
-        const names = result.degenerate.slice(0, 5).map((d) => d.imageName).join(', ') + (result.degenerate.length > 5 ? ', ...' : '');
-        console.log(
-          opts.skipDegenerate
-            ? `left out ${result.degenerate.length} blank or streaked image(s) that hold no picture of a lesion (${names}; manifest.json "degenerate" lists them)`
-            : `warning: ${result.degenerate.length} converted image(s) are blank or streaked and hold no picture of a lesion (${names}; manifest.json "degenerate" lists them); convert again with --skip-degenerate to leave them out`,
-        );
-      }
+      const clearLine = () => live && process.stdout.write('\r\x1b[2K');
+      await withSigint('stopping the conversion after the images in flight, and removing its partial folder (Ctrl-C again to quit at once)...', async (signal) => {
+        let result: ConvertResult;
+        try {
+          result = await convertDataset({
+            data: opts.data,
+            csv: opts.csv,
+            out: opts.out,
+            size: opts.size,
+            fit: opts.fit,
+            files: opts.files,
+            quality: opts.quality,
+            seed: opts.seed,
+            workers: opts.workers,
+            skipBadImages: Boolean(opts.skipBadImages),
+            skipDegenerate: Boolean(opts.skipDegenerate),
+            signal,
+            log: (line) => {
+              clearLine();
+              console.log(line);
+            },
+            onProgress: (p) => {
+              if (live) process.stdout.write(`\r${p.done}/${p.total} images, ${p.imagesPerSecond.toFixed(1)} img/s, eta ${p.etaSeconds.toFixed(0)}s  `);
+            },
+          });
+        } catch (e) {
+          clearLine();
+          if (e instanceof ConvertInterruptedError) {
+            console.error(e.message);
+            return 130;
+          }
+          // A bad source or option is the user's to fix: one line, exit 2.
+          if (e instanceof DataError || e instanceof RangeError) refuse(command, `${e.message}`);
+          throw e;
+        }
+        clearLine();
+        printConverted(result, Boolean(opts.skipDegenerate));
+        return 0;
+      });
     });
+}
+
+function printConverted(result: ConvertResult, skipDegenerate: boolean): void {
+  for (const s of result.skipped) console.log(`skipped ${s.imageName}: ${s.reason}`);
+  const leftOut = result.skipped.length + (skipDegenerate ? result.degenerate.length : 0);
+  console.log(`wrote ${result.out}: ${result.images} images in ${result.files.length} file(s)${leftOut ? `, ${leftOut} left out (listed in manifest.json)` : ''}`);
+  if (result.degenerate.length) {
+    const names = result.degenerate.slice(0, 5).map((d) => d.imageName).join(', ') + (result.degenerate.length > 5 ? ', ...' : '');
+    console.log(
+      skipDegenerate
+        ? `left out ${result.degenerate.length} blank or streaked image(s) that hold no picture of a lesion (${names}; manifest.json "degenerate" lists them)`
+        : `warning: ${result.degenerate.length} converted image(s) are blank or streaked and hold no picture of a lesion (${names}; manifest.json "degenerate" lists them); convert again with --skip-degenerate to leave them out`,
+    );
+  }
 }

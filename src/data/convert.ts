@@ -51,6 +51,37 @@ export interface ConvertOptions {
   skipDegenerate?: boolean;
   log?: (line: string) => void;
   onProgress?: (progress: ImageProgress) => void;
+  /** Aborting stops the conversion after the images in flight; the partial folder is removed (ConvertInterruptedError). */
+  signal?: AbortSignal;
+}
+
+/** The conversion was stopped by its signal (Ctrl-C); nothing was left behind. */
+export class ConvertInterruptedError extends Error {
+  override name = 'ConvertInterruptedError';
+}
+
+/**
+ * Removes `${out}.PID.partial` folders whose process is gone: a conversion killed before its
+ * clean-up (SIGKILL, a lost machine) leaves one, and it would otherwise stay forever.
+ */
+async function removeAbandonedStaging(out: string, log: (line: string) => void): Promise<void> {
+  const parent = path.dirname(path.resolve(out));
+  const prefix = `${path.basename(out)}.`;
+  for (const name of await fsp.readdir(parent).catch(() => [] as string[])) {
+    const pid = name.startsWith(prefix) && name.endsWith('.partial') ? Number(name.slice(prefix.length, -'.partial'.length)) : NaN;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processIsAlive(pid)) continue;
+    await fsp.rm(path.join(parent, name), { recursive: true, force: true });
+    log(`removed ${path.join(parent, name)}, left by an interrupted conversion (process ${pid} is gone)`);
+  }
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
 }
 
 export interface ConvertedFile {
@@ -95,7 +126,7 @@ function exampleOf(sample: LesionSample, jpeg: Buffer): Buffer {
 }
 
 export async function convertDataset(options: ConvertOptions): Promise<ConvertResult> {
-  const { data, csv, out, fit = 'fill', skipBadImages = false, skipDegenerate = false, log = () => undefined, onProgress } = options;
+  const { data, csv, out, fit = 'fill', skipBadImages = false, skipDegenerate = false, log = () => undefined, onProgress, signal } = options;
   const size = checkInteger(options.size, 'size', 32, 4096);
   const quality = checkInteger(options.quality ?? 95, 'quality', 1, 100);
   const seed = checkInteger(options.seed ?? 42, 'seed', 0, 0xffffffff);
@@ -112,6 +143,7 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
   const fileOf = fileCount === 1 ? samples.map(() => 0) : stratifiedGroupKFold(samples, fileCount, seed).map((a) => a.fold);
   log(`converting ${samples.length} images (${format}, ${patients} patients) from ${data} to ${fileCount} TFRecord file(s) of ${size}x${size} JPEGs (quality ${quality}, fit ${fit}) in ${out}`);
 
+  await removeAbandonedStaging(out, log);
   const staging = `${out}.${process.pid}.partial`;
   await fsp.rm(staging, { recursive: true, force: true });
   await makeDirectory(staging);
@@ -128,6 +160,7 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
       // others stop taking images, and all have stopped before the staging folder is removed
       // and the file handles are closed.
       await forEachConcurrently(members.length, workers, async (i) => {
+        if (signal?.aborted) throw new ConvertInterruptedError(`the conversion into ${out} was interrupted: nothing was written (the partial folder was removed); run it again to convert`);
         const sample = members[i];
         try {
           const bytes = await reader.read(sample.image, sample.imageName);

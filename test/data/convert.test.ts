@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { CONVERT_MANIFEST, codeOrText, convertDataset } from '../../src/data/convert';
+import { CONVERT_MANIFEST, ConvertInterruptedError, codeOrText, convertDataset } from '../../src/data/convert';
 import { ensureDemoDataset } from '../../src/data/demo';
 import { ImageBytesReader, decodeImage } from '../../src/data/images';
 import { openDataset } from '../../src/data/isic';
@@ -202,4 +202,33 @@ test('a set without targets becomes testNN files; integer codes of a TFRecord se
   const quality = spawnSync(process.execPath, [...args.slice(0, 4), '--out', path.join(root, 'q'), '--quality', '101'], { encoding: 'utf8' });
   expect(quality.status).toBe(2);
   expect(quality.stderr).toContain("expected an integer between 1 and 100 for --quality but received '101'");
+});
+
+test('an aborted conversion (Ctrl-C) stops and removes its partial folder; one left by a killed process is removed by the next run', async () => {
+  const source = await jpegSet(path.join(root, 'interrupt-src'));
+  const out = path.join(root, 'interrupted');
+  const controller = new AbortController();
+  let converted = 0;
+  const err = await convertDataset({
+    data: source,
+    out,
+    size: 32,
+    files: 2,
+    workers: 1,
+    signal: controller.signal,
+    onProgress: () => ++converted === 2 && controller.abort(),
+  }).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(ConvertInterruptedError);
+  expect((err as Error).message).toBe(`the conversion into ${out} was interrupted: nothing was written (the partial folder was removed); run it again to convert`);
+  expect(converted).toBe(2);
+  expect(readdirSync(root).filter((n) => n.startsWith('interrupted'))).toEqual([]);
+  // A SIGKILLed run leaves out.PID.partial behind; the next run clears it (its process is gone).
+  const abandoned = `${out}.2147483646.partial`;
+  mkdirSync(abandoned);
+  writeFileSync(path.join(abandoned, 'train00-3.tfrec'), 'half');
+  const lines: string[] = [];
+  await convertDataset({ data: source, out, size: 32, files: 2, log: (l) => lines.push(l) });
+  expect(existsSync(abandoned)).toBe(false);
+  expect(lines).toContain(`removed ${abandoned}, left by an interrupted conversion (process 2147483646 is gone)`);
+  expect(readdirSync(root).filter((n) => n.startsWith('interrupted'))).toEqual(['interrupted']);
 });
