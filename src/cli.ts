@@ -531,6 +531,18 @@ function buildProgram(): Command {
   return program;
 }
 
+/**
+ * The Trainer and library checks name their options as the API spells them ("for lr", "for
+ * imageSize"); on the command line the user typed --lr and --image-size, so say those.
+ */
+export function inFlagNames(message: string, program: Command): string {
+  const flags = new Set(program.commands.flatMap((c) => c.options.map((o) => o.long)).filter((f): f is string => Boolean(f)));
+  return message.replace(/\bfor ([a-z][A-Za-z0-9]*)\b/g, (whole, name: string) => {
+    const flag = `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    return flags.has(flag) ? `for ${flag}` : whole;
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
@@ -557,7 +569,7 @@ export async function main(argv: string[]): Promise<number> {
       err instanceof SafetensorsError ||
       (err instanceof EngineError && (err.code === 'ERR_ENGINE_DEVICE' || err.code === 'ERR_ENGINE_STATE'));
     if (usage) {
-      console.error(`error: ${err.message}`);
+      console.error(`error: ${inFlagNames(err.message, program)}`);
       return 2;
     }
     const code = (err as { code?: string }).code;

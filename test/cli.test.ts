@@ -38,4 +38,16 @@ const CLI = path.join(ROOT, 'dist', 'cli.js');
       expect(run.stderr.trim()).toBe(message);
     }
   });
+
+  test('option errors from the Trainer name the flags the user typed, not the API names', () => {
+    for (const [args, message] of [
+      [['train', '--lr', '-1'], 'error: Expected number in (0, 10] for --lr but received -1 of type number'],
+      [['train', '--image-size', '7'], 'error: Expected integer between 32 and 2048 for --image-size but received 7 of type number'],
+      [['cv', '--width-factor', '9'], 'error: Expected number in [0.05, 4] for --width-factor but received 9 of type number'],
+    ] as const) {
+      const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+      expect(run.status).toBe(2);
+      expect(run.stderr.trim()).toBe(message);
+    }
+  });
 });
