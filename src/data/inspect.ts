@@ -63,6 +63,8 @@ export interface DatasetInspection extends CountSummary {
   /** Samples missing each metadata field. */
   missing: { patientId: number; sex: number; ageApprox: number; anatomSite: number; diagnosis: number; target: number };
   droppedDuplicates: number;
+  /** TFRecord images without a row in the joined CSV (they keep the files' integer codes). */
+  unmatchedInCsv: number;
   imageSizes: { sampled: number; sizes: { width: number; height: number; format: string; count: number }[] };
   /** Sampled images that decode but hold no picture (image-content.ts): blank or streaked. */
   degenerate: { imageName: string; file: string; defect: ImageContentDefect; detail: string }[];
@@ -210,6 +212,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
       target: totals.unlabeled,
     },
     droppedDuplicates: dataset.droppedDuplicates,
+    unmatchedInCsv: dataset.unmatchedInCsv,
     imageSizes: { sampled: picked.length, sizes: [...sizes.values()].sort((a, b) => b.count - a.count) },
     degenerate,
     samePicture: picked.length === samples.length ? samePictures(comparable) : null,
@@ -235,6 +238,7 @@ export function formatInspection(r: DatasetInspection): string {
     `  missing: patient_id ${r.missing.patientId}, sex ${r.missing.sex}, age ${r.missing.ageApprox}, site ${r.missing.anatomSite}, diagnosis ${r.missing.diagnosis}, target ${r.missing.target}`,
   ];
   if (r.droppedDuplicates) lines.push(`  dropped ${r.droppedDuplicates} duplicate rows (tfrecord == -1)`);
+  if (r.unmatchedInCsv) lines.push(`  ${r.unmatchedInCsv} of ${r.images} images have no row in ${r.csv}: they keep the TFRecords' integer codes`);
   if (r.files.length) lines.push('files:', ...r.files.map((f) => row(path.basename(f.file), f)));
   if (r.folds.length) lines.push(`folds (${r.foldKind}):`, ...r.folds.map((f) => row(`fold ${f.fold}`, f)));
   lines.push(

@@ -360,6 +360,13 @@ async function openTfRecordSet(
       joined.push({ ...s, ...fields, target: s.target ?? fields.target, image: s.image });
     }
     samples = joined;
+    // A CSV that matches none of the records is another set's (or not an ISIC CSV at all).
+    if (samples.length > 0 && unmatchedInCsv === samples.length)
+      throw new DataError(
+        'ERR_CSV',
+        `${csv}: none of the ${samples.length} images in ${source} has a row there (records start with ${samples[0].imageName}, the CSV with ${rows[0].values.image_name}): pass the CSV of this set, or leave out --csv`,
+        { file: csv },
+      );
   }
   return { format: 'tfrecord', source, samples, files: perFile, csv: csv ?? null, droppedDuplicates, unmatchedInCsv };
 }

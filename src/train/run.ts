@@ -425,6 +425,8 @@ export async function withLog<T>(trainer: Trainer, log: (line: string) => void, 
 export async function openRunData(data: string, csv: string | undefined, folds: number, seed: number, log: (line: string) => void, { checkContent = true } = {}) {
   const dataPath = data === DEMO_DATA ? await ensureDemoDataset({}, log) : data;
   const dataset = await openDataset(dataPath, { csv });
+  if (dataset.unmatchedInCsv > 0)
+    log(`warning: ${dataset.unmatchedInCsv} of ${dataset.samples.length} images have no row in ${csv}: they keep the TFRecords' integer codes for sex and site`);
   // Before folds, content checks or a run folder: every fold trains on part of these.
   refuseUnlabelled(dataset.samples);
   const assignments = stratifiedGroupKFold(dataset.samples, folds, seed);

@@ -135,6 +135,20 @@ describe('CSV mistakes found before any work', () => {
     );
   });
 
+  it("a --csv joined to TFRecords that matches none of them is another set's: refused, naming both first names", async () => {
+    const dir = path.join(root, 'other-csv');
+    mkdirSync(dir);
+    const jpeg = await sharp({ create: { width: 8, height: 8, channels: 3, background: 'red' } }).jpeg().toBuffer();
+    await writeTfRecordFile(path.join(dir, 'train00-2.tfrec'), ['A', 'B'].map((name) => encodeExample({ image: jpeg, image_name: name, patient_id: 'P', target: 0 })));
+    const other = path.join(root, 'other.csv');
+    writeFileSync(other, 'image_name,patient_id,target\nX1,P1,0\n');
+    expect((await dataError(() => openDataset(dir, { csv: other }))).message).toBe(
+      `${other}: none of the 2 images in ${dir} has a row there (records start with A, the CSV with X1): pass the CSV of this set, or leave out --csv`,
+    );
+    writeFileSync(other, 'image_name,patient_id,target\nB,P1,1\n');
+    expect(await openDataset(dir, { csv: other })).toMatchObject({ unmatchedInCsv: 1 });
+  });
+
   it('TFRecords holding one image name twice are refused, naming both records', async () => {
     const dir = path.join(root, 'repeated-records');
     mkdirSync(dir);
