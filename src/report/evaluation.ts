@@ -230,7 +230,13 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
   );
   const scoreScale: ScoreScale = scaleOption !== 'auto' ? scaleOption : units.every((u) => u.score >= 0 && u.score <= 1) ? 'probability' : 'logit';
   if (scaleOption === 'auto' && scoreScale === 'logit') {
-    warnings.push('Scores outside [0, 1] were read as logits; calibration uses sigmoid(score).');
+    // Name them: one stray value in a file of probabilities switches the whole file to logits.
+    const outside = rows.filter((r) => r.score < 0 || r.score > 1);
+    const examples = outside.slice(0, 3).map((r) => `${r.imageName ?? '?'} ${r.score}`).join(', ');
+    warnings.push(
+      `Scores outside [0, 1] were read as logits; calibration uses sigmoid(score). ${outside.length} of ${rows.length} lie outside (${examples}${outside.length > 3 ? ', ...' : ''}); ` +
+        'if the file holds probabilities, those rows are wrong: fix them, or pass --score-scale probability to have them refused.',
+    );
   }
   if (scoreScale === 'probability' && units.some((u) => u.score < 0 || u.score > 1)) {
     throw new RangeError('Expected scores in [0, 1] with scoreScale "probability" but some scores lie outside');

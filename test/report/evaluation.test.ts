@@ -68,8 +68,19 @@ describe('evaluatePredictions', () => {
     expect(l.options.scoreScale).toBe('logit');
     expect(l.options.threshold).toBe(0);
     expect(l.auc.value).toBeCloseTo(e.auc.value, 12);
-    expect(l.warnings).toContain('Scores outside [0, 1] were read as logits; calibration uses sigmoid(score).');
+    const warning = l.warnings.find((w) => w.startsWith('Scores outside [0, 1] were read as logits; calibration uses sigmoid(score). '));
+    const outside = logits.filter((r) => r.score < 0 || r.score > 1);
+    expect(warning).toContain(`${outside.length} of ${logits.length} lie outside (${outside[0].imageName} ${outside[0].score}, `);
     expect(l.calibration!.brier).toBeCloseTo(e.calibration!.brier, 9);
+  });
+
+  test('one stray score in a file of probabilities is named in the warning', () => {
+    const stray = rows.map((r, i) => (i === 7 ? { ...r, score: 1.7 } : r));
+    const warning = evaluatePredictions(stray, { bootstrap: 0 }).warnings.find((w) => w.startsWith('Scores outside'));
+    expect(warning).toBe(
+      `Scores outside [0, 1] were read as logits; calibration uses sigmoid(score). 1 of ${rows.length} lie outside (${rows[7].imageName ?? '?'} 1.7); ` +
+        'if the file holds probabilities, those rows are wrong: fix them, or pass --score-scale probability to have them refused.',
+    );
   });
 
   test('no patient ids: image bootstrap with a warning', () => {
