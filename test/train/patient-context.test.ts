@@ -178,7 +178,7 @@ test('`train --patient-context` builds the context model (its parameter count in
   expect(refused.stderr).toContain("expected an integer >= 0 for --patient-context but received 'wide'");
   const tooWide = spawnSync(process.execPath, [cli, ...args, '--patient-context', '5000', '--runs-dir', path.join(root, 'refused-runs')], { encoding: 'utf8' });
   expect(tooWide.status).toBe(2);
-  expect(tooWide.stderr).toContain('Expected integer between 0 and 4096 for patientContext but received 5000');
+  expect(tooWide.stderr).toContain('Expected integer between 0 and 4096 for --patient-context but received 5000');
   expect(existsSync(path.join(root, 'refused-runs'))).toBe(false); // refused before anything is written
   const runsWithoutContext = spawnSync(process.execPath, [cli, ...args, '--patient-run-length', '4', '--runs-dir', path.join(root, 'refused-runs')], { encoding: 'utf8' });
   expect(runsWithoutContext.status).toBe(2);
