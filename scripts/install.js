@@ -31,12 +31,22 @@ function buildIo() {
   else run('building the io addon (node-gyp)', 'node-gyp', ['rebuild']);
 }
 
+const ENGINE_NEEDS =
+  'the training engine needs CMake, a C++17 compiler and LibTorch: sudo apt-get install -y cmake g++ libtorch-dev ' +
+  '(Debian/Ubuntu, CPU); or Torch_DIR=/path/to/libtorch/share/cmake/Torch npm install ...; or ' +
+  "CMAKE_PREFIX_PATH=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)') npm install ...; " +
+  'or MELANOMA_SKIP_ENGINE=1 npm install ... to install without it.';
+
 function buildEngine() {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
-  run('building the engine addon (cmake-js, LibTorch)', process.execPath, [cmakeJs, 'compile', '--out', 'native/engine/build']);
+  try {
+    run('building the engine addon (cmake-js, LibTorch)', process.execPath, [cmakeJs, 'compile', '--out', 'native/engine/build']);
+  } catch (err) {
+    throw new Error(`${err.message}\nmelanoma-native: ${ENGINE_NEEDS}`);
+  }
   // Loaded in a child process: it must find LibTorch's shared libraries at run time too.
   const check = spawnSync(process.execPath, ['-e', "console.log(JSON.stringify(require('./dist/native').torchInfo()))"], { cwd: root, encoding: 'utf8' });
-  if (check.status !== 0) throw new Error(`the engine addon was built but does not load:\n${check.stderr.trim()}`);
+  if (check.status !== 0) throw new Error(`the engine addon was built but does not load:\n${check.stderr.trim()}\nmelanoma-native: ${ENGINE_NEEDS}`);
   console.log(`melanoma-native: engine ready: ${check.stdout.trim()}`);
 }
 
@@ -55,12 +65,7 @@ function main() {
 try {
   main();
 } catch (err) {
+  // The engine's failures carry what it needs; an io addon failure is node-gyp's, shown above.
   console.error(`melanoma-native: ${err.message}`);
-  console.error(
-    'melanoma-native: the training engine needs CMake, a C++17 compiler and LibTorch: sudo apt-get install -y cmake g++ libtorch-dev ' +
-      '(Debian/Ubuntu, CPU); or Torch_DIR=/path/to/libtorch/share/cmake/Torch npm install ...; or ' +
-      "CMAKE_PREFIX_PATH=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)') npm install ...; " +
-      'or MELANOMA_SKIP_ENGINE=1 npm install ... to install without it.',
-  );
   process.exit(1);
 }

@@ -23,7 +23,6 @@ import { registerWeightsCommand } from './cli/weights';
 import { MODEL_NAMES, ModelName } from './model/architectures';
 import { OutputExistsError, OutputLocationError } from './files';
 import { withSigint } from './cli/interrupt';
-
 import { EngineError, NativeLoadError } from './native';
 import { TTA_VIEWS, predict } from './predict';
 import { embedDataset } from './embed';

@@ -10,6 +10,7 @@
 import { createReadStream } from 'fs';
 import { parse } from 'csv-parse';
 import { DataError } from './data/errors';
+import { patientKey } from './data/patients';
 import { mixSeed, mulberry32, shuffleInPlace } from './data/random';
 import { LesionSample } from './data/types';
 import { csvField, writeFileAtomic } from './files';
@@ -60,9 +61,7 @@ export function stratifiedGroupKFold(samples: readonly FoldSample[], k: number, 
   if (!Number.isInteger(seed)) throw new RangeError(`Expected integer for seed but received ${seed}`);
   const groups = new Map<string, { indices: number[]; positives: number }>();
   samples.forEach((s, i) => {
-    // No patient id ('', a bare image folder or an empty CSV cell): the image is its own group,
-    // not one giant patient of every unknown image.
-    const key = s.patientId === '' ? `\u0000image ${i}` : s.patientId;
+    const key = patientKey(s, i); // an image without a patient id is a group of its own
     let g = groups.get(key);
     if (!g) groups.set(key, (g = { indices: [], positives: 0 }));
     g.indices.push(i);

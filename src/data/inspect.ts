@@ -11,6 +11,7 @@ import { createHash } from 'crypto';
 import { ImageContentDefect, assessImageContent, csvFlag, describeContentDefect, findSamePictures } from './image-content';
 import { ImageBytesReader, describeSource, sniffImageFormat } from './images';
 import { IsicDataset, listTfRecordFiles, openDataset, readTfRecordSamples } from './isic';
+import { patientKey } from './patients';
 import { seededSample } from './random';
 import { LesionSample } from './types';
 import { promises as fsp } from 'fs';
@@ -81,9 +82,8 @@ export interface DatasetInspection extends CountSummary {
 function summarize(samples: LesionSample[]): CountSummary {
   const positives = samples.filter((s) => s.target === 1).length;
   const negatives = samples.filter((s) => s.target === 0).length;
-  // An image without a patient id is its own patient, as the folds treat it.
-  const withoutId = samples.filter((s) => s.patientId === '').length;
-  const patients = new Set(samples.filter((s) => s.patientId !== '').map((s) => s.patientId)).size + withoutId;
+  // Counted as the folds group them: an image without a patient id is a patient of its own.
+  const patients = new Set(samples.map(patientKey)).size;
   return { images: samples.length, positives, negatives, unlabeled: samples.length - positives - negatives, patients };
 }
 
@@ -121,7 +121,7 @@ export async function inspectDataset(source: string, options: InspectOptions = {
 
   const perPatient = new Map<string, number>();
   samples.forEach((s, i) => {
-    const key = s.patientId === '' ? `\u0000image ${i}` : s.patientId; // no id: a patient of one
+    const key = patientKey(s, i);
     perPatient.set(key, (perPatient.get(key) ?? 0) + 1);
   });
   const counts = [...perPatient.values()].sort((a, b) => a - b);

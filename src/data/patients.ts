@@ -57,6 +57,15 @@ export function defaultPatientRunLength(batchSize: number): number {
   return Math.max(2, Math.ceil(batchSize / 4));
 }
 
+/**
+ * What groups an image with the other images of its patient: its patient_id, or, when it has none
+ * ('', a bare image folder or an empty CSV cell), a key of its own, so that unknown images are not
+ * one giant patient. The folds and inspect's patient counts group by it.
+ */
+export function patientKey(sample: Pick<LesionSample, 'patientId'>, index: number): string {
+  return sample.patientId === '' ? `\u0000image ${index}` : sample.patientId;
+}
+
 /** For the engine: each image's patient as a small integer, equal for images of one patient. */
 export function patientGroups(samples: readonly LesionSample[]): Int32Array {
   const numbers = new Map<string, number>();
