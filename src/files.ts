@@ -102,7 +102,7 @@ async function publishWithoutReplacing(temporary: string, file: string): Promise
  * the first existing ancestor and creates each missing level itself: a folder that cannot be
  * made is refused at once, with its name and the reason.
  */
-export async function makeDirectory(dir: string): Promise<void> {
+export async function makeDirectory(dir: string): Promise<string[]> {
   const missing: string[] = [];
   for (let probe = path.resolve(dir); ; probe = path.dirname(probe)) {
     const found = await fsp.stat(probe).catch((err: NodeJS.ErrnoException) => {
@@ -126,12 +126,42 @@ export async function makeDirectory(dir: string): Promise<void> {
       throw cannotCreate(dir, level, err as NodeJS.ErrnoException);
     }
   }
+  return missing; // the levels it made, outermost first
+}
+
+/**
+ * Refuses, before any long work starts, an output folder in which no new folder can be made
+ * (`--runs-dir` on a read-only or foreign disk): it makes `dir` as makeDirectory would and one
+ * folder inside it, then removes all it made, so a run refused later for another reason leaves
+ * no empty folders behind.
+ */
+export async function checkFolderWritable(dir: string): Promise<void> {
+  const made = await makeDirectory(dir);
+  try {
+    await fsp.rmdir(await fsp.mkdtemp(path.join(dir, '.write-check-')));
+  } catch (err) {
+    const cause = err as NodeJS.ErrnoException;
+    throw new OutputLocationError(`cannot create folders in ${dir}: ${whyNoFolder(cause)}; choose a writable location`, cause.code);
+  } finally {
+    for (const level of made.reverse()) await fsp.rmdir(level).catch(() => undefined);
+  }
 }
 
 function cannotCreate(dir: string, level: string, cause: NodeJS.ErrnoException): OutputLocationError {
-  const why = cause.code === 'ENOENT' ? 'this file system does not allow new folders there' : cause.message;
   const where = level === path.resolve(dir) ? '' : ` (needed for ${dir})`;
-  return new OutputLocationError(`cannot create the folder ${level}${where}: ${why}; choose a writable location`, cause.code);
+  return new OutputLocationError(`cannot create the folder ${level}${where}: ${whyNoFolder(cause)}; choose a writable location`, cause.code);
+}
+
+/** Why mkdir failed, in words (ENOENT under an existing parent: a file system such as /proc). */
+function whyNoFolder(cause: NodeJS.ErrnoException): string {
+  const reasons: Record<string, string> = {
+    ENOENT: 'this file system does not allow new folders there',
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EROFS: 'the file system is read-only',
+    ENOSPC: 'the disk is full',
+  };
+  return (cause.code && reasons[cause.code]) || cause.message;
 }
 
 /** One CSV field, quoted when it holds a comma, quote or line break (RFC 4180). */

@@ -2,7 +2,7 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { makeDirectory, OutputExistsError, refuseExistingFile, writeFileAtomic, writeNewFile } from '../src/files';
+import { checkFolderWritable, makeDirectory, OutputExistsError, OutputLocationError, refuseExistingFile, writeFileAtomic, writeNewFile } from '../src/files';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'melanoma-files-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -83,6 +83,24 @@ describe('makeDirectory', () => {
   (existsSync('/proc/self') ? test : test.skip)('a folder the file system cannot hold (under /proc) is refused at once, with the reason', async () => {
     await expect(makeDirectory('/proc/melanoma-runs/x')).rejects.toThrow(
       'cannot create the folder /proc/melanoma-runs (needed for /proc/melanoma-runs/x): this file system does not allow new folders there; choose a writable location',
+    );
+  });
+});
+
+describe('checkFolderWritable (a --runs-dir checked before any data are opened)', () => {
+  test('a folder that can be made passes, and what the check made is removed again', async () => {
+    const runs = path.join(dir, 'checked', 'runs');
+    await checkFolderWritable(runs);
+    expect(existsSync(path.join(dir, 'checked'))).toBe(false);
+    const existing = path.join(dir, 'existing-runs');
+    await makeDirectory(existing);
+    await checkFolderWritable(existing);
+    expect(readdirSync(existing)).toEqual([]);
+  });
+
+  (existsSync('/proc/self') ? test : test.skip)('an existing folder that cannot hold new folders is refused, with the reason', async () => {
+    await expect(checkFolderWritable('/proc/self')).rejects.toThrow(
+      new OutputLocationError('cannot create folders in /proc/self: this file system does not allow new folders there; choose a writable location', 'ENOENT'),
     );
   });
 });

@@ -352,6 +352,11 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
 
   let device = expectChoice('device', o.device, ['auto', 'cpu', 'cuda'] as const);
   if (device === 'auto') device = probe.cudaAvailable() ? 'cuda' : 'cpu';
+  // Asked here, not left to Engine.create, so a run refuses before it opens any data.
+  else if (device === 'cuda' && !probe.cudaAvailable())
+    throw new RangeError(
+      "Expected 'cpu' or 'auto' for device but received 'cuda': this engine's LibTorch sees no CUDA device (torchInfo().cudaAvailable is false); use --device cpu, or build the engine against a CUDA LibTorch (npm run build:engine with Torch_DIR/CMAKE_PREFIX_PATH set)",
+    );
   let precision = expectChoice('precision', o.precision, ['auto', 'fp32', 'bf16', 'fp16'] as const);
   if (precision === 'auto') precision = device === 'cuda' ? 'bf16' : 'fp32';
   if (device === 'cpu' && precision !== 'fp32')

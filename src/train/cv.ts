@@ -9,7 +9,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { evaluatePredictionsFile } from '../cli/evaluate';
-import { makeDirectory, writeFileAtomic } from '../files';
+import { checkFolderWritable, makeDirectory, writeFileAtomic } from '../files';
 import { readFoldsCsv, splitByFold, writeFoldsCsv } from '../folds';
 import { CvSummary, crossValidationSummary } from '../metrics/cv';
 import type { Evaluation } from '../report/evaluation';
@@ -90,6 +90,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
   }
   // Validates the options before touching data or disk.
   const seed = new Trainer(config.trainerOptions).options.seed;
+  if (!resume) await checkFolderWritable(options.runsDir ?? 'runs');
   let assignments;
   let dataset;
   let contentWarning: string | null = null;

@@ -10,7 +10,7 @@ import { DataError } from '../data/errors';
 import { degenerateWarning, sampleDegenerateImages } from '../data/image-content';
 import { openDataset } from '../data/isic';
 import type { DecodeBackend, LesionSample } from '../data/types';
-import { csvField, makeDirectory, writeFileAtomic } from '../files';
+import { checkFolderWritable, csvField, makeDirectory, writeFileAtomic } from '../files';
 import { evaluatePredictionsFile } from '../cli/evaluate';
 import { FoldAssignment, readFoldsCsv, splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
 import type { ResolvedOptions, TrainerOptions } from '../model/config';
@@ -270,6 +270,7 @@ export async function trainRun(options: TrainRunOptions = {}): Promise<TrainRunR
   // Validate the options before touching data or disk.
   const trainer = new Trainer(withPreset(isDemo, trainerOptions));
   try {
+    await checkFolderWritable(runsDir);
     const { dataPath, dataset, assignments, contentWarning } = await openRunData(data, csv, folds, trainer.options.seed, log);
     const { train, valid } = splitByFold(dataset.samples, assignments, fold);
     log(

@@ -18,6 +18,7 @@ import { CrossValidateResult, crossValidate } from '../../src/train/cv';
 import { openDataset } from '../../src/data/isic';
 import { resumableFolderOf, trainFold, trainRun } from '../../src/train/run';
 import { Trainer } from '../../src/train/trainer';
+import { torchInfo } from '../../src/native';
 import { TINY_CLI_FLAGS, TINY_OPTIONS, tempDir, tinyDataset } from './tiny-data';
 
 const CLI = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
@@ -176,7 +177,25 @@ describe('crossValidate', () => {
     expect(run.signal).toBeNull();
     expect(run.status).toBe(2);
     expect(run.stderr.trim()).toBe('error: cannot create the folder /proc/melanoma-runs: this file system does not allow new folders there; choose a writable location');
-    expect(run.stdout).not.toMatch(/^epoch /m);
+    expect(run.stdout).not.toMatch(/^data: /m); // refused before the data were opened
+    // A folder that exists but cannot hold new folders, for cv too.
+    const cv = spawnSync(process.execPath, [CLI, 'cv', '--data', data, '--epochs', '1', '--runs-dir', '/proc/self', ...TINY_CLI_FLAGS], { encoding: 'utf8', timeout: 120_000 });
+    expect(cv.status).toBe(2);
+    expect(cv.stderr.trim()).toBe('error: cannot create folders in /proc/self: this file system does not allow new folders there; choose a writable location');
+    expect(cv.stdout).not.toMatch(/^data: /m);
+  });
+
+  (torchInfo().cudaAvailable ? test.skip : test)('--device cuda where LibTorch sees no GPU: exit 2 before the data are opened or anything is written', () => {
+    const runsDir = path.join(root, 'cli-cuda');
+    for (const command of ['train', 'cv']) {
+      const run = spawnSync(process.execPath, [CLI, command, '--data', data, '--device', 'cuda', '--runs-dir', runsDir], { encoding: 'utf8' });
+      expect(run.status).toBe(2);
+      expect(run.stderr.trim()).toBe(
+        "error: Expected 'cpu' or 'auto' for --device but received 'cuda': this engine's LibTorch sees no CUDA device (torchInfo().cudaAvailable is false); use --device cpu, or build the engine against a CUDA LibTorch (npm run build:engine with Torch_DIR/CMAKE_PREFIX_PATH set)",
+      );
+      expect(run.stdout).not.toMatch(/^data: /m);
+    }
+    expect(existsSync(runsDir)).toBe(false);
   });
 });
 

@@ -80,6 +80,10 @@ describe('resolveOptions', () => {
     const o = resolveOptions({}, cpuOnly);
     expect(o).toMatchObject({ model: 'efficientnet-b0', imageSize: 256, batchSize: 8, lr: 1e-3, device: 'cpu', precision: 'fp32', posWeight: 'auto', channelsLast: false });
     expect(resolveOptions({}, { cudaAvailable: () => true })).toMatchObject({ device: 'cuda', precision: 'bf16', channelsLast: true });
+    // Asked for where the engine sees no GPU: refused here, before any data are opened.
+    expect(() => resolveOptions({ device: 'cuda' }, cpuOnly)).toThrow(
+      new RangeError("Expected 'cpu' or 'auto' for device but received 'cuda': this engine's LibTorch sees no CUDA device (torchInfo().cudaAvailable is false); use --device cpu, or build the engine against a CUDA LibTorch (npm run build:engine with Torch_DIR/CMAKE_PREFIX_PATH set)"),
+    );
     let probed = 0;
     resolveOptions({ device: 'cpu' }, { cudaAvailable: () => ++probed > 0 });
     expect(probed).toBe(0); // only 'auto' asks the engine
