@@ -164,6 +164,31 @@ function whyNoFolder(cause: NodeJS.ErrnoException): string {
   return (cause.code && reasons[cause.code]) || cause.message;
 }
 
+/**
+ * Removes `${out}.PID.partial` folders whose process is gone. Output built under a temporary
+ * name (a conversion, the demo set) leaves one when its process is killed before its clean-up
+ * (SIGKILL, a lost machine), and it would otherwise stay forever. `leftBy` names that work.
+ */
+export async function removeAbandonedStaging(out: string, leftBy: string, log: (line: string) => void): Promise<void> {
+  const parent = path.dirname(path.resolve(out));
+  const prefix = `${path.basename(out)}.`;
+  for (const name of await fsp.readdir(parent).catch(() => [] as string[])) {
+    const pid = name.startsWith(prefix) && name.endsWith('.partial') ? Number(name.slice(prefix.length, -'.partial'.length)) : NaN;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processIsAlive(pid)) continue;
+    await fsp.rm(path.join(parent, name), { recursive: true, force: true });
+    log(`removed ${path.join(parent, name)}, left by ${leftBy} (process ${pid} is gone)`);
+  }
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
 /** One CSV field, quoted when it holds a comma, quote or line break (RFC 4180). */
 export function csvField(value: string): string {
   return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;

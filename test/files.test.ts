@@ -1,5 +1,5 @@
 /** writeFileAtomic never replaces a file it was not asked to, even one created while it writes. */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { checkFolderWritable, makeDirectory, OutputExistsError, OutputLocationError, refuseExistingFile, writeFileAtomic, writeNewFile } from '../src/files';
@@ -118,4 +118,18 @@ describe('checkFolderWritable (a --runs-dir checked before any data are opened)'
     if (saved === undefined) delete process.env.MELANOMA_CACHE;
     else process.env.MELANOMA_CACHE = saved;
   }
+});
+
+// Killed while generating (SIGKILL), a run leaves DIR.PID.partial; the next one clears it, as convert does.
+test('a partial demo folder left by a process that is gone is removed by the next generation', async () => {
+  const { ensureDemoDataset } = await import('../src/data/demo');
+  const demo = path.join(dir, 'demo');
+  const abandoned = `${demo}.2147483646.partial`;
+  mkdirSync(abandoned);
+  writeFileSync(path.join(abandoned, 'train00-2.tfrec'), 'half');
+  const lines: string[] = [];
+  await ensureDemoDataset({ dir: demo, images: 4, files: 1, size: 32 }, (line) => lines.push(line));
+  expect(existsSync(abandoned)).toBe(false);
+  expect(lines).toContain(`removed ${abandoned}, left by an interrupted generation of the demo set (process 2147483646 is gone)`);
+  expect(readdirSync(dir).filter((n) => n.startsWith('demo'))).toEqual(['demo']);
 });

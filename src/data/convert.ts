@@ -15,7 +15,7 @@
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { makeDirectory } from '../files';
+import { makeDirectory, removeAbandonedStaging } from '../files';
 import { stratifiedGroupKFold } from '../folds';
 import { forEachConcurrently, ImageProgress, progressCounter } from './concurrency';
 import { DataError } from './errors';
@@ -58,30 +58,6 @@ export interface ConvertOptions {
 /** The conversion was stopped by its signal (Ctrl-C); nothing was left behind. */
 export class ConvertInterruptedError extends Error {
   override name = 'ConvertInterruptedError';
-}
-
-/**
- * Removes `${out}.PID.partial` folders whose process is gone: a conversion killed before its
- * clean-up (SIGKILL, a lost machine) leaves one, and it would otherwise stay forever.
- */
-async function removeAbandonedStaging(out: string, log: (line: string) => void): Promise<void> {
-  const parent = path.dirname(path.resolve(out));
-  const prefix = `${path.basename(out)}.`;
-  for (const name of await fsp.readdir(parent).catch(() => [] as string[])) {
-    const pid = name.startsWith(prefix) && name.endsWith('.partial') ? Number(name.slice(prefix.length, -'.partial'.length)) : NaN;
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processIsAlive(pid)) continue;
-    await fsp.rm(path.join(parent, name), { recursive: true, force: true });
-    log(`removed ${path.join(parent, name)}, left by an interrupted conversion (process ${pid} is gone)`);
-  }
-}
-
-function processIsAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
-  }
 }
 
 export interface ConvertedFile {
@@ -143,7 +119,7 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
   const fileOf = fileCount === 1 ? samples.map(() => 0) : stratifiedGroupKFold(samples, fileCount, seed).map((a) => a.fold);
   log(`converting ${samples.length} images (${format}, ${patients} patients) from ${data} to ${fileCount} TFRecord file(s) of ${size}x${size} JPEGs (quality ${quality}, fit ${fit}) in ${out}`);
 
-  await removeAbandonedStaging(out, log);
+  await removeAbandonedStaging(out, 'an interrupted conversion', log);
   const staging = `${out}.${process.pid}.partial`;
   await fsp.rm(staging, { recursive: true, force: true });
   await makeDirectory(staging);
