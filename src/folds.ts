@@ -26,6 +26,7 @@ export type FoldSample = Pick<LesionSample, 'imageName' | 'patientId' | 'target'
 
 function checkK(k: number, available: number, what: string): void {
   if (!Number.isInteger(k) || k < 2) throw new RangeError(`Expected integer >= 2 for k but received ${k}`);
+  if (available < 2) throw new RangeError(`Cannot make folds from ${available} ${available === 1 ? what.replace(/s$/, '') : what}: cross-validation needs at least 2`);
   if (k > available) throw new RangeError(`Cannot make ${k} folds from ${available} ${what}: use k <= ${available}`);
 }
 
@@ -160,6 +161,10 @@ export function splitByFold(
   fold: number,
 ): { train: LesionSample[]; valid: LesionSample[] } {
   const foldOf = new Map(assignments.map((a) => [a.imageName, a.fold]));
+  // A fold the assignment lacks (k, or a 1-based count) would train on everything and validate on nothing.
+  const folds = [...new Set(foldOf.values())].sort((a, b) => a - b);
+  if (!folds.includes(fold))
+    throw new RangeError(`Expected one of the assignment's folds (${folds.join(', ')}; numbered from 0) for fold but received ${typeof fold === 'number' ? fold : `'${String(fold)}' of type ${typeof fold}`}`);
   const train: LesionSample[] = [];
   const valid: LesionSample[] = [];
   for (const s of samples) {

@@ -366,6 +366,8 @@ interface NativeEngine {
   memoryStats(resetPeak: boolean): Promise<MemoryStats | null>;
   importState(state: Partial<EngineState> & { model: NamedTensor[] }, strict: boolean): Promise<void>;
   dispose(): Promise<void>;
+  /** Synchronous: drops the queued calls and joins the engine thread (process exit only). */
+  stopForExit(): void;
   readonly disposed: boolean;
 }
 
@@ -407,6 +409,29 @@ export function torchInfo(): TorchInfo {
 }
 
 /**
+ * The engines not disposed yet. Node's exit() (process.exit, an uncaught exception) runs no
+ * addon cleanup, and an engine thread still inside a training step then crashes in LibTorch as
+ * its static objects are destroyed (a segfault, exit 139, instead of the process's own code).
+ * So at 'exit' every live engine thread is stopped first. Weak, so a forgotten engine is still
+ * garbage-collected.
+ */
+const liveEngines = new Set<WeakRef<NativeEngine>>();
+let exitHookInstalled = false;
+
+function trackUntilExit(native: NativeEngine): WeakRef<NativeEngine> {
+  const ref = new WeakRef(native);
+  liveEngines.add(ref);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const live of liveEngines) live.deref()?.stopForExit();
+      liveEngines.clear();
+    });
+  }
+  return ref;
+}
+
+/**
  * One model with its optimizer state, living on one device, driven by one dedicated native
  * thread. Every call returns a Promise and never blocks the event loop.
  */
@@ -414,6 +439,7 @@ export class Engine {
   private constructor(
     private readonly native: NativeEngine,
     private readonly engineInfo: EngineInfo,
+    private readonly tracked: WeakRef<NativeEngine>,
   ) {}
 
   /**
@@ -428,10 +454,12 @@ export class Engine {
     } catch (err) {
       throw translateEngineError(err);
     }
+    const tracked = trackUntilExit(native); // from now: the model is built on its thread
     try {
-      return new Engine(native, await native.ready());
+      return new Engine(native, await native.ready(), tracked);
     } catch (err) {
       await native.dispose().catch(() => undefined);
+      liveEngines.delete(tracked);
       throw translateEngineError(err);
     }
   }
@@ -520,7 +548,8 @@ export class Engine {
 
   /** Frees the model, its optimizer state and device memory; later calls reject. */
   dispose(): Promise<void> {
-    return this.call(() => this.native.dispose());
+    // Tracked until the thread has freed the model: an exit meanwhile still waits for it.
+    return this.call(() => this.native.dispose()).finally(() => liveEngines.delete(this.tracked));
   }
 }
 

@@ -93,7 +93,8 @@ describe('stratifiedGroupKFold', () => {
 
   it('rejects k < 2 and more folds than patients (BAD CALL)', () => {
     expect(() => stratifiedGroupKFold(samples, 1, 0)).toThrow(new RangeError('Expected integer >= 2 for k but received 1'));
-    expect(() => stratifiedGroupKFold(samples.slice(0, 3), 5, 0)).toThrow(/^Cannot make 5 folds from \d patients: use k <= \d$/);
+    expect(() => stratifiedGroupKFold(samples.slice(0, 3), 5, 0)).toThrow(new RangeError('Cannot make folds from 1 patient: cross-validation needs at least 2'));
+    expect(() => stratifiedGroupKFold(samples.slice(0, 12), 5, 0)).toThrow(/^Cannot make 5 folds from [234] patients: use k <= [234]$/);
   });
 
   it('splitByFold gives disjoint train/valid sets covering everything', () => {
@@ -103,6 +104,13 @@ describe('stratifiedGroupKFold', () => {
     expect(valid.length).toBe(images[2]);
     const validPatients = new Set(valid.map((s) => s.patientId));
     expect(train.some((s) => validPatients.has(s.patientId))).toBe(false);
+    // A fold the assignment does not have (k itself, as a 1-based loop ends) would validate on nothing.
+    expect(() => splitByFold(lesions, assignment, k)).toThrow(new RangeError(`Expected one of the assignment's folds (0, 1, 2, 3, 4; numbered from 0) for fold but received ${k}`));
+    expect(() => splitByFold(lesions, assignment, '0' as unknown as number)).toThrow(/for fold but received '0' of type string$/);
+  });
+
+  it('an empty set or one patient: no folds, said plainly', () => {
+    expect(() => stratifiedGroupKFold([], 5, 0)).toThrow(new RangeError('Cannot make folds from 0 patients: cross-validation needs at least 2'));
   });
 });
 

@@ -485,6 +485,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::MemoryStats>("memoryStats"),
                         InstanceMethod<&EngineWrap::ImportState>("importState"),
                         InstanceMethod<&EngineWrap::Dispose>("dispose"),
+                        InstanceMethod<&EngineWrap::StopForExit>("stopForExit"),
                         InstanceAccessor<&EngineWrap::Disposed>("disposed")});
   }
 
@@ -708,6 +709,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     disposed_ = true;
     worker_->requestStop();  // the thread ends after the dispose job; no later job can be queued
     return promise;
+  }
+
+  // Synchronous, from process.on('exit'): Node's exit() (process.exit, an uncaught exception)
+  // runs no environment cleanup hooks, and a step still running on the engine thread would then
+  // crash inside LibTorch as its static objects are destroyed. The calls not yet started are
+  // dropped (their Promises never settle: the process is ending).
+  Napi::Value StopForExit(const Napi::CallbackInfo& info) {
+    disposed_ = true;
+    worker_->abandon();
+    return info.Env().Undefined();
   }
 
   Napi::Value Disposed(const Napi::CallbackInfo& info) {

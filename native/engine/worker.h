@@ -40,6 +40,16 @@ class Worker {
     wake_.notify_one();
   }
 
+  // At process exit: drops the jobs not yet started, lets the running one finish, then joins, so
+  // no LibTorch work is still running when exit() destroys LibTorch's static objects.
+  void abandon() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      jobs_.clear();
+    }
+    stop();
+  }
+
   // Finishes the queued jobs, then joins. Safe to call more than once.
   void stop() {
     requestStop();

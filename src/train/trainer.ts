@@ -12,7 +12,7 @@ import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
 import { MetadataKind, metadataEncoder, metadataKind, metadataKindMismatch } from '../data/metadata';
-import { Engine, EngineInfo, EngineState, GradCamRequest, NamedTensor, TrainStepResult, torchInfo } from '../native';
+import { Engine, EngineError, EngineInfo, EngineState, GradCamRequest, NamedTensor, TrainStepResult, torchInfo } from '../native';
 import { ENGINE_PROBE, ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
 import { writeFileAtomic } from '../files';
@@ -165,6 +165,16 @@ const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
  * (@internal: train and cv check the whole set with it before making a run folder.)
  */
 export function refuseUnlabelled(train: readonly LesionSample[]): void {
+  // Samples made in code (the API) can hold anything; the loss reads a target as given.
+  const invalid = train.filter((s) => s.target !== null && s.target !== 0 && s.target !== 1);
+  if (invalid.length > 0) {
+    const shown = invalid.slice(0, 3).map((s) => `${s.imageName}: ${typeof s.target === 'string' ? `'${s.target}' (a string)` : String(s.target)}`);
+    throw new DataError(
+      'ERR_DATASET_LABELS',
+      `${invalid.length} of ${train.length} training images have a target other than 0 or 1 (${shown.join(', ')}): target is the number 1 for a melanoma and 0 for a benign lesion`,
+      { imageName: invalid[0].imageName },
+    );
+  }
   const unlabelled = train.filter((s) => s.target === null);
   if (unlabelled.length === 0) return;
   throw new DataError(
@@ -218,6 +228,12 @@ function inSampleOrder<T>(loader: Loader, inLoaderOrder: readonly T[]): T[] {
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly options: ResolvedOptions;
   private engine: Engine | null = null;
+  /** Engine builds run one after another, so calls that overlap (prepare with predict) share one engine. */
+  private engineBuilds: Promise<unknown> = Promise.resolve();
+  /** Set by dispose(): the model is gone, and nothing may quietly build an untrained one. */
+  private disposed = false;
+  /** A fit() is running: a second one would train the same model twice over. */
+  private fitting = false;
   private posWeight: number | null = null;
   /** posWeight 'auto' was set to 1 because the engine was built before any training set was seen. */
   private posWeightIsPlaceholder = false;
@@ -281,7 +297,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return (await this.ensureEngine(train)).info();
   }
 
-  private async ensureEngine(train?: readonly LesionSample[]): Promise<Engine> {
+  private ensureEngine(train?: readonly LesionSample[]): Promise<Engine> {
+    const build = this.engineBuilds.catch(() => undefined).then(() => this.buildEngineIfNeeded(train));
+    this.engineBuilds = build;
+    return build;
+  }
+
+  private async buildEngineIfNeeded(train?: readonly LesionSample[]): Promise<Engine> {
+    if (this.disposed)
+      throw new EngineError('this Trainer was disposed, and its model with it: create a new Trainer, or Trainer.load a checkpoint saved before dispose()', 'ERR_ENGINE_DISPOSED');
     if (this.engine && train && this.posWeightIsPlaceholder) {
       // Built earlier (evaluate/predict/save) with the placeholder weight 1 of posWeight 'auto':
       // nothing was trained yet, so rebuild it (same seed, same weights) with the training set's.
@@ -373,6 +397,16 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (!data || !Array.isArray(data.train)) throw new TypeError(`Expected fit({ train: LesionSample[] }) but received ${typeof data?.train}`);
     if (data.train.length === 0) throw new RangeError('Expected a non-empty training set but received 0 samples');
     refuseUnlabelled(data.train);
+    if (this.fitting) throw new EngineError('fit() is already running on this Trainer: await it before calling fit() again', 'ERR_ENGINE_STATE');
+    this.fitting = true;
+    try {
+      return await this.fitOnce(data, { signal, afterEpoch, withinEpoch });
+    } finally {
+      this.fitting = false;
+    }
+  }
+
+  private async fitOnce(data: FitData, { signal, afterEpoch, withinEpoch }: FitOptions): Promise<EpochRecord[]> {
     const engine = await this.ensureEngine(data.train);
     const o = this.options;
     this.stopReasonText = null;
@@ -784,6 +818,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /** Frees the engine (model, optimizer state, device memory). */
   async dispose(): Promise<void> {
+    this.disposed = true;
+    await this.engineBuilds.catch(() => undefined); // an engine still being built is freed too
     const engine = this.engine;
     this.engine = null;
     if (engine && !engine.disposed) await engine.dispose();

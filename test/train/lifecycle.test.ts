@@ -1,0 +1,94 @@
+/**
+ * A Trainer's life from a script's side: use after dispose(), calls that overlap, targets made in
+ * code, and a process that exits while a step is running on the engine thread.
+ */
+import { spawnSync } from 'child_process';
+import { existsSync } from 'fs';
+import * as path from 'path';
+import { DataError } from '../../src/data/errors';
+import type { LesionSample } from '../../src/data/types';
+import { Engine, EngineError } from '../../src/native';
+import { Trainer } from '../../src/train/trainer';
+import { TINY_TRAINER, tempDir, tinyDemo } from './helpers';
+
+const root = tempDir('melanoma-lifecycle-');
+let samples: LesionSample[];
+beforeAll(async () => {
+  ({ samples } = await tinyDemo(root));
+});
+
+async function rejection(promise: Promise<unknown>): Promise<EngineError> {
+  const err = await promise.then(() => new Error('expected a rejection'), (e: unknown) => e);
+  expect(err).toBeInstanceOf(EngineError);
+  return err as EngineError;
+}
+
+test('after dispose() every use is refused: no untrained model is built in its place, no checkpoint written', async () => {
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1 });
+  await trainer.fit({ train: samples.slice(0, 16) });
+  await trainer.dispose();
+  await trainer.dispose(); // twice is fine
+  const file = path.join(root, 'after-dispose.safetensors');
+  for (const use of [() => trainer.predict(samples.slice(16)), () => trainer.save(file), () => trainer.fit({ train: samples.slice(0, 16) }), () => trainer.prepare()]) {
+    const err = await rejection(use());
+    expect(err.code).toBe('ERR_ENGINE_DISPOSED');
+    expect(err.message).toBe('this Trainer was disposed, and its model with it: create a new Trainer, or Trainer.load a checkpoint saved before dispose()');
+  }
+  expect(existsSync(file)).toBe(false);
+});
+
+test('a second fit() while one runs is refused; the first trains once, and calls that overlap share one engine', async () => {
+  const created = jest.spyOn(Engine, 'create'); // counts the real engines built
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 2 });
+  try {
+    const [, predictions] = await Promise.all([trainer.prepare(), trainer.predict(samples.slice(0, 4))]);
+    expect(predictions).toHaveLength(4);
+    expect(created).toHaveBeenCalledTimes(1);
+    const first = trainer.fit({ train: samples.slice(0, 16) });
+    const second = await rejection(trainer.fit({ train: samples.slice(0, 16) }));
+    expect(second.code).toBe('ERR_ENGINE_STATE');
+    expect(second.message).toBe('fit() is already running on this Trainer: await it before calling fit() again');
+    const history = await first;
+    expect(history.map((e) => e.epoch)).toEqual([1, 2]);
+    // Built before any training set (posWeight 'auto' = 1), the engine is rebuilt once with the set's weight.
+    expect(created).toHaveBeenCalledTimes(2);
+  } finally {
+    created.mockRestore();
+    await trainer.dispose();
+  }
+});
+
+test('a target other than 0 or 1 is refused before training, naming the images', async () => {
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1 });
+  try {
+    // As a script's own samples may hold them, past the type.
+    const train = samples.slice(0, 8).map((s, i) => (i === 2 ? { ...s, target: 2 } : i === 5 ? { ...s, target: '1' } : s)) as unknown as LesionSample[];
+    const err = await trainer.fit({ train }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DataError);
+    expect((err as DataError).message).toBe(
+      `2 of 8 training images have a target other than 0 or 1 (${train[2].imageName}: 2, ${train[5].imageName}: '1' (a string)): target is the number 1 for a melanoma and 0 for a benign lesion`,
+    );
+    expect(trainer.completedEpochs).toBe(0);
+  } finally {
+    await trainer.dispose();
+  }
+});
+
+// Node's exit() runs no addon cleanup: a step still running on the engine thread used to crash
+// in LibTorch's static destructors (a segfault, exit 139, 3 times out of 3).
+test.each([
+  ['process.exit(3) from a batch listener', "trainer.on('batch', (b) => { if (b.batch === 2) process.exit(3); });", 3],
+  ['an uncaught exception in user code during fit', "trainer.on('batch', (b) => { if (b.batch === 2) setImmediate(() => { throw new Error('user code failed'); }); });", 1],
+])('%s ends the process with its own exit code, not a crash', (_name, hook, expected) => {
+  const script = `
+    const { Trainer, ensureDemoDataset, openDataset } = require(${JSON.stringify(path.resolve('dist/index.js'))});
+    (async () => {
+      const { samples } = await openDataset(await ensureDemoDataset({ dir: ${JSON.stringify(path.join(root, 'demo'))} }));
+      const trainer = new Trainer(${JSON.stringify({ ...TINY_TRAINER, epochs: 3 })});
+      ${hook}
+      await trainer.fit({ train: samples });
+    })();`;
+  const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
+  expect(run.signal).toBeNull();
+  expect(run.status).toBe(expected);
+});
