@@ -7,6 +7,7 @@ import * as path from 'path';
 /** Refusal to replace something the user made (a results file, a checkpoint, an output folder): nothing was written. */
 export class OutputExistsError extends Error {
   override name = 'OutputExistsError';
+  readonly code = 'EEXIST';
 }
 
 /** A folder for output (--out, --runs-dir, the cache) that cannot be made where the user asked: nothing was written. */
@@ -44,15 +45,17 @@ export async function writeNewFile(file: string, data: Buffer | readonly Buffer[
 /**
  * Writes atomically: a temporary file in the same folder, fsync, then rename, so a crash never
  * leaves a half-written file under the final name. Refuses to replace an existing file unless
- * `overwrite` is set (the error has code EEXIST). Without `overwrite` the file is published with
- * link(2), which fails if the name exists, so a file another writer created meanwhile is not
- * replaced either; on a file system without hard links it falls back to rename after the
- * existence check, where that race remains.
+ * `overwrite` is set (an OutputExistsError, code EEXIST), and never replaces a folder. Without
+ * `overwrite` the file is published with link(2), which fails if the name exists, so a file
+ * another writer created meanwhile is not replaced either; on a file system without hard links
+ * it falls back to rename after the existence check, where that race remains.
  */
 export async function writeFileAtomic(file: string, data: Buffer | readonly Buffer[], { overwrite = false } = {}): Promise<void> {
-  const exists = () => Object.assign(new Error(`${file} already exists and was left untouched: choose another path or pass overwrite`), { code: 'EEXIST' });
+  const exists = () => new OutputExistsError(`${file} already exists and was left untouched: choose another path or pass overwrite`);
   // Checked first too, so a refusal costs no write.
-  if (!overwrite && (await fsp.stat(file).catch(() => null))) throw exists();
+  const found = await fsp.stat(file).catch(() => null);
+  if (found?.isDirectory()) throw new OutputExistsError(`${file} is a folder, which was left untouched: give the path of a file to write`);
+  if (found && !overwrite) throw exists();
   await makeDirectory(path.dirname(file));
   // Unique per call: two writes of one name in the same millisecond must not share a temporary.
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);

@@ -23,8 +23,16 @@ describe('writeFileAtomic', () => {
   test('an existing file is left as it was; overwrite replaces it', async () => {
     const file = path.join(dir, 'kept.csv');
     writeFileSync(file, 'mine');
-    await expect(writeFileAtomic(file, Buffer.from('theirs'))).rejects.toThrow(/already exists and was left untouched/);
+    // One class for every refusal to replace a user's file, as index.ts promises (a checkpoint too).
+    await expect(writeFileAtomic(file, Buffer.from('theirs'))).rejects.toThrow(new OutputExistsError(`${file} already exists and was left untouched: choose another path or pass overwrite`));
+    await expect(writeFileAtomic(file, Buffer.from('theirs'))).rejects.toBeInstanceOf(OutputExistsError);
     expect(readFileSync(file, 'utf8')).toBe('mine');
+    const folder = path.join(dir, 'a-folder');
+    mkdirSync(folder);
+    writeFileSync(path.join(folder, 'inside.txt'), 'kept');
+    for (const overwrite of [false, true])
+      await expect(writeFileAtomic(folder, Buffer.from('x'), { overwrite })).rejects.toThrow(new OutputExistsError(`${folder} is a folder, which was left untouched: give the path of a file to write`));
+    expect(readFileSync(path.join(folder, 'inside.txt'), 'utf8')).toBe('kept');
     await writeFileAtomic(file, Buffer.from('new'), { overwrite: true });
     expect(readFileSync(file, 'utf8')).toBe('new');
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
