@@ -111,9 +111,9 @@ export interface TrainerOptions {
   /** Stop when validation AUC has not improved for this many epochs; 0 = off. */
   earlyStopping?: number;
   /**
-   * Progressive resizing: [epochs, size] stages in order, e.g. [[2, 128], [3, 256]] trains 2
-   * epochs at 128 px then 3 at 256 px with the same weights; the last size continues after the
-   * stages. null (default): imageSize throughout.
+   * Progressive resizing: stages in order, e.g. [{ size: 128, epochs: 2 }, { size: 256, epochs: 3 }]
+   * trains 2 epochs at 128 px then 3 at 256 px with the same weights; the last size continues
+   * after the stages. null (default): imageSize throughout.
    */
   imageSizes?: readonly ImageSizeStage[] | null;
   /**
