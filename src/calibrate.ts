@@ -178,6 +178,22 @@ export interface FitCalibratorResult {
   crossFitted: Float64Array;
 }
 
+/** Rows built in code may hold anything: a target other than 0/1 or a missing score would be fitted silently. */
+function checkPredictionRows(rows: readonly PredictionRow[], source: string): void {
+  if (!Array.isArray(rows)) throw new TypeError(`Expected an array of prediction rows ({ imageName, target, score }) for rows but received ${rows === null ? 'null' : typeof rows}`);
+  rows.forEach((r, i) => {
+    const which = `row ${i + 1}${typeof r?.imageName === 'string' ? ` (${r.imageName})` : ''}`;
+    if (r?.target !== 0 && r?.target !== 1)
+      throw new CalibratorError(`${source}: ${which} has target ${describeValue(r?.target)}: every row needs target 1 (melanoma) or 0 (benign)`);
+    if (typeof r.score !== 'number' || !Number.isFinite(r.score))
+      throw new CalibratorError(`${source}: ${which} has score ${describeValue(r.score)}: every row needs a finite score, a probability or a logit (from Trainer.predict: { score: p.logit })`);
+  });
+}
+
+function describeValue(value: unknown): string {
+  return typeof value === 'string' ? `'${value}' (a string)` : String(value);
+}
+
 /**
  * Fits a calibrator on labelled out-of-fold predictions (one row per image, each scored by a
  * model that did not train on it), cross-fits it to measure what it does, and records the
@@ -188,6 +204,7 @@ export function fitCalibrator(rows: readonly PredictionRow[], options: FitCalibr
   if (!(CALIBRATOR_KINDS as readonly string[]).includes(kind)) throw new RangeError(`Expected kind ${CALIBRATOR_KINDS.join(' or ')} but received '${String(kind)}'`);
   const l2 = options.l2 ?? 1;
   const source = options.source ?? '<predictions>';
+  checkPredictionRows(rows, source);
   const labels = Uint8Array.from(rows, (r) => r.target);
   const melanomas = labels.reduce((s, v) => s + v, 0);
   if (melanomas < 2 || rows.length - melanomas < 2) {
@@ -267,7 +284,11 @@ export function fitCalibrator(rows: readonly PredictionRow[], options: FitCalibr
 }
 
 /** Calibrated probabilities for a set of images (patient context is counted within the set). */
-export function applyCalibrator(calibrator: Calibrator, images: readonly ScoredImage[], what?: string): Float64Array {
+export function applyCalibrator(calibrator: Calibrator, images: readonly ScoredImage[], what = 'the images'): Float64Array {
+  images.forEach((image, i) => {
+    if (typeof image?.logit !== 'number' || !Number.isFinite(image.logit))
+      throw new CalibratorError(`image ${i + 1} of ${what} has logit ${describeValue(image?.logit)}: the calibrator needs each image's finite logit (Trainer.predict gives it as logit)`);
+  });
   const features = calibratorFeatures(calibrator.kind, images, what);
   return Float64Array.from(features, (row) => sigmoid(linearPredictor(calibrator, row)));
 }

@@ -106,6 +106,22 @@ describe('platt', () => {
     const few = rows.slice(0, 60).map((r, i) => ({ ...r, target: (i === 0 ? 1 : 0) as 0 | 1 }));
     expect(() => fitCalibrator(few, { source: 'few.csv' })).toThrow('few.csv: a calibrator needs at least 2 melanomas and 2 benign images but it has 1 and 59');
   });
+
+  test('rows made in code: a target other than 0/1 or a score that is not a finite number is named, not fitted', () => {
+    const withRow = (i: number, change: object) => rows.map((r, j) => (j === i ? { ...r, ...change } : r)) as unknown as PredictionRow[];
+    const name = rows[3].imageName;
+    expect(() => fitCalibrator(withRow(3, { target: null }), { source: 'mine' })).toThrow(`mine: row 4 (${name}) has target null: every row needs target 1 (melanoma) or 0 (benign)`);
+    expect(() => fitCalibrator(withRow(3, { target: -1 }))).toThrow(`<predictions>: row 4 (${name}) has target -1: every row needs target 1 (melanoma) or 0 (benign)`);
+    expect(() => fitCalibrator(withRow(3, { score: undefined }))).toThrow(
+      `<predictions>: row 4 (${name}) has score undefined: every row needs a finite score, a probability or a logit (from Trainer.predict: { score: p.logit })`,
+    );
+    expect(() => fitCalibrator(withRow(3, { score: NaN }))).toThrow(/row 4 .* has score NaN/);
+    expect(() => fitCalibrator('rows.csv' as unknown as PredictionRow[])).toThrow(new TypeError('Expected an array of prediction rows ({ imageName, target, score }) for rows but received string'));
+    const { calibrator } = fitCalibrator(rows);
+    expect(() => applyCalibrator(calibrator, [{ logit: 0.5 }, { logit: NaN }], 'my scores')).toThrow(
+      "image 2 of my scores has logit NaN: the calibrator needs each image's finite logit (Trainer.predict gives it as logit)",
+    );
+  });
 });
 
 describe('patient context', () => {
