@@ -288,11 +288,12 @@ export function closestName(name: string, candidates: readonly string[]): string
   return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
 }
 
-function describe(value: unknown): string {
+export function describe(value: unknown): string {
   return `${typeof value === 'string' ? `'${value}'` : String(value)} of type ${typeof value}`;
 }
 
-function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+/** An integer option in [min, max], or the sharp-style TypeError/RangeError naming it. */
+export function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number') throw new TypeError(`Expected integer between ${min} and ${max} for ${name} but received ${describe(value)}`);
   if (!Number.isInteger(value) || value < min || value > max)
     throw new RangeError(`Expected integer between ${min} and ${max} for ${name} but received ${describe(value)}`);

@@ -13,10 +13,10 @@ import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
 import { MetadataKind, metadataEncoder, metadataKind, metadataKindMismatch } from '../data/metadata';
 import { Engine, EngineError, EngineInfo, EngineState, GradCamRequest, NamedTensor, TrainStepResult, torchInfo } from '../native';
-import { ENGINE_PROBE, ResolvedOptions, TrainerOptions, engineConfig, resolveOptions } from '../model/config';
+import { ENGINE_PROBE, ResolvedOptions, TrainerOptions, describe, engineConfig, expectInteger, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
 import { writeFileAtomic } from '../files';
-import { readSafetensorsFile, safetensorsParts } from './safetensors';
+import { SafetensorsError, readSafetensorsFile, safetensorsParts } from './safetensors';
 import { earlyStopReason, imageSizeForEpoch, learningRateForBatch } from './schedule';
 
 export interface FitData {
@@ -188,6 +188,44 @@ export function refuseUnlabelled(train: readonly LesionSample[]): void {
         : 'Fill in their target, or remove those rows.'),
     { imageName: unlabelled[0].imageName },
   );
+}
+
+/**
+ * The header fields Trainer.load reads, each checked: a file edited by hand (or written by
+ * something else under our format name) is named with the field, instead of loading with a NaN
+ * step or failing with a bare JSON error.
+ */
+function checkCheckpointHeader(file: string, metadata: Record<string, string>): void {
+  const damaged = (key: string, expected: string) =>
+    new SafetensorsError(`${file} has a damaged checkpoint header: '${key}' should be ${expected} but is ${metadata[key] === undefined ? 'missing' : `'${metadata[key].slice(0, 80)}'`}; checkpoints are written by Trainer.save (was the file edited?)`);
+  const json = (key: string, isValid: (v: unknown) => boolean, expected: string, optional = false) => {
+    if (optional && metadata[key] === undefined) return;
+    let value: unknown;
+    try {
+      value = JSON.parse(metadata[key]);
+    } catch {
+      throw damaged(key, expected);
+    }
+    if (!isValid(value)) throw damaged(key, expected);
+  };
+  const number = (key: string, isValid: (v: number) => boolean, expected: string, optional = false) => {
+    if (optional && metadata[key] === undefined) return;
+    if (metadata[key] === undefined || metadata[key].trim() === '' || !isValid(Number(metadata[key]))) throw damaged(key, expected);
+  };
+  const count = (v: number) => Number.isInteger(v) && v >= 0;
+  json('melanoma.options', (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a JSON object of options');
+  json('melanoma.history', Array.isArray, 'a JSON array of epochs', true);
+  number('melanoma.pos_weight', (v) => Number.isFinite(v) && v > 0, 'a positive number');
+  number('melanoma.epochs_done', count, 'a whole number of epochs');
+  number('melanoma.step', count, 'a whole number of steps');
+  number('melanoma.backbone_step', count, 'a whole number of steps', true);
+  number('melanoma.loss_scale', (v) => Number.isFinite(v) && v > 0, 'a positive number');
+}
+
+/** What predict, evaluate and gradCam are given, checked as the constructor checks options. */
+function checkScoringInput(samples: unknown, imageSize: unknown): void {
+  if (!Array.isArray(samples)) throw new TypeError(`Expected an array of samples (LesionSample[], e.g. openDataset(...).samples) but received ${describe(samples)}`);
+  if (imageSize !== undefined) expectInteger('imageSize', imageSize, 32, 2048);
 }
 
 /** Negatives / positives of the training set, the report's class weight (55.49 on ISIC 2020). */
@@ -592,6 +630,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     samples: readonly LesionSample[],
     { imageSize, population }: { imageSize?: number; /** The set the samples belong to: its images per patient are counted (metadata), and its other images of their patients give the context (patient context). Default `samples`. */ population?: readonly LesionSample[] } = {},
   ): Promise<GradCamPrediction[]> {
+    checkScoringInput(samples, imageSize);
     const engine = await this.ensureEngine();
     const size = imageSize ?? this.imageSizeAt(this.epochsDone);
     // A few chosen images of a larger set must see that set as scoring did: its patient counts
@@ -685,6 +724,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       embeddings = false,
     }: { imageSize?: number; onBatch?: (scored: number, total: number) => void; /** The first view's embeddings too (the others' would go unused). */ embeddings?: boolean } = {},
   ): Promise<EvaluationResult[]> {
+    checkScoringInput(samples, imageSize);
     const engine = await this.ensureEngine();
     const loader = this.scoringLoader(samples, imageSize ?? this.imageSizeAt(this.epochsDone));
     const labelled = samples.every((s) => s.target !== null);
@@ -777,6 +817,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const { tensors, metadata } = await readSafetensorsFile(file);
     if (metadata['melanoma.format'] !== CHECKPOINT_FORMAT)
       throw new RangeError(`${file} is not a melanoma-native checkpoint (no '${CHECKPOINT_FORMAT}' metadata): pretrained weights are imported with \`weights import\``);
+    checkCheckpointHeader(file, metadata);
     const { headDropout, ...saved } = JSON.parse(metadata['melanoma.options']) as ResolvedOptions;
     // Another device (a GPU checkpoint scored on a laptop) brings its own defaults for precision
     // and memory layout, unless they are given too.

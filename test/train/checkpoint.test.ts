@@ -221,6 +221,40 @@ describe('loading errors', () => {
     );
   });
 
+  test('a checkpoint whose header was edited names the field, not a JSON error or a NaN step', async () => {
+    const { tensors, metadata } = decodeSafetensors(readFileSync(checkpoint));
+    const { encodeSafetensors } = await import('../../src/train/safetensors');
+    const edited = path.join(root, 'edited.safetensors');
+    const cases: [string, string | undefined, string][] = [
+      ['melanoma.options', undefined, "'melanoma.options' should be a JSON object of options but is missing"],
+      ['melanoma.options', '{"model":', `'melanoma.options' should be a JSON object of options but is '{"model":'`],
+      ['melanoma.epochs_done', 'two', "'melanoma.epochs_done' should be a whole number of epochs but is 'two'"],
+      ['melanoma.pos_weight', undefined, "'melanoma.pos_weight' should be a positive number but is missing"],
+      ['melanoma.history', '{}', "'melanoma.history' should be a JSON array of epochs but is '{}'"],
+    ];
+    for (const [key, value, expected] of cases) {
+      const changed = { ...metadata };
+      if (value === undefined) delete changed[key];
+      else changed[key] = value;
+      await fsp.writeFile(edited, encodeSafetensors(tensors, changed));
+      const err = await Trainer.load(edited).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SafetensorsError);
+      expect((err as Error).message).toBe(`${edited} has a damaged checkpoint header: ${expected}; checkpoints are written by Trainer.save (was the file edited?)`);
+    }
+  });
+
+  test('predict and evaluate check what they are given, as the constructor checks options', async () => {
+    const trainer = await Trainer.load(checkpoint);
+    try {
+      await expect(trainer.predict(undefined as unknown as LesionSample[])).rejects.toThrow(
+        new TypeError('Expected an array of samples (LesionSample[], e.g. openDataset(...).samples) but received undefined of type undefined'),
+      );
+      await expect(trainer.predict([], { imageSize: 1 })).rejects.toThrow(new RangeError('Expected integer between 32 and 2048 for imageSize but received 1 of type number'));
+    } finally {
+      await trainer.dispose();
+    }
+  });
+
   test('an override that changes the architecture is rejected by the engine with ERR_ENGINE_STATE', async () => {
     const err = await Trainer.load(checkpoint, { headHidden: 8 }).then(
       () => null,
