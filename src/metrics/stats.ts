@@ -55,6 +55,7 @@ export function normalQuantile(p: number): number {
 
 /** z for a two-sided interval at `level` (1.959963984540054 for 0.95). */
 export function zForLevel(level: number): number {
+  if (!(level > 0 && level < 1)) throw new RangeError(`Expected a confidence level in (0, 1), e.g. 0.95, but received ${level}`);
   // The common case exactly, so reported CIs do not carry the approximation's last digits.
   if (level === 0.95) return 1.959963984540054;
   return normalQuantile(0.5 + level / 2);

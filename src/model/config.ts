@@ -289,6 +289,11 @@ export function closestName(name: string, candidates: readonly string[]): string
 }
 
 export function describe(value: unknown): string {
+  // Arrays and objects as JSON: String([]) is '' and String({}) says nothing.
+  if (Array.isArray(value) || (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype)) {
+    const json = JSON.stringify(value);
+    return `${json.length > 80 ? `${json.slice(0, 77)}...` : json} (${Array.isArray(value) ? 'an array' : 'an object'})`;
+  }
   return `${typeof value === 'string' ? `'${value}'` : String(value)} of type ${typeof value}`;
 }
 

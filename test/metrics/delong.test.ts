@@ -1,4 +1,4 @@
-import { delongCi, delongComponents, delongTest, normalCdf, normalQuantile, rocAuc, UndefinedMetricError } from '../../src/metrics';
+import { delongCi, delongComponents, delongTest, normalCdf, normalQuantile, rocAuc, UndefinedMetricError, zForLevel } from '../../src/metrics';
 import { bruteAuc, bruteComponents, randomCase, sampleVariance } from './brute';
 
 describe('DeLong variance against a direct O(n^2) computation of V10/V01', () => {
@@ -114,4 +114,10 @@ describe('normal distribution helpers', () => {
     expect(normalQuantile(0.975)).toBeCloseTo(1.959963984540054, 8);
     expect(normalQuantile(0.001)).toBeCloseTo(-3.090232306167813, 7);
   });
+});
+
+test('zForLevel: 0.95 exactly; a level given in percent is refused, not read as p = 48', () => {
+  expect(zForLevel(0.95)).toBe(1.959963984540054);
+  expect(zForLevel(0.9)).toBeCloseTo(1.6448536, 6);
+  expect(() => zForLevel(95)).toThrow(new RangeError('Expected a confidence level in (0, 1), e.g. 0.95, but received 95'));
 });

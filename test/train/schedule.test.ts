@@ -87,6 +87,7 @@ describe('schedule options are validated like every option', () => {
     [{ earlyStopping: -1 }, 'Expected integer between 0 and 100000 for earlyStopping but received -1 of type number'],
     [{ imageSizes: [{ size: 16, epochs: 2 }] }, 'Expected integer between 32 and 2048 for imageSizes[0].size but received 16 of type number'],
     [{ imageSizes: [128, 256] }, 'Expected an array of stages such as [{ size: 128, epochs: 2 }, { size: 256, epochs: 3 }] for imageSizes but imageSizes[0] is 128'],
+    [{ imageSizes: [] }, 'Expected an array of stages such as [{ size: 128, epochs: 2 }, { size: 256, epochs: 3 }] for imageSizes but received [] (an array)'],
   ])('%j', (options, message) => {
     expect(() => resolveOptions(options, cpu)).toThrow(message);
   });
