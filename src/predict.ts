@@ -165,7 +165,10 @@ export async function cvFoldCheckpoints(dir: string): Promise<{ fold: number; ch
 
 /** Checkpoint files from files, run folders and CV folders, in order. */
 export async function resolveCheckpoints(inputs: readonly string[]): Promise<string[]> {
-  if (!Array.isArray(inputs) || inputs.length === 0) throw new TypeError('Expected at least one checkpoint (a .safetensors file, a run folder or a cv folder) but received none');
+  if (!Array.isArray(inputs) || inputs.length === 0)
+    throw new TypeError(
+      `Expected an array of at least one checkpoint (a .safetensors file, a run folder or a cv folder) but received ${Array.isArray(inputs) ? 'none' : typeof inputs === 'string' ? `the string '${inputs}': pass ['${inputs}']` : String(inputs)}`,
+    );
   const files: string[] = [];
   for (const input of inputs) {
     const st = await stat(input);

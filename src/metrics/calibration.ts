@@ -24,9 +24,13 @@ export interface CalibrationSummary {
   bins: ReliabilityBin[];
 }
 
+function requireSamples(labels: ArrayLike<number>): void {
+  if (labels.length === 0) throw new RangeError('Expected at least one sample for calibration but received 0');
+}
+
 function checkedPair(labels: ArrayLike<number>, probabilities: ArrayLike<number>): { y: Uint8Array; p: Float64Array } {
   requireSameLength(labels, 'labels', probabilities, 'probabilities');
-  if (labels.length === 0) throw new RangeError('Expected at least one sample for calibration but received 0');
+  requireSamples(labels);
   return { y: toLabels(labels), p: toProbabilities(probabilities) };
 }
 
@@ -143,6 +147,7 @@ export function logit(p: number, eps = 1e-7): number {
 /** Mean binary cross-entropy of sigmoid(logit / T), computed from logits (never log(0)). */
 export function binaryNll(labels: ArrayLike<number>, logits: ArrayLike<number>, temperature = 1): number {
   requireSameLength(labels, 'labels', logits, 'logits');
+  requireSamples(labels); // the mean of none would be NaN
   const y = toLabels(labels);
   const z = toScores(logits, 'logits');
   requireTemperature(temperature);

@@ -1,4 +1,5 @@
 /** Small numerical helpers: standard normal CDF and quantile, sample moments, percentiles. */
+import { requireProbabilityLevel } from './validate';
 
 const LOG_SQRT_2PI = 0.91893853320467274178;
 
@@ -55,7 +56,7 @@ export function normalQuantile(p: number): number {
 
 /** z for a two-sided interval at `level` (1.959963984540054 for 0.95). */
 export function zForLevel(level: number): number {
-  if (!(level > 0 && level < 1)) throw new RangeError(`Expected a confidence level in (0, 1), e.g. 0.95, but received ${level}`);
+  requireProbabilityLevel(level); // 95 (percent) would be read as p = 48
   // The common case exactly, so reported CIs do not carry the approximation's last digits.
   if (level === 0.95) return 1.959963984540054;
   return normalQuantile(0.5 + level / 2);

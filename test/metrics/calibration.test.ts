@@ -75,6 +75,7 @@ describe('temperature scaling', () => {
     expect(Math.abs(fit.temperature - T0) / T0).toBeLessThan(0.05);
     expect(fit.nllAfter).toBeLessThanOrEqual(fit.nllBefore + 1e-15);
     // It is the minimum: nearby temperatures are no better.
+    expect(() => binaryNll([], [])).toThrow(new RangeError('Expected at least one sample for calibration but received 0')); // not NaN
     expect(binaryNll(y, logits, fit.temperature * 1.01)).toBeGreaterThan(fit.nllAfter);
     expect(binaryNll(y, logits, fit.temperature / 1.01)).toBeGreaterThan(fit.nllAfter);
   });

@@ -119,5 +119,5 @@ describe('normal distribution helpers', () => {
 test('zForLevel: 0.95 exactly; a level given in percent is refused, not read as p = 48', () => {
   expect(zForLevel(0.95)).toBe(1.959963984540054);
   expect(zForLevel(0.9)).toBeCloseTo(1.6448536, 6);
-  expect(() => zForLevel(95)).toThrow(new RangeError('Expected a confidence level in (0, 1), e.g. 0.95, but received 95'));
+  expect(() => zForLevel(95)).toThrow(new RangeError('Expected level in (0, 1) but received 95'));
 });
