@@ -2,6 +2,7 @@
  * The Trainer: epochs, validation, checkpoints and progress events in TypeScript over one native
  * Engine (which owns the tensors). Everything the CLI does goes through this class.
  */
+import { createHash } from 'crypto';
 import { EventEmitter } from 'events';
 import { DataError } from '../data/errors';
 import { Loader, createLoader, engineImages } from '../data/loader';
@@ -59,6 +60,19 @@ export interface EpochInProgress {
   step: number;
   /** The seed that ordered the epoch's batches. */
   seed?: number;
+  /** trainingSetFingerprint of the set it trained on: the batches already done are of that set. */
+  trainSet?: string;
+}
+
+/**
+ * The training set's identity, in 16 hex digits: its image names and targets, in order. Two sets
+ * of the same size give the same number of batches, so only this tells that a checkpoint saved
+ * inside an epoch would carry on over other images than the ones its finished batches held.
+ */
+export function trainingSetFingerprint(train: readonly LesionSample[]): string {
+  const hash = createHash('sha256');
+  for (const s of train) hash.update(`${s.imageName}\t${s.target}\n`);
+  return hash.digest('hex').slice(0, 16);
 }
 
 /** One row of the training history: what an epoch did. */
@@ -115,8 +129,12 @@ export interface Prediction {
  * batches per epoch (same data, batch size and sampling) and a whole number of accumulation
  * windows behind it; anything else would train images twice or misalign the windows.
  */
-function checkResumable(at: EpochInProgress, batchesPerEpoch: number, o: ResolvedOptions): void {
+function checkResumable(at: EpochInProgress, batchesPerEpoch: number, o: ResolvedOptions, trainSet: string): void {
   const fix = 'resume with the data and the batchSize/accumulate/seed options it was saved with';
+  if (at.trainSet !== undefined && at.trainSet !== trainSet)
+    throw new RangeError(
+      `This checkpoint stopped after ${at.batches} of ${at.batchesInEpoch} batches of epoch ${at.epoch} of another training set (its images or targets differ: fingerprint ${at.trainSet}, this set's ${trainSet}): ${fix}`,
+    );
   if (at.batchesInEpoch !== batchesPerEpoch)
     throw new RangeError(`This checkpoint stopped after ${at.batches} of ${at.batchesInEpoch} batches of epoch ${at.epoch}, but this data and batch size make ${batchesPerEpoch} batches an epoch: ${fix}`);
   if (at.batches % o.accumulate !== 0)
@@ -450,6 +468,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.stopReasonText = null;
     // One loader per image size (progressive resizing); the epoch order depends on the seed and epoch only.
     const trainMetadata = this.metadataFor(data.train, { training: true });
+    const trainSet = trainingSetFingerprint(data.train);
     const contextNote = this.patientContextNote(data.train, 'trained');
     if (contextNote) this.emit('log', contextNote);
     const loaders = new Map<number, ReturnType<typeof createLoader>>();
@@ -489,7 +508,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const loader = loaderFor(imageSize);
       // A checkpoint saved inside this epoch: carry on from its next batch with its sums.
       const resumed = this.inProgress?.epoch === epoch ? this.inProgress : null;
-      if (resumed) checkResumable(resumed, loader.batchesPerEpoch, o);
+      if (resumed) checkResumable(resumed, loader.batchesPerEpoch, o, trainSet);
       let lr = resumed?.lr ?? o.lr;
       const started = performance.now();
       let lossSum = resumed?.lossSum ?? 0;
@@ -510,6 +529,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         lr,
         step,
         seed: o.seed,
+        trainSet,
       });
       const account = (result: TrainStepResult, batchSize: number) => {
         lossSum += result.loss * batchSize;

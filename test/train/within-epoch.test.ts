@@ -111,6 +111,22 @@ test('a checkpoint inside an epoch refuses to continue with other batches or win
       await trainer.dispose();
     }
   }
+  // Other images, as many: the same batch count, so only the training set's fingerprint tells.
+  const trainer = await Trainer.load(file);
+  try {
+    const other = [...samples.slice(8, 24), ...samples.slice(24, 32)];
+    const refusal = await trainer.fit({ train: other }).catch((e: unknown) => e);
+    expect(refusal).toBeInstanceOf(RangeError);
+    expect((refusal as Error).message).toMatch(
+      /^This checkpoint stopped after 4 of 6 batches of epoch 2 of another training set \(its images or targets differ: fingerprint [0-9a-f]{16}, this set's [0-9a-f]{16}\): resume with the data/,
+    );
+    expect(trainer.completedEpochs).toBe(1);
+    // The set it was saved with continues.
+    await train(trainer);
+    expect(trainer.completedEpochs).toBe(3);
+  } finally {
+    await trainer.dispose();
+  }
 });
 
 test('with gradient accumulation the stop waits for the end of the window', async () => {
