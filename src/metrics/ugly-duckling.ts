@@ -11,6 +11,9 @@ export function uglyDucklingScores(predictions: readonly { patientId: string; em
   const byPatient = new Map<string, number[]>();
   predictions.forEach((p, i) => {
     if (!p.embedding) throw new RangeError(`Expected an embedding for every image but image ${i + 1} has none`);
+    // Embeddings of two models (or a mistake) would compare as NaN.
+    if (p.embedding.length !== predictions[0].embedding!.length)
+      throw new RangeError(`Expected embeddings of one length (image 1 has ${predictions[0].embedding!.length} values) but image ${i + 1} has ${p.embedding.length}: score embeddings of one model together`);
     if (!p.patientId) return;
     const members = byPatient.get(p.patientId);
     if (members) members.push(i);

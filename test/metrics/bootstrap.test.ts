@@ -74,5 +74,6 @@ describe('bootstrapAuc', () => {
     expect(() => bootstrapAuc(y, s, { replicates: 0 })).toThrow(new RangeError('Expected positive integer for replicates but received 0'));
     expect(() => bootstrapAuc(y, s, { groups: ['a'] })).toThrow('labels and groups must have the same length but received 400 labels and 1 groups');
     expect(() => bootstrapAuc([0, 0], [1, 2])).toThrow('Bootstrap AUC is undefined when one class is absent');
+    expect(() => bootstrapAuc(y, s, { iterations: 50 } as object)).toThrow(new TypeError("Unknown option 'iterations' of bootstrapAuc (options: groups, replicates, seed, level, minTpr)"));
   });
 });

@@ -74,6 +74,9 @@ test('ugly duckling: 1 - cosine to the mean of the patient\'s other lesions; non
   expect(scores[1]).toBeCloseTo(1 - Math.SQRT1_2, 12);
   expect(scores[2]).toBeCloseTo(1, 12); // orthogonal to (1, 0): the odd one out
   expect(scores.slice(3)).toEqual([null, null]);
+  expect(() => uglyDucklingScores([{ patientId: 'A', embedding: e(1, 0) }, { patientId: 'A', embedding: e(1, 0, 0) }])).toThrow(
+    new RangeError('Expected embeddings of one length (image 1 has 2 values) but image 2 has 3: score embeddings of one model together'),
+  );
 });
 
 test('embedDataset writes both files, row for row; refuses an existing folder and a cv folder', async () => {
