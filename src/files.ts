@@ -105,7 +105,7 @@ async function publishWithoutReplacing(temporary: string, file: string): Promise
  * the first existing ancestor and creates each missing level itself: a folder that cannot be
  * made is refused at once, with its name and the reason.
  */
-export async function makeDirectory(dir: string): Promise<string[]> {
+export async function makeDirectory(dir: string): Promise<void> {
   const missing: string[] = [];
   for (let probe = path.resolve(dir); ; probe = path.dirname(probe)) {
     const found = await fsp.stat(probe).catch((err: NodeJS.ErrnoException) => {
@@ -129,25 +129,24 @@ export async function makeDirectory(dir: string): Promise<string[]> {
       throw cannotCreate(dir, level, err as NodeJS.ErrnoException);
     }
   }
-  return missing; // the levels it made, outermost first
 }
 
 /**
  * Refuses, before any long work starts, an output folder in which no new folder can be made
  * (`--runs-dir` on a read-only or foreign disk): it makes `dir` as makeDirectory would and one
- * folder inside it, then removes all it made, so a run refused later for another reason leaves
- * no empty folders behind.
+ * folder inside it, which it removes again. `dir` itself is kept, even if empty: parallel runs
+ * (one per fold) share it, and removing it could pull it from under another run.
  */
 export async function checkFolderWritable(dir: string): Promise<void> {
-  const made = await makeDirectory(dir);
+  await makeDirectory(dir);
+  let probe: string;
   try {
-    await fsp.rmdir(await fsp.mkdtemp(path.join(dir, '.write-check-')));
+    probe = await fsp.mkdtemp(path.join(dir, '.write-check-'));
   } catch (err) {
     const cause = err as NodeJS.ErrnoException;
     throw new OutputLocationError(`cannot create folders in ${dir}: ${whyNoFolder(cause)}; choose a writable location`, cause.code);
-  } finally {
-    for (const level of made.reverse()) await fsp.rmdir(level).catch(() => undefined);
   }
+  await fsp.rmdir(probe);
 }
 
 function cannotCreate(dir: string, level: string, cause: NodeJS.ErrnoException): OutputLocationError {

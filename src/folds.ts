@@ -163,6 +163,7 @@ export function splitByFold(
   const foldOf = new Map(assignments.map((a) => [a.imageName, a.fold]));
   // A fold the assignment lacks (k, or a 1-based count) would train on everything and validate on nothing.
   const folds = [...new Set(foldOf.values())].sort((a, b) => a - b);
+  if (folds.length === 0) throw new RangeError('Expected an assignment of folds but received an empty one: make it with stratifiedGroupKFold (or assignFileFolds) from these samples');
   if (!folds.includes(fold))
     throw new RangeError(`Expected one of the assignment's folds (${folds.join(', ')}; numbered from 0) for fold but received ${typeof fold === 'number' ? fold : `'${String(fold)}' of type ${typeof fold}`}`);
   const train: LesionSample[] = [];

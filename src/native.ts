@@ -416,15 +416,21 @@ export function torchInfo(): TorchInfo {
  * garbage-collected.
  */
 const liveEngines = new Set<WeakRef<NativeEngine>>();
+const collected = new FinalizationRegistry<WeakRef<NativeEngine>>((ref) => liveEngines.delete(ref));
 let exitHookInstalled = false;
 
 function trackUntilExit(native: NativeEngine): WeakRef<NativeEngine> {
   const ref = new WeakRef(native);
   liveEngines.add(ref);
+  collected.register(native, ref);
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on('exit', () => {
-      for (const live of liveEngines) live.deref()?.stopForExit();
+      // typeof: an engine.node built before stopForExit existed still lets the process exit.
+      for (const live of liveEngines) {
+        const engine = live.deref();
+        if (typeof engine?.stopForExit === 'function') engine.stopForExit();
+      }
       liveEngines.clear();
     });
   }

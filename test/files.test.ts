@@ -96,10 +96,10 @@ describe('makeDirectory', () => {
 });
 
 describe('checkFolderWritable (a --runs-dir checked before any data are opened)', () => {
-  test('a folder that can be made passes, and what the check made is removed again', async () => {
+  test('a folder that can be made passes; its probe is removed, the folder is kept for the run (and parallel ones)', async () => {
     const runs = path.join(dir, 'checked', 'runs');
-    await checkFolderWritable(runs);
-    expect(existsSync(path.join(dir, 'checked'))).toBe(false);
+    await Promise.all([checkFolderWritable(runs), checkFolderWritable(runs), checkFolderWritable(runs)]);
+    expect(readdirSync(runs)).toEqual([]);
     const existing = path.join(dir, 'existing-runs');
     await makeDirectory(existing);
     await checkFolderWritable(existing);

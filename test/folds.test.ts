@@ -107,6 +107,7 @@ describe('stratifiedGroupKFold', () => {
     // A fold the assignment does not have (k itself, as a 1-based loop ends) would validate on nothing.
     expect(() => splitByFold(lesions, assignment, k)).toThrow(new RangeError(`Expected one of the assignment's folds (0, 1, 2, 3, 4; numbered from 0) for fold but received ${k}`));
     expect(() => splitByFold(lesions, assignment, '0' as unknown as number)).toThrow(/for fold but received '0' of type string$/);
+    expect(() => splitByFold([], [], 0)).toThrow(new RangeError('Expected an assignment of folds but received an empty one: make it with stratifiedGroupKFold (or assignFileFolds) from these samples'));
   });
 
   it('an empty set or one patient: no folds, said plainly', () => {

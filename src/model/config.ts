@@ -291,7 +291,12 @@ export function closestName(name: string, candidates: readonly string[]): string
 export function describe(value: unknown): string {
   // Arrays and objects as JSON: String([]) is '' and String({}) says nothing.
   if (Array.isArray(value) || (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype)) {
-    const json = JSON.stringify(value);
+    let json: string;
+    try {
+      json = JSON.stringify(value);
+    } catch {
+      json = Array.isArray(value) ? '[...]' : '{...}'; // circular, or holds a BigInt
+    }
     return `${json.length > 80 ? `${json.slice(0, 77)}...` : json} (${Array.isArray(value) ? 'an array' : 'an object'})`;
   }
   return `${typeof value === 'string' ? `'${value}'` : String(value)} of type ${typeof value}`;
@@ -361,7 +366,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
   // Asked here, not left to Engine.create, so a run refuses before it opens any data.
   else if (device === 'cuda' && !probe.cudaAvailable())
     throw new RangeError(
-      "Expected 'cpu' or 'auto' for device but received 'cuda': this engine's LibTorch sees no CUDA device (torchInfo().cudaAvailable is false); use --device cpu, or build the engine against a CUDA LibTorch (npm run build:engine with Torch_DIR/CMAKE_PREFIX_PATH set)",
+      "Expected 'cpu' or 'auto' for device but received 'cuda': this engine's LibTorch sees no CUDA device (torchInfo().cudaAvailable is false); use --device cpu (a run being resumed keeps its device: resume it where a GPU is seen, or score its checkpoints here with predict --device cpu), or build the engine against a CUDA LibTorch (npm run build:engine with Torch_DIR/CMAKE_PREFIX_PATH set)",
     );
   let precision = expectChoice('precision', o.precision, ['auto', 'fp32', 'bf16', 'fp16'] as const);
   if (precision === 'auto') precision = device === 'cuda' ? 'bf16' : 'fp32';

@@ -214,12 +214,15 @@ export function refuseUnlabelled(train: readonly LesionSample[]): void {
  * step or failing with a bare JSON error.
  */
 function checkCheckpointHeader(file: string, metadata: Record<string, string>): void {
+  // Values are strings as Trainer.save writes them; a hand-edited header may hold anything.
+  const shown = (value: unknown) => (value === undefined ? 'missing' : `'${(typeof value === 'string' ? value : JSON.stringify(value)).slice(0, 80)}'${typeof value === 'string' ? '' : ` (a ${typeof value}, not a string)`}`);
   const damaged = (key: string, expected: string) =>
-    new SafetensorsError(`${file} has a damaged checkpoint header: '${key}' should be ${expected} but is ${metadata[key] === undefined ? 'missing' : `'${metadata[key].slice(0, 80)}'`}; checkpoints are written by Trainer.save (was the file edited?)`);
+    new SafetensorsError(`${file} has a damaged checkpoint header: '${key}' should be ${expected} but is ${shown(metadata[key])}; checkpoints are written by Trainer.save (was the file edited?)`);
   const json = (key: string, isValid: (v: unknown) => boolean, expected: string, optional = false) => {
     if (optional && metadata[key] === undefined) return;
     let value: unknown;
     try {
+      if (typeof metadata[key] !== 'string') throw new TypeError('not a string');
       value = JSON.parse(metadata[key]);
     } catch {
       throw damaged(key, expected);
@@ -228,7 +231,7 @@ function checkCheckpointHeader(file: string, metadata: Record<string, string>): 
   };
   const number = (key: string, isValid: (v: number) => boolean, expected: string, optional = false) => {
     if (optional && metadata[key] === undefined) return;
-    if (metadata[key] === undefined || metadata[key].trim() === '' || !isValid(Number(metadata[key]))) throw damaged(key, expected);
+    if (typeof metadata[key] !== 'string' || metadata[key].trim() === '' || !isValid(Number(metadata[key]))) throw damaged(key, expected);
   };
   const count = (v: number) => Number.isInteger(v) && v >= 0;
   json('melanoma.options', (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a JSON object of options');

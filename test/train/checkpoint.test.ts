@@ -231,6 +231,8 @@ describe('loading errors', () => {
       ['melanoma.epochs_done', 'two', "'melanoma.epochs_done' should be a whole number of epochs but is 'two'"],
       ['melanoma.pos_weight', undefined, "'melanoma.pos_weight' should be a positive number but is missing"],
       ['melanoma.history', '{}', "'melanoma.history' should be a JSON array of epochs but is '{}'"],
+      // Not a string at all (the safetensors header is JSON, so an editor can write a number).
+      ['melanoma.step', 8 as unknown as string, "'melanoma.step' should be a whole number of steps but is '8' (a number, not a string)"],
     ];
     for (const [key, value, expected] of cases) {
       const changed = { ...metadata };

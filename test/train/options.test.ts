@@ -82,7 +82,7 @@ describe('resolveOptions', () => {
     expect(resolveOptions({}, { cudaAvailable: () => true })).toMatchObject({ device: 'cuda', precision: 'bf16', channelsLast: true });
     // Asked for where the engine sees no GPU: refused here, before any data are opened.
     expect(() => resolveOptions({ device: 'cuda' }, cpuOnly)).toThrow(
-      new RangeError("Expected 'cpu' or 'auto' for device but received 'cuda': this engine's LibTorch sees no CUDA device (torchInfo().cudaAvailable is false); use --device cpu, or build the engine against a CUDA LibTorch (npm run build:engine with Torch_DIR/CMAKE_PREFIX_PATH set)"),
+      new RangeError("Expected 'cpu' or 'auto' for device but received 'cuda': this engine's LibTorch sees no CUDA device (torchInfo().cudaAvailable is false); use --device cpu (a run being resumed keeps its device: resume it where a GPU is seen, or score its checkpoints here with predict --device cpu), or build the engine against a CUDA LibTorch (npm run build:engine with Torch_DIR/CMAKE_PREFIX_PATH set)"),
     );
     let probed = 0;
     resolveOptions({ device: 'cpu' }, { cudaAvailable: () => ++probed > 0 });
