@@ -167,11 +167,24 @@ function whyNoFolder(cause: NodeJS.ErrnoException): string {
 }
 
 /**
+ * A new, empty `${out}.PID.partial` folder to build `out` in (a conversion, the demo set), which
+ * the caller renames to `out` once complete, so an interrupted build never looks finished. The
+ * partial folders of processes that are gone are removed first; `leftBy` names that work.
+ */
+export async function makeStagingFolder(out: string, leftBy: string, log: (line: string) => void): Promise<string> {
+  await removeAbandonedStaging(out, leftBy, log);
+  const staging = `${out}.${process.pid}.partial`;
+  await fsp.rm(staging, { recursive: true, force: true });
+  await makeDirectory(staging);
+  return staging;
+}
+
+/**
  * Removes `${out}.PID.partial` folders whose process is gone. Output built under a temporary
  * name (a conversion, the demo set) leaves one when its process is killed before its clean-up
- * (SIGKILL, a lost machine), and it would otherwise stay forever. `leftBy` names that work.
+ * (SIGKILL, a lost machine), and it would otherwise stay forever.
  */
-export async function removeAbandonedStaging(out: string, leftBy: string, log: (line: string) => void): Promise<void> {
+async function removeAbandonedStaging(out: string, leftBy: string, log: (line: string) => void): Promise<void> {
   const parent = path.dirname(path.resolve(out));
   const prefix = `${path.basename(out)}.`;
   for (const name of await fsp.readdir(parent).catch(() => [] as string[])) {

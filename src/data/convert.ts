@@ -15,7 +15,7 @@
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { makeDirectory, removeAbandonedStaging } from '../files';
+import { makeDirectory, makeStagingFolder } from '../files';
 import { stratifiedGroupKFold } from '../folds';
 import { forEachConcurrently, ImageProgress, progressCounter } from './concurrency';
 import { DataError } from './errors';
@@ -119,10 +119,7 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
   const fileOf = fileCount === 1 ? samples.map(() => 0) : stratifiedGroupKFold(samples, fileCount, seed).map((a) => a.fold);
   log(`converting ${samples.length} images (${format}, ${patients} patients) from ${data} to ${fileCount} TFRecord file(s) of ${size}x${size} JPEGs (quality ${quality}, fit ${fit}) in ${out}`);
 
-  await removeAbandonedStaging(out, 'an interrupted conversion', log);
-  const staging = `${out}.${process.pid}.partial`;
-  await fsp.rm(staging, { recursive: true, force: true });
-  await makeDirectory(staging);
+  const staging = await makeStagingFolder(out, 'an interrupted conversion', log);
   const reader = new ImageBytesReader();
   const skipped: ConvertResult['skipped'] = [];
   const degenerate: ConvertResult['degenerate'] = [];

@@ -9,7 +9,7 @@ import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { makeDirectory, OutputLocationError, removeAbandonedStaging } from '../files';
+import { makeDirectory, makeStagingFolder, OutputLocationError } from '../files';
 import { mixSeed, mulberry32 } from './random';
 import { encodeExample, writeTfRecordFile } from './tfrecord';
 
@@ -96,11 +96,8 @@ export async function ensureDemoDataset(options: DemoOptions = {}, log: (line: s
   const dir = options.dir ?? demoCacheDir();
   if (await fsp.stat(path.join(dir, 'manifest.json')).catch(() => null)) return dir;
   log(`generating the demo dataset (${o.images} synthetic lesion images, ${o.files} TFRecord files) in ${dir}`);
-  await removeAbandonedStaging(dir, 'an interrupted generation of the demo set', log);
-  const staging = `${dir}.${process.pid}.partial`;
-  await fsp.rm(staging, { recursive: true, force: true });
-  await makeDirectory(staging).catch((err: OutputLocationError) => {
-    if (options.dir) throw err;
+  const staging = await makeStagingFolder(dir, 'an interrupted generation of the demo set', log).catch((err: unknown) => {
+    if (options.dir || !(err instanceof OutputLocationError)) throw err;
     throw new OutputLocationError(`${err.message} (the demo set is kept under ${cacheRoot()}: set MELANOMA_CACHE to a writable folder to keep it elsewhere)`, err.code);
   });
   const random = mulberry32(mixSeed(o.seed));
