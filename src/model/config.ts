@@ -303,11 +303,16 @@ export function describe(value: unknown): string {
 }
 
 /** An integer option in [min, max], or the sharp-style TypeError/RangeError naming it. */
-export function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number') throw new TypeError(`Expected integer between ${min} and ${max} for ${name} but received ${describe(value)}`);
   if (!Number.isInteger(value) || value < min || value > max)
     throw new RangeError(`Expected integer between ${min} and ${max} for ${name} but received ${describe(value)}`);
   return value;
+}
+
+/** A side in pixels the engine trains or scores at (the option, a progressive stage, a scoring call). */
+export function expectImageSize(name: string, value: unknown): number {
+  return expectInteger(name, value, 32, 2048);
 }
 
 function expectNumber(name: string, value: unknown, min: number, max: number, { exclusiveMin = false } = {}): number {
@@ -396,7 +401,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
   if (minLr > lr) throw new RangeError(`Expected minLr <= lr (${lr}) but received ${describe(minLr)}: the cosine schedule decays from lr down to minLr`);
   return {
     model: model as ModelName,
-    imageSize: expectInteger('imageSize', o.imageSize, 32, 2048),
+    imageSize: expectImageSize('imageSize', o.imageSize),
     batchSize: expectInteger('batchSize', o.batchSize, 1, 4096),
     lr,
     epochs,
@@ -453,7 +458,7 @@ function resolveImageSizes(value: unknown): ImageSizeStage[] | null {
     const keys = typeof stage === 'object' && stage !== null && !Array.isArray(stage) ? Object.keys(stage).sort().join(',') : '';
     if (keys !== 'epochs,size') throw new TypeError(`Expected ${shape} but imageSizes[${i}] is ${JSON.stringify(stage)}`);
     const { size, epochs } = stage as ImageSizeStage;
-    return { size: expectInteger(`imageSizes[${i}].size`, size, 32, 2048), epochs: expectInteger(`imageSizes[${i}].epochs`, epochs, 1, 100000) };
+    return { size: expectImageSize(`imageSizes[${i}].size`, size), epochs: expectInteger(`imageSizes[${i}].epochs`, epochs, 1, 100000) };
   });
 }
 

@@ -14,7 +14,7 @@ import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
 import { MetadataKind, metadataEncoder, metadataKind, metadataKindMismatch } from '../data/metadata';
 import { Engine, EngineError, EngineInfo, EngineState, GradCamRequest, NamedTensor, TrainStepResult, torchInfo } from '../native';
-import { ENGINE_PROBE, ResolvedOptions, TrainerOptions, describe, engineConfig, expectInteger, resolveOptions } from '../model/config';
+import { ENGINE_PROBE, ResolvedOptions, TrainerOptions, describe, engineConfig, expectImageSize, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
 import { writeFileAtomic } from '../files';
 import { SafetensorsError, readSafetensorsFile, safetensorsParts } from './safetensors';
@@ -246,7 +246,7 @@ function checkCheckpointHeader(file: string, metadata: Record<string, string>): 
 /** What predict, evaluate and gradCam are given, checked as the constructor checks options. */
 function checkScoringInput(samples: unknown, imageSize: unknown): void {
   if (!Array.isArray(samples)) throw new TypeError(`Expected an array of samples (LesionSample[], e.g. openDataset(...).samples) but received ${describe(samples)}`);
-  if (imageSize !== undefined) expectInteger('imageSize', imageSize, 32, 2048);
+  if (imageSize !== undefined) expectImageSize('imageSize', imageSize);
 }
 
 /** Negatives / positives of the training set, the report's class weight (55.49 on ISIC 2020). */
