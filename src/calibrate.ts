@@ -19,6 +19,7 @@ import { binaryNll, brierScore, expectedCalibrationError, logit, sigmoid } from 
 import { DelongTestResult, delongTest } from './metrics/delong';
 import { LogisticModel, fitLogisticRegression, linearPredictor } from './metrics/logistic';
 import { operatingPointForSensitivity } from './metrics/operating-points';
+import { describeValue } from './metrics/validate';
 import type { PredictionRow } from './report/predictions-csv';
 
 export const CALIBRATOR_KINDS = ['platt', 'patient-context', 'patient-embedding'] as const;
@@ -188,10 +189,6 @@ function checkPredictionRows(rows: readonly PredictionRow[], source: string): vo
     if (typeof r.score !== 'number' || !Number.isFinite(r.score))
       throw new CalibratorError(`${source}: ${which} has score ${describeValue(r.score)}: every row needs a finite score, a probability or a logit (from Trainer.predict: { score: p.logit })`);
   });
-}
-
-function describeValue(value: unknown): string {
-  return typeof value === 'string' ? `'${value}' (a string)` : String(value);
 }
 
 /**

@@ -10,6 +10,7 @@ import { hasPatientWithSeveralImages, patientGroups, withTheirPatients } from '.
 import { HeadScored, WholePatientHead, concatRows } from './patient-head';
 import type { Batch, LesionSample, LoaderStats } from '../data/types';
 import { rankedForAuc, rocAucOrNull } from '../metrics/auc';
+import { describeValue } from '../metrics/validate';
 import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
 import { MetadataKind, metadataEncoder, metadataKind, metadataKindMismatch } from '../data/metadata';
@@ -186,7 +187,7 @@ export function refuseUnlabelled(train: readonly LesionSample[]): void {
   // Samples made in code (the API) can hold anything; the loss reads a target as given.
   const invalid = train.filter((s) => s.target !== null && s.target !== 0 && s.target !== 1);
   if (invalid.length > 0) {
-    const shown = invalid.slice(0, 3).map((s) => `${s.imageName}: ${typeof s.target === 'string' ? `'${s.target}' (a string)` : String(s.target)}`);
+    const shown = invalid.slice(0, 3).map((s) => `${s.imageName}: ${describeValue(s.target)}`);
     throw new DataError(
       'ERR_DATASET_LABELS',
       `${invalid.length} of ${train.length} training images have a target other than 0 or 1 (${shown.join(', ')}): target is the number 1 for a melanoma and 0 for a benign lesion`,

@@ -66,7 +66,7 @@ test('a target other than 0 or 1 is refused before training, naming the images',
     const err = await trainer.fit({ train }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DataError);
     expect((err as DataError).message).toBe(
-      `2 of 8 training images have a target other than 0 or 1 (${train[2].imageName}: 2, ${train[5].imageName}: '1' (a string)): target is the number 1 for a melanoma and 0 for a benign lesion`,
+      `2 of 8 training images have a target other than 0 or 1 (${train[2].imageName}: 2, ${train[5].imageName}: "1"): target is the number 1 for a melanoma and 0 for a benign lesion`,
     );
     expect(trainer.completedEpochs).toBe(0);
   } finally {
