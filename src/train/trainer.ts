@@ -209,18 +209,28 @@ export function refuseUnlabelled(train: readonly LesionSample[]): void {
   );
 }
 
+/** The header fields Trainer.load uses, parsed. */
+interface CheckpointHeader {
+  options: ResolvedOptions;
+  history: EpochRecord[];
+  posWeight: number;
+  epochsDone: number;
+  step: number;
+  backboneStep: number;
+  lossScale: number;
+}
+
 /**
- * The header fields Trainer.load reads, each checked: a file edited by hand (or written by
- * something else under our format name) is named with the field, instead of loading with a NaN
- * step or failing with a bare JSON error.
+ * Reads the header fields Trainer.load uses, each checked as it is parsed: a file edited by hand
+ * (or written by something else under our format name) is named with the field, instead of
+ * loading with a NaN step or failing with a bare JSON error.
  */
-function checkCheckpointHeader(file: string, metadata: Record<string, string>): void {
+function readCheckpointHeader(file: string, metadata: Record<string, string>): CheckpointHeader {
   // Values are strings as Trainer.save writes them; a hand-edited header may hold anything.
   const shown = (value: unknown) => (value === undefined ? 'missing' : `'${(typeof value === 'string' ? value : JSON.stringify(value)).slice(0, 80)}'${typeof value === 'string' ? '' : ` (a ${typeof value}, not a string)`}`);
   const damaged = (key: string, expected: string) =>
     new SafetensorsError(`${file} has a damaged checkpoint header: '${key}' should be ${expected} but is ${shown(metadata[key])}; checkpoints are written by Trainer.save (was the file edited?)`);
-  const json = (key: string, isValid: (v: unknown) => boolean, expected: string, optional = false) => {
-    if (optional && metadata[key] === undefined) return;
+  const json = (key: string, isValid: (v: unknown) => boolean, expected: string): unknown => {
     let value: unknown;
     try {
       if (typeof metadata[key] !== 'string') throw new TypeError('not a string');
@@ -229,19 +239,23 @@ function checkCheckpointHeader(file: string, metadata: Record<string, string>): 
       throw damaged(key, expected);
     }
     if (!isValid(value)) throw damaged(key, expected);
+    return value;
   };
-  const number = (key: string, isValid: (v: number) => boolean, expected: string, optional = false) => {
-    if (optional && metadata[key] === undefined) return;
-    if (typeof metadata[key] !== 'string' || metadata[key].trim() === '' || !isValid(Number(metadata[key]))) throw damaged(key, expected);
+  const number = (key: string, isValid: (v: number) => boolean, expected: string): number => {
+    const value = typeof metadata[key] === 'string' && metadata[key].trim() !== '' ? Number(metadata[key]) : NaN;
+    if (!isValid(value)) throw damaged(key, expected);
+    return value;
   };
   const count = (v: number) => Number.isInteger(v) && v >= 0;
-  json('melanoma.options', (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a JSON object of options');
-  json('melanoma.history', Array.isArray, 'a JSON array of epochs', true);
-  number('melanoma.pos_weight', (v) => Number.isFinite(v) && v > 0, 'a positive number');
-  number('melanoma.epochs_done', count, 'a whole number of epochs');
-  number('melanoma.step', count, 'a whole number of steps');
-  number('melanoma.backbone_step', count, 'a whole number of steps', true);
-  number('melanoma.loss_scale', (v) => Number.isFinite(v) && v > 0, 'a positive number');
+  const options = json('melanoma.options', (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'a JSON object of options') as ResolvedOptions;
+  const history = metadata['melanoma.history'] === undefined ? [] : (json('melanoma.history', Array.isArray, 'a JSON array of epochs') as EpochRecord[]);
+  const posWeight = number('melanoma.pos_weight', (v) => Number.isFinite(v) && v > 0, 'a positive number');
+  const epochsDone = number('melanoma.epochs_done', count, 'a whole number of epochs');
+  const step = number('melanoma.step', count, 'a whole number of steps');
+  // Absent in checkpoints from before the backbone had its own step count.
+  const backboneStep = metadata['melanoma.backbone_step'] === undefined ? step : number('melanoma.backbone_step', count, 'a whole number of steps');
+  const lossScale = number('melanoma.loss_scale', (v) => Number.isFinite(v) && v > 0, 'a positive number');
+  return { options, history, posWeight, epochsDone, step, backboneStep, lossScale };
 }
 
 /** What predict, evaluate and gradCam are given, checked as the constructor checks options. */
@@ -841,8 +855,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const { tensors, metadata } = await readSafetensorsFile(file);
     if (metadata['melanoma.format'] !== CHECKPOINT_FORMAT)
       throw new RangeError(`${file} is not a melanoma-native checkpoint (no '${CHECKPOINT_FORMAT}' metadata): pretrained weights are imported with \`weights import\``);
-    checkCheckpointHeader(file, metadata);
-    const { headDropout, ...saved } = JSON.parse(metadata['melanoma.options']) as ResolvedOptions;
+    const header = readCheckpointHeader(file, metadata);
+    const { headDropout, ...saved } = header.options;
     // Another device (a GPU checkpoint scored on a laptop) brings its own defaults for precision
     // and memory layout, unless they are given too.
     const deviceChanged = overrides.device !== undefined && overrides.device !== saved.device;
@@ -854,8 +868,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // pretrained: null, as the checkpoint already holds the fine-tuned weights.
     const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides });
     // The class weight the run trained with, unless a number is given now.
-    trainer.posWeight = typeof trainer.options.posWeight === 'number' && overrides.posWeight !== undefined ? trainer.options.posWeight : Number(metadata['melanoma.pos_weight']);
-    trainer.epochsDone = Number(metadata['melanoma.epochs_done']);
+    trainer.posWeight = typeof trainer.options.posWeight === 'number' && overrides.posWeight !== undefined ? trainer.options.posWeight : header.posWeight;
+    trainer.epochsDone = header.epochsDone;
     const inProgress = metadata['melanoma.epoch_in_progress'];
     if (inProgress) {
       const parsed = JSON.parse(inProgress) as EpochInProgress;
@@ -864,14 +878,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       trainer.inProgress = parsed;
     }
     trainer.trainedMetadataKind = (metadata['melanoma.metadata_kind'] as MetadataKind | undefined) ?? null;
-    trainer.history.push(...(JSON.parse(metadata['melanoma.history'] ?? '[]') as EpochRecord[]));
+    trainer.history.push(...header.history);
     const engine = await trainer.ensureEngine();
     const state: EngineState = {
       model: tensors.filter((t) => !t.name.startsWith('optimizer.') && !t.name.startsWith('engine.')),
       optimizer: tensors.filter((t) => t.name.startsWith('optimizer.')).map((t) => ({ ...t, name: t.name.slice('optimizer.'.length) })),
-      step: Number(metadata['melanoma.step']),
-      backboneStep: Number(metadata['melanoma.backbone_step'] ?? metadata['melanoma.step']),
-      lossScale: Number(metadata['melanoma.loss_scale']),
+      step: header.step,
+      backboneStep: header.backboneStep,
+      lossScale: header.lossScale,
       rngState: tensors.find((t) => t.name === 'engine.rng_state')?.data ?? Buffer.alloc(0),
     };
     await engine.importState(state, true).catch(async (err) => {
