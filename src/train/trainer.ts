@@ -299,6 +299,12 @@ function inSampleOrder<T>(loader: Loader, inLoaderOrder: readonly T[]): T[] {
   return out;
 }
 
+/** The refusal of a Trainer used after dispose(); `when` says it happened during a call. */
+function trainerDisposed(when?: string): EngineError {
+  const what = when ? `this Trainer was disposed ${when}, and its model with it` : 'this Trainer was disposed, and its model with it';
+  return new EngineError(`${what}: create a new Trainer, or Trainer.load a checkpoint saved before dispose()`, 'ERR_ENGINE_DISPOSED');
+}
+
 export class Trainer extends EventEmitter<TrainerEvents> {
   readonly options: ResolvedOptions;
   private engine: Engine | null = null;
@@ -308,6 +314,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private disposed = false;
   /** A fit() is running: a second one would train the same model twice over. */
   private fitting = false;
+  /** Calls using each engine now (withEngine): an engine replaced meanwhile is freed after the last. */
+  private readonly engineUsers = new Map<Engine, number>();
+  /** Placeholder engines replaced while a call still scored with them, freed when it ends. */
+  private readonly retiredEngines = new Set<Engine>();
   private posWeight: number | null = null;
   /** posWeight 'auto' was set to 1 because the engine was built before any training set was seen. */
   private posWeightIsPlaceholder = false;
@@ -371,21 +381,56 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return (await this.ensureEngine(train)).info();
   }
 
-  private ensureEngine(train?: readonly LesionSample[]): Promise<Engine> {
-    const build = this.engineBuilds.catch(() => undefined).then(() => this.buildEngineIfNeeded(train));
+  /**
+   * The engine, built if needed. With `asUser` the caller is counted as one of its users in the
+   * same step, before a build queued behind this one (fit's rebuild of the placeholder) can run.
+   */
+  private ensureEngine(train?: readonly LesionSample[], { asUser = false } = {}): Promise<Engine> {
+    const build = this.engineBuilds
+      .catch(() => undefined)
+      .then(async () => {
+        const engine = await this.buildEngineIfNeeded(train);
+        if (asUser) this.engineUsers.set(engine, (this.engineUsers.get(engine) ?? 0) + 1);
+        return engine;
+      });
     this.engineBuilds = build;
     return build;
   }
 
+  /**
+   * Runs `use`, the body of the method `call`, on the engine (built if needed, as ensureEngine),
+   * counted as one of its users so that a rebuild of the placeholder engine leaves it to calls
+   * still scoring with it.
+   */
+  private async withEngine<T>(call: string, train: readonly LesionSample[] | undefined, use: (engine: Engine) => Promise<T>): Promise<T> {
+    const engine = await this.ensureEngine(train, { asUser: true });
+    try {
+      return await use(engine);
+    } catch (err) {
+      // dispose() freed the engine under this call: say so in the Trainer's words, not the engine's.
+      if (this.disposed && err instanceof EngineError && err.code === 'ERR_ENGINE_DISPOSED') throw trainerDisposed(`during ${call}`);
+      throw err;
+    } finally {
+      const users = (this.engineUsers.get(engine) ?? 1) - 1;
+      if (users > 0) this.engineUsers.set(engine, users);
+      else {
+        this.engineUsers.delete(engine);
+        if (this.retiredEngines.delete(engine)) await engine.dispose();
+      }
+    }
+  }
+
   private async buildEngineIfNeeded(train?: readonly LesionSample[]): Promise<Engine> {
-    if (this.disposed)
-      throw new EngineError('this Trainer was disposed, and its model with it: create a new Trainer, or Trainer.load a checkpoint saved before dispose()', 'ERR_ENGINE_DISPOSED');
+    if (this.disposed) throw trainerDisposed();
     if (this.engine && train && this.posWeightIsPlaceholder) {
       // Built earlier (evaluate/predict/save) with the placeholder weight 1 of posWeight 'auto':
       // nothing was trained yet, so rebuild it (same seed, same weights) with the training set's.
-      await this.engine.dispose();
+      // A predict still scoring with the placeholder finishes on it; it is freed after that.
+      const placeholder = this.engine;
       this.engine = null;
       this.posWeight = null;
+      if (this.engineUsers.has(placeholder)) this.retiredEngines.add(placeholder);
+      else await placeholder.dispose();
     }
     if (this.engine) return this.engine;
     if (this.posWeight === null) {
@@ -474,14 +519,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (this.fitting) throw new EngineError('fit() is already running on this Trainer: await it before calling fit() again', 'ERR_ENGINE_STATE');
     this.fitting = true;
     try {
-      return await this.fitOnce(data, { signal, afterEpoch, withinEpoch });
+      return await this.withEngine('fit()', data.train, (engine) => this.fitOnce(engine, data, { signal, afterEpoch, withinEpoch }));
     } finally {
       this.fitting = false;
     }
   }
 
-  private async fitOnce(data: FitData, { signal, afterEpoch, withinEpoch }: FitOptions): Promise<EpochRecord[]> {
-    const engine = await this.ensureEngine(data.train);
+  private async fitOnce(engine: Engine, data: FitData, { signal, afterEpoch, withinEpoch }: FitOptions): Promise<EpochRecord[]> {
     const o = this.options;
     this.stopReasonText = null;
     // One loader per image size (progressive resizing); the epoch order depends on the seed and epoch only.
@@ -669,12 +713,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     { imageSize, population }: { imageSize?: number; /** The set the samples belong to: its images per patient are counted (metadata), and its other images of their patients give the context (patient context). Default `samples`. */ population?: readonly LesionSample[] } = {},
   ): Promise<GradCamPrediction[]> {
     checkScoringInput(samples, imageSize);
-    const engine = await this.ensureEngine();
+    return this.withEngine('gradCam()', undefined, (engine) => this.gradCamOn(engine, samples, { imageSize, population }));
+  }
+
+  private async gradCamOn(
+    engine: Engine,
+    samples: readonly LesionSample[],
+    { imageSize, population }: { imageSize?: number; population?: readonly LesionSample[] },
+  ): Promise<GradCamPrediction[]> {
     const size = imageSize ?? this.imageSizeAt(this.epochsDone);
     // A few chosen images of a larger set must see that set as scoring did: its patient counts
     // (metadata), and with patient context all the other images of their patients.
     const metadata = this.metadataFor(population ?? samples);
-    const context = this.options.patientContext > 0 ? await this.patientContextFeatures(samples, population ?? samples, size) : null;
+    const context = this.options.patientContext > 0 ? await this.patientContextFeatures(engine, samples, population ?? samples, size) : null;
     const loader = this.scoringLoader(samples, size);
     const out: GradCamPrediction[] = [];
     for await (const batch of loader.epoch(0)) {
@@ -721,10 +772,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * images in `population` (the chosen ones among them, scored as a set), by image name, and
    * those images by patient. Grad-CAM gives each batch the others of its patients from here.
    */
-  private async patientContextFeatures(samples: readonly LesionSample[], population: readonly LesionSample[], imageSize: number) {
+  private async patientContextFeatures(engine: Engine, samples: readonly LesionSample[], population: readonly LesionSample[], imageSize: number) {
     const scored = withTheirPatients(samples, population);
     if (!hasPatientWithSeveralImages(scored)) return null; // every image alone: no context to give
-    const [{ predictions }] = await this.evaluateViews(scored, [null], { imageSize, embeddings: true });
+    const [{ predictions }] = await this.scoreViews(engine, scored, [null], { imageSize, embeddings: true });
     const embeddings = new Map(predictions.map((p) => [p.imageName, p.embedding!]));
     const byPatient = new Map<string, LesionSample[]>();
     for (const s of scored) {
@@ -763,7 +814,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     }: { imageSize?: number; onBatch?: (scored: number, total: number) => void; /** The first view's embeddings too (the others' would go unused). */ embeddings?: boolean } = {},
   ): Promise<EvaluationResult[]> {
     checkScoringInput(samples, imageSize);
-    const engine = await this.ensureEngine();
+    return this.withEngine('scoring (predict, evaluate, embed)', undefined, (engine) => this.scoreViews(engine, samples, views, { imageSize, onBatch, embeddings }));
+  }
+
+  private async scoreViews(
+    engine: Engine,
+    samples: readonly LesionSample[],
+    views: readonly (ViewTransform | null)[],
+    { imageSize, onBatch, embeddings = false }: { imageSize?: number; onBatch?: (scored: number, total: number) => void; embeddings?: boolean },
+  ): Promise<EvaluationResult[]> {
     const loader = this.scoringLoader(samples, imageSize ?? this.imageSizeAt(this.epochsDone));
     const labelled = samples.every((s) => s.target !== null);
     const metadata = this.metadataFor(samples);
@@ -822,8 +881,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * atomically. An existing file is replaced only with `overwrite`.
    */
   async save(file: string, { overwrite = false } = {}): Promise<void> {
-    const engine = await this.ensureEngine();
-    const state = await engine.exportState();
+    const state = await this.withEngine('save()', undefined, (engine) => engine.exportState());
     const tensors: NamedTensor[] = [
       ...state.model,
       ...state.optimizer.map((t) => ({ ...t, name: `optimizer.${t.name}` })),
@@ -899,9 +957,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   async dispose(): Promise<void> {
     this.disposed = true;
     await this.engineBuilds.catch(() => undefined); // an engine still being built is freed too
-    const engine = this.engine;
+    const engines = [this.engine, ...this.retiredEngines];
     this.engine = null;
-    if (engine && !engine.disposed) await engine.dispose();
+    this.retiredEngines.clear();
+    for (const engine of engines) if (engine && !engine.disposed) await engine.dispose();
   }
 }
 

@@ -58,6 +58,42 @@ test('a second fit() while one runs is refused; the first trains once, and calls
   }
 });
 
+test("a predict that overlaps the first fit (posWeight 'auto') finishes on the untrained model, which is freed after it", async () => {
+  const created = jest.spyOn(Engine, 'create'); // counts the real engines built
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1 });
+  const fresh = new Trainer({ ...TINY_TRAINER, epochs: 1 });
+  try {
+    // The predict builds the placeholder engine (weight 1); the fit queued behind it rebuilds it
+    // with the training set's weight while the predict is still scoring its 8 batches.
+    const [predictions, history] = await Promise.all([trainer.predict(samples), trainer.fit({ train: samples.slice(0, 16) })]);
+    expect(history).toHaveLength(1);
+    expect(predictions.map((p) => p.imageName)).toEqual(samples.map((s) => s.imageName));
+    expect(created).toHaveBeenCalledTimes(2);
+    const [placeholder, trained] = await Promise.all(created.mock.results.map((r) => r.value as Promise<Engine>));
+    expect(placeholder.disposed).toBe(true);
+    expect(trained.disposed).toBe(false);
+    // Scored by the untrained model, as when the predict started: a fresh Trainer's scores.
+    expect(predictions.map((p) => p.logit)).toEqual((await fresh.predict(samples)).map((p) => p.logit));
+  } finally {
+    created.mockRestore();
+    await trainer.dispose();
+    await fresh.dispose();
+  }
+});
+
+test("dispose() during fit() rejects the fit in the Trainer's words; nothing is trained after it", async () => {
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 3 });
+  let disposing: Promise<void> | null = null;
+  trainer.on('batch', (b) => {
+    if (b.batch === 2 && !disposing) disposing = trainer.dispose();
+  });
+  const err = await rejection(trainer.fit({ train: samples }));
+  await disposing;
+  expect(err.code).toBe('ERR_ENGINE_DISPOSED');
+  expect(err.message).toBe('this Trainer was disposed during fit(), and its model with it: create a new Trainer, or Trainer.load a checkpoint saved before dispose()');
+  expect(trainer.completedEpochs).toBe(0);
+});
+
 test('a target other than 0 or 1 is refused before training, naming the images', async () => {
   const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1 });
   try {
