@@ -10,6 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import { makeDirectory, makeStagingFolder, OutputLocationError } from '../files';
+import { describe, expectInteger, expectNumber, refuseUnknownOptions, stripUndefined } from '../model/config';
 import { mixSeed, mulberry32 } from './random';
 import { encodeExample, writeTfRecordFile } from './tfrecord';
 
@@ -35,8 +36,48 @@ export function cacheRoot(): string {
   return path.join(xdg, 'melanoma-native');
 }
 
-export function demoCacheDir(): string {
-  return path.join(cacheRoot(), DEMO_VERSION);
+/**
+ * The cache folder of the demo set made with `options` (no dir): the default set's is
+ * `demo-v1`; another set's name spells out how it differs, so the two never share a folder.
+ */
+export function demoCacheDir(options: Omit<DemoOptions, 'dir'> = {}): string {
+  const o = demoSettings(options);
+  const differences = (Object.keys(DEFAULTS) as (keyof DemoSettings)[]).filter((key) => o[key] !== DEFAULTS[key]).map((key) => `${key}-${o[key]}`);
+  return path.join(cacheRoot(), [DEMO_VERSION, ...differences].join('_'));
+}
+
+type DemoSettings = typeof DEFAULTS;
+
+/** The options with their defaults, each checked: a bad one throws before anything is written. */
+function demoSettings(options: DemoOptions): DemoSettings {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`Expected a demo options object but received ${describe(options)}`);
+  refuseUnknownOptions(options, ['dir', ...Object.keys(DEFAULTS)]);
+  const { dir: _dir, ...given } = stripUndefined(options);
+  const o = { ...DEFAULTS, ...given };
+  expectInteger('images', o.images, 2);
+  expectInteger('files', o.files, 1, o.images);
+  expectNumber('positiveFraction', o.positiveFraction, 0, 1);
+  expectInteger('size', o.size, 32, 4096);
+  expectInteger('seed', o.seed, 0);
+  return o;
+}
+
+/**
+ * Why the folder `dir`, holding `manifestText`, is not the demo set `wanted` asks for (made by
+ * another version or with other options), or null when it is.
+ */
+function demoSetMismatch(dir: string, manifestText: string, wanted: DemoSettings): string | null {
+  let manifest: Record<string, unknown>;
+  try {
+    manifest = JSON.parse(manifestText) as Record<string, unknown>;
+  } catch {
+    return `${path.join(dir, 'manifest.json')} is not JSON`;
+  }
+  if (manifest.version !== DEMO_VERSION) return `it was made by demo generator ${JSON.stringify(manifest.version)}, not ${DEMO_VERSION}`;
+  const differences = (Object.keys(wanted) as (keyof DemoSettings)[])
+    .filter((key) => manifest[key] !== wanted[key])
+    .map((key) => `${key} ${JSON.stringify(manifest[key])} where ${wanted[key]} was asked for`);
+  return differences.length ? `it was made with ${differences.join(', ')}` : null;
 }
 
 /** Pixels of one synthetic lesion image, RGB uint8, size x size. */
@@ -92,9 +133,18 @@ export function renderLesion(size: number, malignant: boolean, random: () => num
  * interrupted generation is never mistaken for a finished one.
  */
 export async function ensureDemoDataset(options: DemoOptions = {}, log: (line: string) => void = () => undefined): Promise<string> {
-  const o = { ...DEFAULTS, ...options };
-  const dir = options.dir ?? demoCacheDir();
-  if (await fsp.stat(path.join(dir, 'manifest.json')).catch(() => null)) return dir;
+  const o = demoSettings(options);
+  const dir = options.dir ?? demoCacheDir(o);
+  const existing = await fsp.readFile(path.join(dir, 'manifest.json'), 'utf8').catch(() => null);
+  if (existing !== null) {
+    // A set made otherwise would train on other data than asked for: refuse it, and touch nothing.
+    const mismatch = demoSetMismatch(dir, existing, o);
+    if (!mismatch) return dir;
+    throw new OutputLocationError(`${dir} holds another demo set than the one asked for: ${mismatch}. Pass another dir, or remove ${dir} to have it generated again`, 'EEXIST');
+  }
+  const entries = await fsp.readdir(dir).catch(() => []);
+  if (entries.length > 0)
+    throw new OutputLocationError(`${dir} exists and is not a demo set (no manifest.json; it holds ${entries.length === 1 ? '1 entry' : `${entries.length} entries`}): pass another dir, one that does not exist yet`, 'EEXIST');
   log(`generating the demo dataset (${o.images} synthetic lesion images, ${o.files} TFRecord files) in ${dir}`);
   const staging = await makeStagingFolder(dir, 'an interrupted generation of the demo set', log).catch((err: unknown) => {
     if (options.dir || !(err instanceof OutputLocationError)) throw err;

@@ -303,7 +303,7 @@ export function describe(value: unknown): string {
 }
 
 /** An integer option in [min, max], or the sharp-style TypeError/RangeError naming it. */
-function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+export function expectInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number') throw new TypeError(`Expected integer between ${min} and ${max} for ${name} but received ${describe(value)}`);
   if (!Number.isInteger(value) || value < min || value > max)
     throw new RangeError(`Expected integer between ${min} and ${max} for ${name} but received ${describe(value)}`);
@@ -315,7 +315,7 @@ export function expectImageSize(name: string, value: unknown): number {
   return expectInteger(name, value, 32, 2048);
 }
 
-function expectNumber(name: string, value: unknown, min: number, max: number, { exclusiveMin = false } = {}): number {
+export function expectNumber(name: string, value: unknown, min: number, max: number, { exclusiveMin = false } = {}): number {
   const range = `${exclusiveMin ? '(' : '['}${min}, ${max}]`;
   if (typeof value !== 'number') throw new TypeError(`Expected number in ${range} for ${name} but received ${describe(value)}`);
   if (!Number.isFinite(value) || value < min || value > max || (exclusiveMin && value === min))
@@ -356,12 +356,7 @@ export const ENGINE_PROBE: DeviceProbe = {
  */
 export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError(`Expected an options object but received ${describe(options)}`);
-  for (const key of Object.keys(options)) {
-    if (!OPTION_NAMES.includes(key)) {
-      const suggestion = closestName(key, OPTION_NAMES);
-      throw new TypeError(`Unknown option '${key}'${suggestion ? `: did you mean '${suggestion}'?` : ''} (options: ${OPTION_NAMES.join(', ')})`);
-    }
-  }
+  refuseUnknownOptions(options, OPTION_NAMES);
   const o = { ...DEFAULT_OPTIONS, ...stripUndefined(options) };
   const model = o.model as unknown;
   if (typeof model !== 'string' || !isModelName(model)) expectChoice('model', model, MODEL_NAMES);
@@ -462,7 +457,17 @@ function resolveImageSizes(value: unknown): ImageSizeStage[] | null {
   });
 }
 
-function stripUndefined<T extends object>(object: T): Partial<T> {
+/** A misspelt option would be ignored silently: refuse it, with the closest known name. */
+export function refuseUnknownOptions(options: object, names: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (!names.includes(key)) {
+      const suggestion = closestName(key, names);
+      throw new TypeError(`Unknown option '${key}'${suggestion ? `: did you mean '${suggestion}'?` : ''} (options: ${names.join(', ')})`);
+    }
+  }
+}
+
+export function stripUndefined<T extends object>(object: T): Partial<T> {
   return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 

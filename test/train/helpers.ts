@@ -24,8 +24,11 @@ export function tempDir(prefix = 'melanoma-train-'): string {
 }
 
 /** 32 synthetic lesions (8 melanomas) at 48 px in 2 TFRecord files: generated in well under a second. */
+/** The demo set of tinyDemo: 32 images of 48 px in 2 files. */
+export const TINY_DEMO = { images: 32, files: 2, size: 48 };
+
 export async function tinyDemo(root: string): Promise<{ dir: string; samples: LesionSample[] }> {
-  const dir = await ensureDemoDataset({ dir: path.join(root, 'demo'), images: 32, files: 2, size: 48 });
+  const dir = await ensureDemoDataset({ dir: path.join(root, 'demo'), ...TINY_DEMO });
   return { dir, samples: (await openDataset(dir)).samples };
 }
 

@@ -9,7 +9,7 @@ import { DataError } from '../../src/data/errors';
 import type { LesionSample } from '../../src/data/types';
 import { Engine, EngineError } from '../../src/native';
 import { Trainer } from '../../src/train/trainer';
-import { TINY_TRAINER, tempDir, tinyDemo } from './helpers';
+import { TINY_DEMO, TINY_TRAINER, tempDir, tinyDemo } from './helpers';
 
 const root = tempDir('melanoma-lifecycle-');
 let samples: LesionSample[];
@@ -119,7 +119,7 @@ test.each([
   const script = `
     const { Trainer, ensureDemoDataset, openDataset } = require(${JSON.stringify(path.resolve('dist/index.js'))});
     (async () => {
-      const { samples } = await openDataset(await ensureDemoDataset({ dir: ${JSON.stringify(path.join(root, 'demo'))} }));
+      const { samples } = await openDataset(await ensureDemoDataset(${JSON.stringify({ dir: path.join(root, 'demo'), ...TINY_DEMO })}));
       const trainer = new Trainer(${JSON.stringify({ ...TINY_TRAINER, epochs: 3 })});
       ${hook}
       await trainer.fit({ train: samples });
