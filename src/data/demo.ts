@@ -10,7 +10,8 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import { makeDirectory, makeStagingFolder, OutputLocationError } from '../files';
-import { describe, expectInteger, expectNumber, refuseUnknownOptions, stripUndefined } from '../model/config';
+import { describe, expectInteger, expectNumber, stripUndefined } from '../model/config';
+import { refuseUnknownOptions } from '../options';
 import { mixSeed, mulberry32 } from './random';
 import { encodeExample, writeTfRecordFile } from './tfrecord';
 

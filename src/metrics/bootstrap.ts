@@ -11,7 +11,8 @@ import { mulberry32 } from '../data/random';
 import { aucFromGroups, rankGroups, RankedGroups, sampleGroups } from './ranking';
 import { partialAucFromGroups } from './partial-auc';
 import { percentileSorted, sampleSd } from './stats';
-import { describeValue, requireBothClasses, requireKnownOptions, requirePositiveInteger, requireProbabilityLevel, requireSameLength, toLabelledScores } from './validate';
+import { refuseUnknownOptions } from '../options';
+import { describeValue, requireBothClasses, requirePositiveInteger, requireProbabilityLevel, requireSameLength, toLabelledScores } from './validate';
 
 /** The project's seeded generator (mulberry32, src/data/random.ts), with the seed validated. */
 export function createRng(seed: number): () => number {
@@ -54,7 +55,7 @@ export interface BootstrapOptions {
 
 /** Patient-level (or image-level) percentile bootstrap CIs of AUC and partial AUC. */
 export function bootstrapAuc(labels: ArrayLike<number>, scores: ArrayLike<number>, options: BootstrapOptions = {}): BootstrapResult {
-  requireKnownOptions(options, ['groups', 'replicates', 'seed', 'level', 'minTpr'], 'bootstrapAuc');
+  refuseUnknownOptions(options, ['groups', 'replicates', 'seed', 'level', 'minTpr'], { of: 'bootstrapAuc' });
   const replicates = requirePositiveInteger(options.replicates ?? 1000, 'replicates');
   const seed = options.seed ?? 0;
   const level = options.level ?? 0.95;

@@ -3,6 +3,7 @@
  * Class-weighted training (pos_weight ~55) inflates melanoma probabilities, so these matter before
  * anyone reads a score as a risk.
  */
+import { refuseUnknownOptions } from '../options';
 import { describeValue, requirePositiveInteger, requireSameLength, toLabels, toProbabilities, toScores } from './validate';
 
 export interface ReliabilityBin {
@@ -42,6 +43,8 @@ export function brierScore(labels: ArrayLike<number>, probabilities: ArrayLike<n
   return s / y.length;
 }
 
+const BIN_OPTIONS = ['bins', 'strategy'];
+
 /**
  * Reliability-diagram bins. 'equal-count' splits the sorted probabilities into `bins` runs of
  * (nearly) equal size, moving a boundary forward past tied probabilities so that equal scores
@@ -53,6 +56,7 @@ export function reliabilityBins(
   probabilities: ArrayLike<number>,
   options: { bins?: number; strategy?: 'equal-count' | 'equal-width' } = {},
 ): ReliabilityBin[] {
+  refuseUnknownOptions(options, BIN_OPTIONS, { of: 'reliabilityBins' });
   const nBins = requirePositiveInteger(options.bins ?? 10, 'bins');
   const strategy = options.strategy ?? 'equal-count';
   if (strategy !== 'equal-count' && strategy !== 'equal-width') {
@@ -102,6 +106,7 @@ export function calibrationSummary(
   probabilities: ArrayLike<number>,
   options: { bins?: number; strategy?: 'equal-count' | 'equal-width' } = {},
 ): CalibrationSummary {
+  refuseUnknownOptions(options, BIN_OPTIONS, { of: 'calibrationSummary' });
   const bins = reliabilityBins(labels, probabilities, options);
   let n = 0;
   for (const b of bins) n += b.count;
@@ -185,7 +190,8 @@ export function fitTemperature(labels: ArrayLike<number>, logits: ArrayLike<numb
   const z = toScores(logits, 'logits');
   const n = y.length;
   if (n === 0) throw new RangeError('Expected at least one sample to fit a temperature but received 0');
-  const maxIterations = options.maxIterations ?? 100;
+  refuseUnknownOptions(options, ['maxIterations'], { of: 'fitTemperature' });
+  const maxIterations = requirePositiveInteger(options.maxIterations ?? 100, 'maxIterations');
   const grad = (beta: number): [number, number] => {
     let g = 0, h = 0;
     for (let i = 0; i < n; i++) {

@@ -5,7 +5,8 @@
 import { aucFromGroups, rankGroups } from './ranking';
 import { delongFromGroups, DelongResult } from './delong';
 import { mean, sampleSd } from './stats';
-import { describeValue, toLabels, toScores, UndefinedMetricError } from './validate';
+import { refuseUnknownOptions } from '../options';
+import { describeValue, requireProbabilityLevel, toLabels, toScores, UndefinedMetricError } from './validate';
 
 export type PatientAggregation = 'none' | 'max' | 'mean';
 
@@ -105,7 +106,10 @@ export function crossValidationSummary(
   rows: readonly ScoredRow[],
   options: { aggregation?: PatientAggregation; level?: number } = {},
 ): CvSummary {
+  refuseUnknownOptions(options, ['aggregation', 'level'], { of: 'crossValidationSummary' });
   const aggregation = requireAggregation(options.aggregation ?? 'none');
+  const level = options.level ?? 0.95;
+  requireProbabilityLevel(level);
   rows.forEach((r, i) => {
     if (r.fold === undefined || r.fold === null || r.fold === '') {
       throw new RangeError(`Cross-validation summary needs a fold on every row but row ${i}${r.imageName ? ` (${r.imageName})` : ''} has none`);
@@ -151,7 +155,7 @@ export function crossValidationSummary(
   let delong: DelongResult | null = null;
   let delongReason: string | null = null;
   try {
-    delong = delongFromGroups(pooledGroups, options.level ?? 0.95);
+    delong = delongFromGroups(pooledGroups, level);
   } catch (e) {
     if (!(e instanceof UndefinedMetricError)) throw e;
     delongReason = e.message;

@@ -5,7 +5,8 @@
  * few steps, deterministically, with no learning rate to tune.
  */
 import { sigmoid, softplus } from './calibration';
-import { describeValue, requireSameLength, toLabels } from './validate';
+import { refuseUnknownOptions } from '../options';
+import { describeValue, requirePositiveInteger, requireSameLength, toLabels } from './validate';
 
 export interface LogisticModel {
   /** One weight per feature, on the features' own scale. */
@@ -64,11 +65,12 @@ function solveSpd(a: Float64Array, b: Float64Array, n: number): Float64Array | n
  */
 export function fitLogisticRegression(features: readonly (readonly number[])[], labels: ArrayLike<number>, options: LogisticOptions = {}): LogisticFit {
   requireSameLength(features, 'features', labels, 'labels');
+  refuseUnknownOptions(options, ['l2', 'maxIterations'], { of: 'fitLogisticRegression' });
   const y = toLabels(labels);
   const n = y.length;
   const l2 = options.l2 ?? 1;
   if (typeof l2 !== 'number' || !(l2 >= 0) || !Number.isFinite(l2)) throw new RangeError(`Expected a finite l2 >= 0 but received ${describeValue(l2)}`);
-  const maxIterations = options.maxIterations ?? 100;
+  const maxIterations = requirePositiveInteger(options.maxIterations ?? 100, 'maxIterations');
   let positives = 0;
   for (let i = 0; i < n; i++) positives += y[i];
   if (positives === 0 || positives === n) {

@@ -115,9 +115,3 @@ export function requirePositiveInteger(value: unknown, name: string): number {
   }
   return value;
 }
-
-/** Options objects of the metrics: a misspelt name (iterations for replicates) would be ignored silently. */
-export function requireKnownOptions(options: object, known: readonly string[], fn: string): void {
-  const unknown = Object.keys(options).filter((k) => !known.includes(k));
-  if (unknown.length > 0) throw new TypeError(`Unknown option '${unknown[0]}' of ${fn} (options: ${known.join(', ')})`);
-}

@@ -9,6 +9,7 @@ import { METADATA_FEATURES, METADATA_HIDDEN } from '../data/metadata';
 import { DECODE_BACKENDS, DecodeBackend } from '../data/types';
 import { ArchitectureOptions, MODEL_NAMES, ModelName, buildModelSpec, isModelName } from './architectures';
 import { ImageSizeStage, SCHEDULE_NAMES, ScheduleName } from '../train/schedule';
+import { refuseUnknownOptions } from '../options';
 
 export type Device = 'cpu' | 'cuda';
 export type Precision = 'fp32' | 'bf16' | 'fp16';
@@ -197,11 +198,8 @@ export function resolveAugment(value: unknown): AugmentSpec {
     throw new TypeError(`Expected one of ${presets.join(', ')} or an object for augment but received ${describe(value)}`);
   const { preset = 'none', ...fields } = value as { preset?: unknown } & Record<string, unknown>;
   const spec: AugmentSpec = { ...AUGMENT_PRESETS[expectChoice('augment.preset', preset, presets)] };
+  refuseUnknownOptions(fields, Object.keys(NO_AUGMENT), { kind: 'augment option' });
   for (const [key, v] of Object.entries(fields)) {
-    if (!(key in NO_AUGMENT)) {
-      const suggestion = closestName(key, Object.keys(NO_AUGMENT));
-      throw new TypeError(`Unknown augment option '${key}'${suggestion ? `: did you mean '${suggestion}'?` : ''}`);
-    }
     const name = key as keyof AugmentSpec;
     spec[name] = expectNumber(`augment.${key}`, v, 0, AUGMENT_LIMITS[name] ?? 1);
   }
@@ -262,31 +260,6 @@ export const DEFAULT_OPTIONS = {
 };
 
 const OPTION_NAMES = [...Object.keys(DEFAULT_OPTIONS), 'channelsLast', 'cudaGraph'];
-
-/** Levenshtein distance, for "did you mean" on misspelled option names. */
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length];
-}
-
-export function closestName(name: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of candidates) {
-    const distance = editDistance(name, candidate);
-    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
-  }
-  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
-}
 
 export function describe(value: unknown): string {
   // Arrays and objects as JSON: String([]) is '' and String({}) says nothing.
@@ -455,16 +428,6 @@ function resolveImageSizes(value: unknown): ImageSizeStage[] | null {
     const { size, epochs } = stage as ImageSizeStage;
     return { size: expectImageSize(`imageSizes[${i}].size`, size), epochs: expectInteger(`imageSizes[${i}].epochs`, epochs, 1, 100000) };
   });
-}
-
-/** A misspelt option would be ignored silently: refuse it, with the closest known name. */
-export function refuseUnknownOptions(options: object, names: readonly string[]): void {
-  for (const key of Object.keys(options)) {
-    if (!names.includes(key)) {
-      const suggestion = closestName(key, names);
-      throw new TypeError(`Unknown option '${key}'${suggestion ? `: did you mean '${suggestion}'?` : ''} (options: ${names.join(', ')})`);
-    }
-  }
 }
 
 export function stripUndefined<T extends object>(object: T): Partial<T> {

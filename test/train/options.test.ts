@@ -2,7 +2,8 @@
  * Trainer options are validated in TypeScript, before any native work, with messages that name
  * the option, what was expected and what arrived.
  */
-import { DEFAULT_OPTIONS, TrainerOptions, closestName, engineConfig, resolveOptions } from '../../src/model/config';
+import { DEFAULT_OPTIONS, TrainerOptions, engineConfig, resolveOptions } from '../../src/model/config';
+import { closestName } from '../../src/options';
 import { buildModelSpec } from '../../src/model/architectures';
 import { Trainer } from '../../src/train/trainer';
 
