@@ -21,6 +21,7 @@ import {
   RunHooks,
   TrainRunOptions,
   TrainRunResult,
+  checkCheckpointIsTheRuns,
   checkFolds,
   cosineResumeNote,
   createRunDir,
@@ -30,6 +31,7 @@ import {
   markResumable,
   openRunData,
   readFolderConfig,
+  readRunConfig,
   resumableFolderOf,
   trainFold,
   withLog,
@@ -117,6 +119,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     const trainer = resumable ? await Trainer.load(last, resumeOverrides(config.trainerOptions)) : new Trainer(config.trainerOptions);
     try {
       if (resumable) {
+        checkCheckpointIsTheRuns(last, trainer, await readRunConfig(foldDir), train);
         log(`fold ${fold}/${config.folds}: resuming ${resumePoint(trainer)}`);
         const note = cosineResumeNote(trainer);
         if (note) log(note);

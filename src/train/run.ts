@@ -5,6 +5,7 @@
  */
 import { promises as fsp } from 'fs';
 import * as path from 'path';
+import { isDeepStrictEqual } from 'util';
 import { ensureDemoDataset } from '../data/demo';
 import { DataError } from '../data/errors';
 import { degenerateWarning, sampleDegenerateImages } from '../data/image-content';
@@ -14,7 +15,7 @@ import { checkFolderWritable, csvField, makeDirectory, writeFileAtomic } from '.
 import { evaluatePredictionsFile } from '../cli/evaluate';
 import { FoldAssignment, readFoldsCsv, splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
 import type { ResolvedOptions, TrainerOptions } from '../model/config';
-import { BatchProgress, EpochRecord, Prediction, Trainer, refuseUnlabelled } from './trainer';
+import { BatchProgress, EpochRecord, Prediction, Trainer, refuseUnlabelled, trainingSetFingerprint } from './trainer';
 import { learningRateAt } from './schedule';
 
 export interface TrainRunOptions extends TrainerOptions, RunHooks {
@@ -313,6 +314,33 @@ export function resumeOverrides(options: Pick<TrainerOptions, (typeof RESUME_OVE
   return Object.fromEntries(RESUME_OVERRIDES.filter((k) => options[k] !== undefined).map((k) => [k, options[k]]));
 }
 
+/**
+ * Options a checkpoint may differ in from its run's config.json: what a resume may change, the
+ * machine's own (precision and memory layout follow the device), and pretrained (a checkpoint
+ * holds the fine-tuned weights instead).
+ */
+const NOT_THE_RUNS_OWN: readonly string[] = [...RESUME_OVERRIDES, 'device', 'precision', 'channelsLast', 'cudaGraph', 'pretrained'];
+
+/**
+ * @internal Refuses, before anything in the run folder is written, a checkpoint that is not the
+ * run's own (copied in from another run or fold): its options must be config.json's, and the
+ * training set it last trained on this fold's.
+ */
+export function checkCheckpointIsTheRuns(checkpoint: string, trainer: Trainer, config: Pick<RunConfig, 'options' | 'fold'>, train: readonly LesionSample[]): void {
+  const fix = `put the run's own ${path.basename(checkpoint)} back, or start a new run (nothing was changed)`;
+  const differing = (Object.keys(config.options) as (keyof ResolvedOptions)[]).filter((key) => !NOT_THE_RUNS_OWN.includes(key) && !isDeepStrictEqual(config.options[key], trainer.options[key]));
+  if (differing.length > 0) {
+    const shown = differing.slice(0, 3).map((key) => `${key} ${JSON.stringify(trainer.options[key])} where config.json has ${JSON.stringify(config.options[key])}`);
+    const more = differing.length > 3 ? ` (and ${differing.length - 3} more)` : '';
+    throw new RangeError(`${checkpoint} is not this run's checkpoint: it was made with ${shown.join(', ')}${more}; ${fix}`);
+  }
+  const trainSet = trainingSetFingerprint(train);
+  if (trainer.trainingSet !== null && trainer.trainingSet !== trainSet)
+    throw new RangeError(
+      `${checkpoint} is not this run's checkpoint: it last trained on another training set than fold ${config.fold}'s (fingerprint ${trainer.trainingSet}, this fold's ${trainSet}: another fold's checkpoint, or images added or relabelled since); ${fix}`,
+    );
+}
+
 /** Options that may change when a run is resumed (the rest come from its checkpoint). */
 export interface ResumeOptions extends RunHooks {
   /** Train up to this many epochs in all (default: the run's own). */
@@ -339,6 +367,7 @@ export async function resumeRun(runDir: string, { epochs, workers, prefetch, dec
   const { train, valid } = splitByFold(dataset.samples, assignments, config.fold);
   const trainer = await Trainer.load(lastCheckpoint, overrides);
   try {
+    checkCheckpointIsTheRuns(lastCheckpoint, trainer, config, train);
     log(`resuming ${runDir} ${resumePoint(trainer)}; fold ${config.fold}: ${train.length} train / ${valid.length} validation images`);
     const note = cosineResumeNote(trainer);
     if (note) log(note);

@@ -218,6 +218,8 @@ interface CheckpointHeader {
   step: number;
   backboneStep: number;
   lossScale: number;
+  /** trainingSetFingerprint of the set it last trained on; null in checkpoints from before it was recorded, or untrained. */
+  trainSet: string | null;
 }
 
 /**
@@ -255,7 +257,9 @@ function readCheckpointHeader(file: string, metadata: Record<string, string>): C
   // Absent in checkpoints from before the backbone had its own step count.
   const backboneStep = metadata['melanoma.backbone_step'] === undefined ? step : number('melanoma.backbone_step', count, 'a whole number of steps');
   const lossScale = number('melanoma.loss_scale', (v) => Number.isFinite(v) && v > 0, 'a positive number');
-  return { options, history, posWeight, epochsDone, step, backboneStep, lossScale };
+  const trainSet = metadata['melanoma.train_set'] ?? null;
+  if (trainSet !== null && !/^[0-9a-f]{16}$/.test(trainSet)) throw damaged('melanoma.train_set', 'a training-set fingerprint (16 hex digits)');
+  return { options, history, posWeight, epochsDone, step, backboneStep, lossScale, trainSet };
 }
 
 /** What predict, evaluate and gradCam are given, checked as the constructor checks options. */
@@ -326,6 +330,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private inProgress: EpochInProgress | null = null;
   /** How the training samples spelled sex and site (with `metadata`): scored samples must match. */
   private trainedMetadataKind: MetadataKind | null = null;
+  /** trainingSetFingerprint of the set fit() last trained on (also after Trainer.load), or null. */
+  private trainedOn: string | null = null;
   private readonly history: EpochRecord[] = [];
   private lastValidation: EvaluationResult | null = null;
   private stopReasonText: string | null = null;
@@ -366,6 +372,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** The image size training uses at epoch `epoch` (1-based; progressive resizing changes it). */
   imageSizeAt(epoch: number): number {
     return imageSizeForEpoch(this.options.imageSize, this.options.imageSizes, Math.max(epoch, 1));
+  }
+
+  /**
+   * The fingerprint (trainingSetFingerprint) of the training set the model last trained on, kept
+   * in its checkpoints: a run folder's resume checks it against the folder's own fold. Null
+   * before training, and after loading a checkpoint from before it was recorded.
+   */
+  get trainingSet(): string | null {
+    return this.trainedOn;
   }
 
   /** The class weight in use (null before the engine exists). */
@@ -531,6 +546,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // One loader per image size (progressive resizing); the epoch order depends on the seed and epoch only.
     const trainMetadata = this.metadataFor(data.train, { training: true });
     const trainSet = trainingSetFingerprint(data.train);
+    this.trainedOn = trainSet;
     const contextNote = this.patientContextNote(data.train, 'trained');
     if (contextNote) this.emit('log', contextNote);
     const loaders = new Map<number, ReturnType<typeof createLoader>>();
@@ -899,6 +915,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       'melanoma.history': JSON.stringify(this.history),
       ...(this.inProgress ? { 'melanoma.epoch_in_progress': JSON.stringify(this.inProgress) } : {}),
       ...(this.trainedMetadataKind ? { 'melanoma.metadata_kind': this.trainedMetadataKind } : {}),
+      ...(this.trainedOn ? { 'melanoma.train_set': this.trainedOn } : {}),
     };
     await writeFileAtomic(file, safetensorsParts(tensors, metadata), { overwrite });
     this.emit('checkpoint', { path: file, epoch: this.epochsDone });
@@ -928,6 +945,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // The class weight the run trained with, unless a number is given now.
     trainer.posWeight = typeof trainer.options.posWeight === 'number' && overrides.posWeight !== undefined ? trainer.options.posWeight : header.posWeight;
     trainer.epochsDone = header.epochsDone;
+    trainer.trainedOn = header.trainSet;
     const inProgress = metadata['melanoma.epoch_in_progress'];
     if (inProgress) {
       const parsed = JSON.parse(inProgress) as EpochInProgress;

@@ -124,6 +124,15 @@ describe('crossValidate', () => {
     expect(JSON.parse(last.metadata['melanoma.epoch_in_progress'])).toMatchObject({ epoch: 2 }); // resumes inside the epoch
     expect(existsSync(path.join(stopped.cvDir, 'fold-2'))).toBe(false);
 
+    // Fold 0's checkpoint copied over fold 1's by hand: refused, fold 1 left as it was.
+    const fold1Last = path.join(stopped.cvDir, 'fold-1', 'last.safetensors');
+    const own = await fsp.readFile(fold1Last);
+    await fsp.copyFile(path.join(stopped.cvDir, 'fold-0', 'last.safetensors'), fold1Last);
+    const swapped = await fsp.readFile(fold1Last);
+    await expect(crossValidate({ resume: stopped.cvDir })).rejects.toThrow(`${fold1Last} is not this run's checkpoint: it last trained on another training set than fold 1's`);
+    expect((await fsp.readFile(fold1Last)).equals(swapped)).toBe(true);
+    await fsp.writeFile(fold1Last, own);
+
     const resumed = await crossValidate({ resume: stopped.cvDir });
     expect(resumed.cvDir).toBe(stopped.cvDir);
     expect(resumed.stopped).toBe(false);

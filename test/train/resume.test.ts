@@ -4,7 +4,7 @@
  * with how far the epoch got, and resume continues that epoch from the next batch.
  */
 import { spawn, spawnSync } from 'child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import { readSafetensorsFile } from '../../src/train/safetensors';
 import { TrainRunResult, resumeRun, trainRun } from '../../src/train/run';
@@ -73,6 +73,36 @@ test('extending a cosine run says that the rate goes back up, and by how much', 
     if (expectNote) expect(note[0]).toMatch(/so the rate goes back up: training continues at lr \S+ \(the checkpoint, 2 batches into epoch 2, was at \S+\)$/);
     else expect(note).toEqual([]);
   }
+});
+
+/** Every file of a run folder with its bytes. */
+function folderBytes(dir: string): Record<string, string> {
+  return Object.fromEntries(readdirSync(dir).map((name) => [name, readFileSync(path.join(dir, name)).toString('base64')]));
+}
+
+test("a checkpoint copied in from another run or another fold is refused, and the run's files are left as they were", async () => {
+  const run = await trainRun({ ...TINY_OPTIONS, data, folds: 4, epochs: 1, runsDir: path.join(root, 'swap-run') });
+  const ownCheckpoint = readFileSync(path.join(run.runDir, 'last.safetensors'));
+  const checkpoint = path.join(run.runDir, 'last.safetensors');
+  // Another run: another architecture and seed.
+  const other = await trainRun({ ...TINY_OPTIONS, data, folds: 4, epochs: 1, widthFactor: 0.5, seed: 7, runsDir: path.join(root, 'swap-other') });
+  copyFileSync(path.join(other.runDir, 'last.safetensors'), checkpoint);
+  let before = folderBytes(run.runDir);
+  await expect(resumeRun(run.runDir, { epochs: 2 })).rejects.toThrow(
+    `${checkpoint} is not this run's checkpoint: it was made with seed 7 where config.json has 42, widthFactor 0.5 where config.json has 0.25; put the run's own last.safetensors back, or start a new run (nothing was changed)`,
+  );
+  expect(folderBytes(run.runDir)).toEqual(before);
+  // The same options, another fold: its training set gives it away.
+  const fold1 = await trainRun({ ...TINY_OPTIONS, data, folds: 4, fold: 1, epochs: 1, runsDir: path.join(root, 'swap-fold') });
+  copyFileSync(path.join(fold1.runDir, 'last.safetensors'), checkpoint);
+  before = folderBytes(run.runDir);
+  await expect(resumeRun(run.runDir, { epochs: 2 })).rejects.toThrow(
+    new RegExp(`^${checkpoint.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not this run's checkpoint: it last trained on another training set than fold 0's \\(fingerprint [0-9a-f]{16}, this fold's [0-9a-f]{16}: another fold's checkpoint, or images added or relabelled since\\); put the run's own last.safetensors back`),
+  );
+  expect(folderBytes(run.runDir)).toEqual(before);
+  // Its own checkpoint back: the resume goes on.
+  writeFileSync(checkpoint, ownCheckpoint);
+  expect((await resumeRun(run.runDir, { epochs: 2 })).history).toHaveLength(2);
 });
 
 test('resume refuses a folder that is not a run', async () => {
