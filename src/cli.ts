@@ -22,7 +22,7 @@ import { registerInspectCommand } from './cli/inspect';
 import { registerWeightsCommand } from './cli/weights';
 import { MODEL_NAMES, ModelName } from './model/architectures';
 import { OutputExistsError, OutputLocationError } from './files';
-import { withSigint } from './cli/interrupt';
+import { stoppedExitCode, withStopSignals } from './cli/interrupt';
 import { EngineError, NativeLoadError } from './native';
 import { TTA_VIEWS, predict } from './predict';
 import { embedDataset } from './embed';
@@ -234,7 +234,7 @@ class RowPrinter {
 
 async function runCv(opts: Record<string, unknown>, command: Command): Promise<void> {
   if (opts.resume) rejectWithResume(command, 'cv');
-  await withSigint(TRAINING_STOP, async (signal) => {
+  await withStopSignals(TRAINING_STOP, async (signal) => {
     const printer = new RowPrinter(opts.logEvery as number | undefined);
     const result = await crossValidate({
       resume: opts.resume as string | undefined,
@@ -251,7 +251,7 @@ async function runCv(opts: Record<string, unknown>, command: Command): Promise<v
     });
     if (result.stopped) {
       console.log(`stopped: ${result.folds.length} fold(s) begun; resume with: melanoma cv --resume ${result.cvDir}`);
-      return 130;
+      return stoppedExitCode(signal);
     }
     for (const line of formatCvSummary(result.summary!)) console.log(line);
     console.log(`done: cross-validation folder ${result.cvDir} (oof_predictions.csv, cv_summary.json, evaluation.json, report.html)`);
@@ -283,7 +283,7 @@ function buildProgram(): Command {
   train.action(async (opts, command: Command) => {
     if (opts.fold === 'all') return runCv(opts, command);
     if (opts.resume) rejectWithResume(command, 'train');
-    await withSigint(TRAINING_STOP, async (signal) => {
+    await withStopSignals(TRAINING_STOP, async (signal) => {
       const printer = new RowPrinter(opts.logEvery);
       const hooks = { signal, log: printer.log, onBatch: printer.onBatch, onEpoch: printer.onEpoch, checkpointMinutes: opts.checkpointMinutes as number | undefined };
       const result = opts.resume
@@ -297,7 +297,7 @@ function buildProgram(): Command {
       );
       if (result.stopped) {
         console.log(`resume with: melanoma train --resume ${result.runDir}`);
-        return 130;
+        return stoppedExitCode(signal);
       }
       return 0;
     });
@@ -589,7 +589,7 @@ export async function main(argv: string[]): Promise<number> {
 
 if (require.main === module) {
   main(process.argv).then((code) => {
-    // A command may have set its own status (130 after Ctrl-C); a failure overrides it.
+    // A command may have set its own status (130 after Ctrl-C, 143 after SIGTERM); a failure overrides it.
     if (code !== 0 || process.exitCode === undefined) process.exitCode = code;
   });
 }

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { refuse } from './usage';
 import { ConvertInterruptedError, ConvertResult, convertDataset } from '../data/convert';
-import { withSigint } from './interrupt';
+import { stoppedExitCode, withStopSignals } from './interrupt';
 import { DataError } from '../data/errors';
 
 function integerIn(name: string, min: number, max: number) {
@@ -31,7 +31,7 @@ export function registerConvertCommand(program: Command): void {
     .action(async (opts, command: Command) => {
       const live = Boolean(process.stdout.isTTY);
       const clearLine = () => live && process.stdout.write('\r\x1b[2K');
-      await withSigint('stopping the conversion after the images in flight, and removing its partial folder (Ctrl-C again to quit at once)...', async (signal) => {
+      await withStopSignals('stopping the conversion after the images in flight, and removing its partial folder (Ctrl-C again to quit at once)...', async (signal) => {
         let result: ConvertResult;
         try {
           result = await convertDataset({
@@ -59,7 +59,7 @@ export function registerConvertCommand(program: Command): void {
           clearLine();
           if (e instanceof ConvertInterruptedError) {
             console.error(e.message);
-            return 130;
+            return stoppedExitCode(signal);
           }
           // A bad source or option is the user's to fix: one line, exit 2.
           if (e instanceof DataError || e instanceof RangeError) refuse(command, `${e.message}`);

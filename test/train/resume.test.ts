@@ -163,4 +163,29 @@ describe('the CLI after SIGINT in the middle of an epoch', () => {
       'error: --lr cannot be combined with --resume: a resumed run keeps its own options (only --epochs, --workers, --decode and --checkpoint-minutes may change); start a new `melanoma train` to change them',
     );
   });
+
+  // What `timeout`, `docker stop` and Slurm send: the same clean stop, exit 128 + 15.
+  (haveDist ? test : test.skip)('SIGTERM stops the same way: a checkpoint inside the epoch, the resume command, exit 143', async () => {
+    const runsDir = path.join(root, 'cli-term');
+    const args = [CLI, 'train', '--data', data, '--folds', '4', '--epochs', '3', '--runs-dir', runsDir, '--log-every', '1', ...TINY_CLI_FLAGS, '--batch-size', '2'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let sent = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (!sent && out.includes('epoch 2 batch 1/')) {
+        sent = true;
+        child.kill('SIGTERM');
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(sent).toBe(true);
+    expect(code).toBe(143);
+    expect(out).toContain('SIGTERM: stopping after this batch (or accumulation window) and saving a checkpoint there');
+    const runDir = /run folder: (\S+)/.exec(out)![1];
+    expect(out).toContain(`resume with: melanoma train --resume ${runDir}`);
+    const last = await readSafetensorsFile(path.join(runDir, 'last.safetensors'));
+    expect(JSON.parse(last.metadata['melanoma.epoch_in_progress']).epoch).toBe(2);
+  });
 });
