@@ -12,7 +12,7 @@ import { parse } from 'csv-parse/sync';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import type { LesionSample } from './data/types';
-import { csvField, makeDirectory, OutputExistsError, writeNewFile } from './files';
+import { csvField, makeDirectory, OutputExistsError, writeNewFiles } from './files';
 import { readFoldsCsv } from './folds';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
 import { ScoringOptions, cvFoldCheckpoints, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
@@ -140,7 +140,12 @@ export async function embedDataset(options: EmbedOptions): Promise<EmbedResult> 
   const files = [path.join(out, EMBED_FILES.embeddings), path.join(out, EMBED_FILES.images)];
   // Atomically, never over a file that appeared meanwhile.
   const instead = 'write the embeddings into a new folder';
-  await writeNewFile(files[0], npyFloat32(matrix, rows.length, size), instead);
-  await writeNewFile(files[1], Buffer.from(lines.join('\n') + '\n'), instead);
-  return { images: rows.length, embeddingSize: size, written: files };
+  const written = await writeNewFiles(
+    [
+      { file: files[0], data: npyFloat32(matrix, rows.length, size) },
+      { file: files[1], data: Buffer.from(lines.join('\n') + '\n') },
+    ],
+    instead,
+  );
+  return { images: rows.length, embeddingSize: size, written };
 }

@@ -149,6 +149,46 @@ export async function checkFolderWritable(dir: string): Promise<void> {
   await fsp.rmdir(probe);
 }
 
+/** A file a command will write, with the option that names it (for messages). */
+export interface PlannedOutput {
+  file: string;
+  option: string;
+}
+
+/**
+ * Before any work, for a command that writes several files: refuses two outputs on one path, and
+ * makes (and keeps) each one's folder, refusing one where nothing can be written. Whether a file
+ * exists already is each command's own check (some replace theirs when asked).
+ */
+export async function checkOutputLocations(outputs: readonly PlannedOutput[]): Promise<void> {
+  const byPath = new Map<string, PlannedOutput>();
+  for (const output of outputs) {
+    const twin = byPath.get(path.resolve(output.file));
+    if (twin) throw new OutputLocationError(`${twin.option} and ${output.option} are both ${output.file}: give each output a file of its own`, 'EEXIST');
+    byPath.set(path.resolve(output.file), output);
+  }
+  for (const output of outputs) await checkFolderWritable(path.dirname(path.resolve(output.file)));
+}
+
+/**
+ * Writes several new files as one result, each with writeNewFile: when one fails, the ones this
+ * call wrote are removed again, so a rerun is not refused over half a result. Resolves with the
+ * paths written.
+ */
+export async function writeNewFiles(files: readonly { file: string; data: Buffer }[], instead: string): Promise<string[]> {
+  const written: string[] = [];
+  try {
+    for (const { file, data } of files) {
+      await writeNewFile(file, data, instead);
+      written.push(file);
+    }
+  } catch (err) {
+    await Promise.all(written.map((file) => fsp.rm(file, { force: true })));
+    throw err;
+  }
+  return written;
+}
+
 function cannotCreate(dir: string, level: string, cause: NodeJS.ErrnoException): OutputLocationError {
   const where = level === path.resolve(dir) ? '' : ` (needed for ${dir})`;
   return new OutputLocationError(`cannot create the folder ${level}${where}: ${whyNoFolder(cause)}; choose a writable location`, cause.code);

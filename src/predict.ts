@@ -11,7 +11,7 @@ import { DataError } from './data/errors';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
 import { openDataset } from './data/isic';
 import type { LesionSample } from './data/types';
-import { csvField, OutputExistsError, writeNewFile } from './files';
+import { checkOutputLocations, csvField, OutputExistsError, writeNewFiles } from './files';
 import { rocAucOrNull } from './metrics/auc';
 import { logit } from './metrics/calibration';
 import type { Device, TrainerOptions } from './model/config';
@@ -236,8 +236,10 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   if (!Number.isInteger(tta) || tta < 1 || tta > 8) throw new RangeError(`Expected integer between 1 and 8 for tta but received ${String(tta)}`);
   if (imageSize !== undefined && (!Number.isInteger(imageSize) || imageSize < 32 || imageSize > 2048))
     throw new RangeError(`Expected integer between 32 and 2048 for imageSize but received ${String(imageSize)}`);
-  const outputs = perViewCsv ? [out, perViewCsv] : [out];
-  await refuseExisting(outputs); // before the (long) inference
+  // Before the (long) inference: no output over an existing file, each with a writable folder.
+  const outputs = [{ file: out, option: '--out' }, ...(perViewCsv ? [{ file: perViewCsv, option: '--per-view' }] : [])];
+  await checkOutputLocations(outputs);
+  await refuseExisting(outputs.map((o) => o.file));
   const calibrator = options.calibrator === undefined ? null : await readCalibrator(options.calibrator);
   const checkpoints = await resolveCheckpoints(options.checkpoints);
   if (calibrator && ensemble === 'rank' && checkpoints.length > 1)
@@ -291,11 +293,9 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
 
   const submission = ['image_name,target', ...rows.map((r) => `${csvField(r.imageName)},${r.target}`)].join('\n') + '\n';
   // Atomically (a crash leaves no half-written submission), never over a file that appeared meanwhile.
-  await writeNewFile(out, Buffer.from(submission), CHOOSE_ANOTHER_OUT);
-  const written = [out];
-  if (perViewCsv) {
-    await writeNewFile(perViewCsv, Buffer.from(perViewLines.join('\n') + '\n'), CHOOSE_ANOTHER_OUT);
-    written.push(perViewCsv);
-  }
+  const written = await writeNewFiles(
+    [{ file: out, data: Buffer.from(submission) }, ...(perViewCsv ? [{ file: perViewCsv, data: Buffer.from(perViewLines.join('\n') + '\n') }] : [])],
+    CHOOSE_ANOTHER_OUT,
+  );
   return { rows, checkpoints, views: [...views], auc, written, calibrator: options.calibrator ?? null };
 }

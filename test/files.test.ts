@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { checkFolderWritable, makeDirectory, OutputExistsError, OutputLocationError, refuseExistingFile, writeFileAtomic, writeNewFile } from '../src/files';
+import { checkFolderWritable, makeDirectory, OutputExistsError, OutputLocationError, refuseExistingFile, writeFileAtomic, writeNewFile, writeNewFiles } from '../src/files';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'melanoma-files-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -67,6 +67,25 @@ describe('refuseExistingFile and writeNewFile (the refusals of compare --json, e
     await writeNewFile(path.join(dir, 'fresh.csv'), Buffer.from('ours'), instead);
     expect(readFileSync(path.join(dir, 'fresh.csv'), 'utf8')).toBe('ours');
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('writeNewFiles (one result in several files)', () => {
+  test('when a later file fails, the ones written before it are removed again; a file that was there stays', async () => {
+    const first = path.join(dir, 'result-a.csv');
+    const blocker = path.join(dir, 'result-blocker');
+    writeFileSync(blocker, 'a file where a folder is needed');
+    const second = path.join(blocker, 'result-b.csv');
+    await expect(writeNewFiles([{ file: first, data: Buffer.from('a') }, { file: second, data: Buffer.from('b') }], 'choose another path')).rejects.toThrow(OutputLocationError);
+    expect(existsSync(first)).toBe(false);
+    expect(readFileSync(blocker, 'utf8')).toBe('a file where a folder is needed');
+    // One that exists already is refused and kept, and nothing else is left written.
+    writeFileSync(path.join(dir, 'result-kept.csv'), 'mine');
+    await expect(writeNewFiles([{ file: first, data: Buffer.from('a') }, { file: path.join(dir, 'result-kept.csv'), data: Buffer.from('b') }], 'choose another path')).rejects.toThrow(OutputExistsError);
+    expect(existsSync(first)).toBe(false);
+    expect(readFileSync(path.join(dir, 'result-kept.csv'), 'utf8')).toBe('mine');
+    expect(await writeNewFiles([{ file: first, data: Buffer.from('a') }], 'choose another path')).toEqual([first]);
+    expect(readFileSync(first, 'utf8')).toBe('a');
   });
 });
 

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CALIBRATOR_KINDS, CalibrationReport, Calibrator, CalibratorError, CalibratorKind, fitCalibrator } from '../calibrate';
 import { readUglyDuckling } from '../embed';
-import { csvField, refuseExistingFile, writeNewFile } from '../files';
+import { checkOutputLocations, csvField, refuseExistingFile, writeNewFiles } from '../files';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
 import { CV_FILES } from '../train/cv';
 
@@ -46,11 +46,10 @@ export async function calibratePredictionsFile(input: string, options: Calibrate
   const file = resolvePredictionsFile(input);
   const kind = options.kind ?? 'platt';
   const out = options.out ?? path.join(path.dirname(file), kind === 'platt' ? 'calibrator.json' : `${kind}.json`);
-  if (options.crossFittedOut && path.resolve(options.crossFittedOut) === path.resolve(out))
-    throw new CalibratorError(`--out and --cross-fitted-out are both ${out}: give the cross-fitted predictions a file of their own`);
-  const outputs = options.crossFittedOut ? [out, options.crossFittedOut] : [out];
-  // Before any work: a file that exists is never replaced.
-  for (const o of outputs) refuseExistingFile(o, CHOOSE_ANOTHER);
+  const outputs = [{ file: out, option: '--out' }, ...(options.crossFittedOut ? [{ file: options.crossFittedOut, option: '--cross-fitted-out' }] : [])];
+  // Before any work: a file that exists is never replaced, and each has a writable folder.
+  await checkOutputLocations(outputs);
+  for (const o of outputs) refuseExistingFile(o.file, CHOOSE_ANOTHER);
   const rows = readPredictionsCsv(file);
   const uglyDuckling = options.uglyDucklingCsv ? await readUglyDuckling(options.uglyDucklingCsv) : undefined;
   if (uglyDuckling) {
@@ -59,16 +58,14 @@ export async function calibratePredictionsFile(input: string, options: Calibrate
       throw new CalibratorError(`${options.uglyDucklingCsv} lacks ${missing.length} of the ${rows.length} images of ${file} (e.g. ${missing[0].imageName}): embed the same cv folder's data`);
   }
   const { calibrator, crossFitted } = fitCalibrator(rows, { kind, l2: options.l2, source: file, uglyDuckling });
-  await writeNewFile(out, Buffer.from(JSON.stringify(calibrator, null, 2) + '\n'), CHOOSE_ANOTHER);
-  const written = [out];
+  const files = [{ file: out, data: Buffer.from(JSON.stringify(calibrator, null, 2) + '\n') }];
   if (options.crossFittedOut) {
     const withPatients = rows.every((r) => r.patientId);
     const lines = [withPatients ? 'image_name,patient_id,target,score' : 'image_name,target,score'];
     rows.forEach((r, i) => lines.push([r.imageName, ...(withPatients ? [r.patientId as string] : []), String(r.target), String(crossFitted[i])].map(csvField).join(',')));
-    await writeNewFile(options.crossFittedOut, Buffer.from(lines.join('\n') + '\n'), CHOOSE_ANOTHER);
-    written.push(options.crossFittedOut);
+    files.push({ file: options.crossFittedOut, data: Buffer.from(lines.join('\n') + '\n') });
   }
-  return { calibrator, written };
+  return { calibrator, written: await writeNewFiles(files, CHOOSE_ANOTHER) };
 }
 
 export function formatCalibration(c: Calibrator): string[] {

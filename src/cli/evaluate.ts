@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { refuse } from './usage';
-import { OutputExistsError, writeFileAtomic, writeNewFile } from '../files';
+import { OutputExistsError, writeFileAtomic, writeNewFiles } from '../files';
 import { evaluatePredictions, Evaluation, EvaluationOptions, operatingPointRows } from '../report/evaluation';
 import { renderHtmlReport } from '../report/html';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
@@ -46,12 +46,10 @@ export async function evaluatePredictionsFile(file: string, options: EvaluateFil
   const evaluation = evaluatePredictions(rows, { ...evaluationOptions, source: path.basename(predictions) });
   if (!out) return { evaluation, written: [] };
   const contents = [JSON.stringify(evaluation, null, 2) + '\n', renderHtmlReport(evaluation)];
-  for (const [i, target] of targets.entries()) {
-    const data = Buffer.from(contents[i]);
-    // Without --force, a file that appeared meanwhile is refused too, never clobbered.
-    if (force) await writeFileAtomic(target, data, { overwrite: true });
-    else await writeNewFile(target, data, 'pass --force (force: true) to replace it');
-  }
+  const files = targets.map((file, i) => ({ file, data: Buffer.from(contents[i]) }));
+  if (force) for (const { file, data } of files) await writeFileAtomic(file, data, { overwrite: true });
+  // Without --force, a file that appeared meanwhile is refused too, never clobbered.
+  else await writeNewFiles(files, 'pass --force (force: true) to replace it');
   return { evaluation, written: targets };
 }
 

@@ -235,8 +235,15 @@ describe('the calibrator file and the calibrate command', () => {
 
     const same = run(oof, '--out', path.join(dir, 'same.csv'), '--cross-fitted-out', path.join(dir, 'same.csv'));
     expect(same.status).toBe(2);
-    expect(same.stderr).toBe(`error: --out and --cross-fitted-out are both ${path.join(dir, 'same.csv')}: give the cross-fitted predictions a file of their own\n`);
+    expect(same.stderr).toBe(`error: --out and --cross-fitted-out are both ${path.join(dir, 'same.csv')}: give each output a file of its own\n`);
     expect(fs.existsSync(path.join(dir, 'same.csv'))).toBe(false);
+    // A --cross-fitted-out where nothing can be written is refused before --out is written.
+    if (fs.existsSync('/proc/self')) {
+      const nowhere = run(oof, '--out', path.join(dir, 'first.json'), '--cross-fitted-out', '/proc/melanoma-nowhere/cf.csv');
+      expect(nowhere.status).toBe(2);
+      expect(nowhere.stderr).toBe('error: cannot create the folder /proc/melanoma-nowhere: this file system does not allow new folders there; choose a writable location\n');
+      expect(fs.existsSync(path.join(dir, 'first.json'))).toBe(false);
+    }
     await expect(readCalibrator(path.join(dir, 'absent.json'))).rejects.toThrow(/absent\.json does not exist: make one with `melanoma calibrate OOF_PREDICTIONS --out .*absent\.json`/);
     const write = (name: string, text: string) => {
       fs.writeFileSync(path.join(dir, name), text);

@@ -8,6 +8,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { CalibratorKind, applyCalibrator, fitCalibrator } from '../../src/calibrate';
 import { openDataset } from '../../src/data/isic';
+import { OutputLocationError } from '../../src/files';
 import { logit } from '../../src/metrics';
 import { parsePredictionsCsv } from '../../src/report/predictions-csv';
 import { syntheticPredictionsCsv } from '../report/fixtures';
@@ -73,6 +74,21 @@ describe('predict on a tiny test set', () => {
     }
     expect(result.auc).toEqual(expect.any(Number)); // the tiny set has targets
     await expect(predict({ checkpoints: [run.runDir], data, out })).rejects.toThrow(`Refusing to overwrite ${out}`);
+  });
+
+  test('outputs that cannot both be written are refused before scoring, and nothing is written', async () => {
+    const out = path.join(root, 'outputs', 'submission.csv');
+    const scored: number[] = [];
+    const onProgress = (p: { scored: number }) => scored.push(p.scored);
+    await expect(predict({ checkpoints: [run.runDir], data, out, perViewCsv: out, onProgress })).rejects.toThrow(
+      new OutputLocationError(`--out and --per-view are both ${out}: give each output a file of its own`, 'EEXIST'),
+    );
+    if (existsSync('/proc/self'))
+      await expect(predict({ checkpoints: [run.runDir], data, out, perViewCsv: '/proc/melanoma-nowhere/views.csv', onProgress })).rejects.toThrow(
+        'cannot create the folder /proc/melanoma-nowhere: this file system does not allow new folders there; choose a writable location',
+      );
+    expect(scored).toEqual([]); // refused before any image was scored
+    expect(existsSync(out)).toBe(false);
   });
 
   test('two checkpoints x 8 views: the per-view CSV holds every score, the submission their means', async () => {
