@@ -306,6 +306,11 @@ export interface EngineState {
   lossScale: number;
   /** Opaque generator state of the engine's RNG (CPU generator), so a resumed run draws the same. */
   rngState: Buffer;
+  /**
+   * Export only: set when this state must not become a checkpoint, and why (a non-finite batch
+   * left non-finite BatchNorm statistics; the sentence ends with the way back). Trainer.save refuses it.
+   */
+  unsaveable?: string;
 }
 
 /**

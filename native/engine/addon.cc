@@ -668,6 +668,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           js.Set("lossScale", state.lossScale);
           js.Set("rngState",
                  Napi::Buffer<uint8_t>::Copy(env, state.rngState.data(), state.rngState.size()));
+          if (!state.unsaveable.empty()) js.Set("unsaveable", state.unsaveable);
           return js;
         });
   }

@@ -161,6 +161,8 @@ struct EngineState {
   double lossScale = 1;
   bool hasScalars = false;
   std::vector<uint8_t> rngState;
+  // Export only: why this state must not become a checkpoint (non-finite statistics), or empty.
+  std::string unsaveable;
 };
 
 struct EngineInfo {

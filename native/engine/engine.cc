@@ -172,6 +172,12 @@ struct PendingStepImpl : PendingStep {
   }
 };
 
+// LibTorch says "out of memory" on CUDA and "can't allocate memory" (DefaultCPUAllocator) on CPU.
+bool isOutOfMemory(const std::string& message) {
+  return message.find("out of memory") != std::string::npos ||
+         message.find("can't allocate memory") != std::string::npos;
+}
+
 }  // namespace
 
 struct Engine::Impl {
@@ -255,6 +261,10 @@ struct Engine::Impl {
   // Set by a non-finite loss (fp32/bf16): train steps are refused, on every device alike, until
   // a checkpoint is imported (importState), so what a failure leaves does not depend on timing.
   std::string haltedBy;
+  // After a halt: whether the failed batch's forward pass left non-finite BatchNorm running
+  // statistics (its update was skipped, but those change in the forward pass itself). Found on
+  // the first use after the halt, so the training step paths stay as they are.
+  enum class HaltedStatistics { unchecked, finite, corrupt } haltedStatistics = HaltedStatistics::unchecked;
 
   explicit Impl(const EngineConfig& cfg) : config(cfg) {
     if (config.device == "cuda") {
@@ -750,7 +760,7 @@ struct Engine::Impl {
   // Captures the graphs of this batch's shape (and frozen state), replacing older ones.
   void ensureGraphs(const HostBatch& batch) {
     if (!captureFailure.empty()) {
-      const bool outOfMemory = captureFailure.find("out of memory") != std::string::npos;
+      const bool outOfMemory = isOutOfMemory(captureFailure);
       throw EngineFailure(outOfMemory ? "ERR_ENGINE_OOM" : "ERR_ENGINE_TORCH", captureFailure);
     }
     if (graphed && graphed->fits(batch, backboneFrozen)) return;
@@ -794,7 +804,7 @@ struct Engine::Impl {
       // Out of memory keeps its own code and advice: a smaller batch captures, so the way out is
       // not --no-cuda-graph. Either way this engine stays refused: a failed capture can leave
       // the generator registered with a graph that never ran.
-      const bool outOfMemory = cause.find("out of memory") != std::string::npos;
+      const bool outOfMemory = isOutOfMemory(cause);
       captureFailure = std::string("CUDA graph capture of the training step failed: ") + cause +
                        (outOfMemory ? ". Lower --batch-size or --image-size (or use --accumulate to keep "
                                       "the effective batch) and start again"
@@ -1017,8 +1027,35 @@ struct Engine::Impl {
     std::ostringstream msg;
     msg << "training loss is " << loss << " after " << head.steps
         << " optimizer steps; this batch was not applied and the weights are unchanged. "
-           "Lower the learning rate (--lr), check the input images, or train in fp32";
+           "Lower the learning rate (--lr) or check the input images"
+        << (config.precision == "fp32" ? "" : ", or train in fp32 (--precision fp32)");
     return EngineFailure("ERR_ENGINE_NONFINITE", msg.str());
+  }
+
+  // Why this model cannot score or be saved, in words that end with the way back; empty when
+  // it can. Scoring a model whose statistics a non-finite batch corrupted would give NaN scores,
+  // and saving it a checkpoint that gives them. `use` says what was asked ("score images").
+  std::string corruptedStatistics(const char* use) {
+    if (haltedBy.empty()) return "";
+    if (haltedStatistics == HaltedStatistics::unchecked) {
+      torch::NoGradGuard noGrad;
+      bool finite = true;
+      for (const auto& item : model->named_buffers()) {
+        const auto& buffer = item.value();
+        if (buffer.is_floating_point() && !torch::isfinite(buffer).all().item<bool>()) finite = false;
+      }
+      haltedStatistics = finite ? HaltedStatistics::finite : HaltedStatistics::corrupt;
+    }
+    if (haltedStatistics == HaltedStatistics::finite) return "";
+    return std::string("the batch that stopped training (") + haltedBy +
+           ") left non-finite BatchNorm statistics in the model, so it cannot " + use +
+           ": load the last checkpoint saved before it (Trainer.load, or train --resume) and train "
+           "on with a lower learning rate";
+  }
+
+  void refuseCorruptedStatistics(const char* use) {
+    const auto why = corruptedStatistics(use);
+    if (!why.empty()) throw EngineFailure("ERR_ENGINE_NONFINITE", why);
   }
 
   // GradScaler would keep halving; a scale below 1 means even unscaled gradients overflow:
@@ -1145,6 +1182,7 @@ struct Engine::Impl {
   }
 
   EvaluateResult evaluate(const HostBatch& batch) {
+    refuseCorruptedStatistics("score images");
     torch::NoGradGuard noGrad;
     model->eval();
     const auto x = inputTensor(batch, /*augmented=*/false);
@@ -1169,6 +1207,7 @@ struct Engine::Impl {
   // Under autocast the features arrive as fp32 copies of what the backbone gave; the head's
   // layers cast them as they would have, so the logits are evaluate's.
   EvaluateResult classifyEmbeddings(const HostBatch& batch) {
+    refuseCorruptedStatistics("score images");
     torch::NoGradGuard noGrad;
     model->eval();
     const auto embeddings = embeddingsTensor(batch);
@@ -1216,6 +1255,7 @@ struct Engine::Impl {
   // with a frozen backbone); only the head is differentiated, from the feature map, which gives
   // the same gradient. The parameters' gradients are not touched.
   GradCamResult gradCam(const HostBatch& batch) {
+    refuseCorruptedStatistics("explain images");
     model->eval();
     const auto x = inputTensor(batch, /*augmented=*/false).to(torch::kFloat);
     auto headInputs = headInputsTensor(batch);
@@ -1276,6 +1316,8 @@ struct Engine::Impl {
 
   EngineState exportState() {
     EngineState state;
+    // Exported all the same (to look into): the Trainer refuses to save it.
+    state.unsaveable = corruptedStatistics("be saved");
     for (const auto& [name, tensor] : modelTensors()) state.model.push_back(toHost(name, tensor));
     for (size_t i = 0; i < parameters.size(); ++i) {
       state.optimizer.push_back(toHost("exp_avg." + parameterNames[i], expAvg[i]));
@@ -1381,6 +1423,7 @@ struct Engine::Impl {
     microStep = 0;
     zeroGradients();
     haltedBy.clear();
+    haltedStatistics = HaltedStatistics::unchecked;
 #if ENGINE_DEVICE_STEP
     if (deviceStep) pushScalarsToDevice();
 #endif
@@ -1474,7 +1517,7 @@ void rethrowAsEngineFailure() {
     throw;
   } catch (const c10::Error& e) {
     std::string message = e.what_without_backtrace();
-    if (message.find("out of memory") != std::string::npos) {
+    if (isOutOfMemory(message)) {
       throw EngineFailure("ERR_ENGINE_OOM",
                           message + " (lower --batch-size or --image-size, or use --accumulate "
                                     "to keep the effective batch)");

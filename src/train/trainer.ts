@@ -303,6 +303,20 @@ function inSampleOrder<T>(loader: Loader, inLoaderOrder: readonly T[]): T[] {
   return out;
 }
 
+/**
+ * Scores must be numbers: a model whose weights overflow (trained with too high a learning rate)
+ * gives NaN or infinite logits, which no metric, calibrator or submission can use.
+ */
+function refuseNonFiniteScores(scored: readonly { imageName: string; logit: number }[]): void {
+  const bad = scored.filter((p) => !Number.isFinite(p.logit));
+  if (bad.length === 0) return;
+  throw new EngineError(
+    `the model gives a non-finite score (${bad[0].logit}) for ${bad.length} of ${scored.length} images (e.g. ${bad[0].imageName}): its weights or BatchNorm statistics overflow, as after training with too high a learning rate. ` +
+      'Score a checkpoint from before it diverged, or train again with a lower --lr',
+    'ERR_ENGINE_NONFINITE',
+  );
+}
+
 /** The refusal of a Trainer used after dispose(); `when` says it happened during a call. */
 function trainerDisposed(when?: string): EngineError {
   const what = when ? `this Trainer was disposed ${when}, and its model with it` : 'this Trainer was disposed, and its model with it';
@@ -762,6 +776,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         }
       }
       const result = await engine.gradCam(request);
+      refuseNonFiniteScores(batch.samples.map((sample, i) => ({ imageName: sample.imageName, logit: result.logits[i] })));
       const cells = result.height * result.width;
       const pixels = size * size * 3;
       batch.samples.forEach((sample, i) => {
@@ -882,6 +897,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     }
     return perView.map(({ predictions: inLoaderOrder, lossSum }) => {
       const predictions = inSampleOrder(loader, inLoaderOrder);
+      refuseNonFiniteScores(predictions);
       if (!labelled || predictions.length === 0) return { loss: null, auc: null, aucNote: 'samples without targets', predictions };
       const auc = rocAucOrNull(
         predictions.map((p) => p.target as number),
@@ -898,6 +914,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    */
   async save(file: string, { overwrite = false } = {}): Promise<void> {
     const state = await this.withEngine('save()', undefined, (engine) => engine.exportState());
+    if (state.unsaveable) throw new EngineError(`${file} was not written: ${state.unsaveable}`, 'ERR_ENGINE_NONFINITE');
     const tensors: NamedTensor[] = [
       ...state.model,
       ...state.optimizer.map((t) => ({ ...t, name: `optimizer.${t.name}` })),

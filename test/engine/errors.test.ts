@@ -185,10 +185,22 @@ test('a non-finite loss rejects with ERR_ENGINE_NONFINITE and leaves the weights
   // The weights did not move (BatchNorm running statistics of the failed forward aside).
   const parameters = new Set(engine.info().parameterNames);
   expect(sameTensors(after.model.filter((t) => parameters.has(t.name)), before.model.filter((t) => parameters.has(t.name)))).toBe(true);
-  // Still usable: evaluate resolves, and importing good weights makes it train normally again.
-  await expectWorking(engine);
+  // Those statistics did move, to non-finite values: the model would score NaN, so scoring is
+  // refused, and its export says it must not become a checkpoint.
+  const nonFinite = (t: NamedTensor) => t.dtype === 'F32' && f32(t).some((v) => !Number.isFinite(v));
+  expect(after.model.filter((t) => !parameters.has(t.name)).some(nonFinite)).toBe(true);
+  const why = /^the batch that stopped training \(training loss is (nan|inf|-inf) after 1 optimizer steps; .*\) left non-finite BatchNorm statistics in the model, so it cannot (score images|be saved): load the last checkpoint saved before it \(Trainer.load, or train --resume\) and train on with a lower learning rate$/;
+  expect(after.unsaveable).toMatch(why);
+  expect(after.unsaveable).toContain('cannot be saved');
+  const refused = await rejection(engine.evaluate(randomBatch(2, 32, 99)));
+  expect(refused.code).toBe('ERR_ENGINE_NONFINITE');
+  expect(refused.message).toMatch(why);
+  expect(refused.message).toContain('cannot score images');
+  // Importing good weights makes it score and train normally again.
   const fresh = await create();
   await engine.importState(await fresh.exportState());
+  await expectWorking(engine);
+  expect((await engine.exportState()).unsaveable).toBeUndefined();
   const result = await engine.trainStep({ ...batch, lr: 1e-3 });
   expect(Number.isFinite(result.loss)).toBe(true);
   expect(result.step).toBe(1);

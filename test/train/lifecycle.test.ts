@@ -3,11 +3,12 @@
  * code, and a process that exits while a step is running on the engine thread.
  */
 import { spawnSync } from 'child_process';
-import { existsSync } from 'fs';
+import { existsSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import { DataError } from '../../src/data/errors';
 import type { LesionSample } from '../../src/data/types';
 import { Engine, EngineError } from '../../src/native';
+import { encodeSafetensors, readSafetensorsFile } from '../../src/train/safetensors';
 import { Trainer } from '../../src/train/trainer';
 import { TINY_DEMO, TINY_TRAINER, tempDir, tinyDemo } from './helpers';
 
@@ -92,6 +93,64 @@ test("dispose() during fit() rejects the fit in the Trainer's words; nothing is 
   expect(err.code).toBe('ERR_ENGINE_DISPOSED');
   expect(err.message).toBe('this Trainer was disposed during fit(), and its model with it: create a new Trainer, or Trainer.load a checkpoint saved before dispose()');
   expect(trainer.completedEpochs).toBe(0);
+});
+
+test('after a non-finite loss, neither scores nor a checkpoint come out of the broken model; the checkpoint from before scores again', async () => {
+  // lr 10 with weight decay 1 throws the weights far enough that a forward pass overflows.
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 20, lr: 10, weightDecay: 1 });
+  const good = path.join(root, 'before-nan.safetensors');
+  try {
+    await trainer.prepare(samples);
+    await trainer.save(good);
+    const err = await rejection(trainer.fit({ train: samples }));
+    expect(err.code).toBe('ERR_ENGINE_NONFINITE');
+    expect(err.message).toMatch(/^training loss is (nan|inf|-inf) after \d+ optimizer steps; this batch was not applied and the weights are unchanged\. Lower the learning rate \(--lr\) or check the input images$/);
+    const broken = path.join(root, 'broken.safetensors');
+    const refusedSave = await rejection(trainer.save(broken));
+    expect(refusedSave.code).toBe('ERR_ENGINE_NONFINITE');
+    expect(refusedSave.message).toMatch(
+      new RegExp(`^${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} was not written: the batch that stopped training \\(training loss is .*\\) left non-finite BatchNorm statistics in the model, so it cannot be saved: load the last checkpoint saved before it`),
+    );
+    expect(existsSync(broken)).toBe(false);
+    const refusedScores = await rejection(trainer.predict(samples.slice(0, 4)));
+    expect(refusedScores.message).toMatch(/so it cannot score images: load the last checkpoint saved before it \(Trainer.load, or train --resume\)/);
+  } finally {
+    await trainer.dispose();
+  }
+  // The way back the message names: the checkpoint from before, scoring finite numbers.
+  const restored = await Trainer.load(good, { lr: 1e-3 });
+  try {
+    expect((await restored.predict(samples.slice(0, 4))).every((p) => Number.isFinite(p.logit))).toBe(true);
+  } finally {
+    await restored.dispose();
+  }
+});
+
+test('a model whose weights overflow is refused as a scorer, naming an image and the fix, instead of NaN scores', async () => {
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1 });
+  const file = path.join(root, 'overflowing.safetensors');
+  try {
+    await trainer.save(file);
+  } finally {
+    await trainer.dispose();
+  }
+  // The classifier's bias an infinity, as weights that overflowed leave it: every logit is one.
+  const { tensors, metadata } = await readSafetensorsFile(file);
+  const huge = tensors.map((t) => (t.name === 'classifier.bias' ? { ...t, data: Buffer.from(new Float32Array(t.data.length / 4).fill(Infinity).buffer) } : t));
+  const overflowing = path.join(root, 'overflowing-edited.safetensors');
+  writeFileSync(overflowing, encodeSafetensors(huge, metadata));
+  const loaded = await Trainer.load(overflowing);
+  try {
+    for (const scoring of [() => loaded.predict(samples.slice(0, 4)), () => loaded.gradCam(samples.slice(0, 2))]) {
+      const err = await rejection(scoring());
+      expect(err.code).toBe('ERR_ENGINE_NONFINITE');
+      expect(err.message).toMatch(
+        /^the model gives a non-finite score \(Infinity\) for ([24]) of \1 images \(e\.g\. DEMO_\d+\): its weights or BatchNorm statistics overflow, as after training with too high a learning rate\. Score a checkpoint from before it diverged, or train again with a lower --lr$/,
+      );
+    }
+  } finally {
+    await loaded.dispose();
+  }
 });
 
 test('a target other than 0 or 1 is refused before training, naming the images', async () => {
