@@ -9,6 +9,7 @@ import * as path from 'path';
 import { refuseExistingFile, writeNewFile } from '../files';
 import { DelongTestResult, delongTest } from '../metrics/delong';
 import { PredictionRow, PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
+import { resolvePredictionsFile } from './calibrate';
 
 export interface PredictionsComparison extends DelongTestResult {
   fileA: string;
@@ -48,7 +49,9 @@ export function joinPredictionFiles(files: readonly string[]): { rows: Predictio
  * Joins the two files on image_name (they must hold the same images with the same targets) and
  * runs the paired test. Scores are compared by rank, so probabilities and logits may be mixed.
  */
-export function comparePredictionFiles(fileA: string, fileB: string, { level = 0.95 } = {}): PredictionsComparison {
+export function comparePredictionFiles(a: string, b: string, { level = 0.95 } = {}): PredictionsComparison {
+  // A cv or run folder stands for its predictions file, as in evaluate, calibrate and ensemble.
+  const [fileA, fileB] = [resolvePredictionsFile(a), resolvePredictionsFile(b)];
   const { rows, scores } = joinPredictionFiles([fileA, fileB]);
   const test = delongTest(
     rows.map((row) => row.target),
@@ -62,10 +65,13 @@ export function comparePredictionFiles(fileA: string, fileB: string, { level = 0
 export function formatComparison(c: PredictionsComparison): string[] {
   const f = (v: number, d = 4) => v.toFixed(d);
   const pct = Math.round(100 * c.level);
+  // File names alone, unless they are the same (two folders' oof_predictions.csv): then the paths.
+  const sameName = path.basename(c.fileA) === path.basename(c.fileB);
+  const label = (file: string) => (sameName ? file : path.basename(file));
   return [
     `${c.images} images (${c.nPos} melanoma, ${c.nNeg} benign), paired DeLong test`,
-    `A ${path.basename(c.fileA)}: AUC ${f(c.aucA)}`,
-    `B ${path.basename(c.fileB)}: AUC ${f(c.aucB)}`,
+    `A ${label(c.fileA)}: AUC ${f(c.aucA)}`,
+    `B ${label(c.fileB)}: AUC ${f(c.aucB)}`,
     `A - B = ${f(c.difference)}  ${pct}% CI ${f(c.ci[0])} to ${f(c.ci[1])}  (se ${f(c.se)}, correlation ${c.correlation === null ? '—' : f(c.correlation, 3)})`,
     `z = ${Number.isFinite(c.z) ? c.z.toFixed(3) : String(c.z)}, two-sided p = ${c.pValue < 1e-4 ? c.pValue.toExponential(2) : f(c.pValue)}`,
   ];
@@ -76,8 +82,8 @@ export function registerCompareCommand(program: Command): void {
   program
     .command('compare')
     .description('paired DeLong test of two models scored on the same images: is AUC A different from AUC B?')
-    .argument('<a.csv>', 'predictions of model A (image_name, target, score[, patient_id][, fold])')
-    .argument('<b.csv>', 'predictions of model B on the same images')
+    .argument('<a.csv>', 'predictions of model A (image_name, target, score[, patient_id][, fold]), or a cv/run folder (its out-of-fold or validation predictions)')
+    .argument('<b.csv>', 'predictions of model B on the same images, or a folder')
     .option('--level <x>', 'confidence level of the CI of A - B', (value: string) => {
       const v = Number(value);
       if (!(v > 0 && v < 1)) throw new InvalidArgumentError(`Expected a number in (0, 1) for --level but received "${value}".`);

@@ -56,6 +56,23 @@ test('the CLI prints both AUCs, the difference with its CI and p; --json writes 
   expect(again.stdout).toBe(''); // refused before any work
 });
 
+test('cv or run folders stand for their predictions files; two files of one name are told apart by their paths', () => {
+  const folders = ['cv-a', 'cv-b'].map((name, k) => {
+    const folder = path.join(dir, name);
+    fs.mkdirSync(folder);
+    fs.copyFileSync(k === 0 ? goodCsv : weakCsv, path.join(folder, 'oof_predictions.csv'));
+    return folder;
+  });
+  const out = run(...folders);
+  expect(out.stderr).toBe('');
+  expect(out.status).toBe(0);
+  const [a, b] = folders.map((f) => path.join(f, 'oof_predictions.csv'));
+  expect(out.stdout).toContain(`A ${a}: AUC ${comparePredictionFiles(goodCsv, weakCsv).aucA.toFixed(4)}\nB ${b}: AUC `);
+  const missing = run(folders[0], path.join(dir, 'nope'));
+  expect(missing.status).toBe(2);
+  expect(missing.stderr).toContain(`${path.join(dir, 'nope')} does not exist: pass a predictions CSV, a cv folder (its oof_predictions.csv) or a run folder (its valid_predictions.csv)`);
+});
+
 test('a model against itself: difference 0, p = 1', () => {
   const out = run(goodCsv, csv('good-copy.csv', good));
   expect(out.status).toBe(0);
