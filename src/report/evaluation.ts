@@ -273,6 +273,8 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
     // Per-image evaluation with patient ids: resample patients; aggregated units already are patients.
     const groups = aggregation === 'none' && patientIds ? units.map((_, i) => rows[i].patientId as string) : undefined;
     boot = bootstrapAuc(y, s, { groups, replicates, seed, level, minTpr });
+    // Aggregated units are patients, resampled one by one: the bootstrap is over patients too.
+    if (aggregation !== 'none') boot = { ...boot, unit: 'patient' };
     if (aggregation === 'none' && !patientIds) warnings.push('No patient_id column: the bootstrap resamples images, which understates uncertainty when patients have several images.');
     if (boot.validReplicates < replicates) warnings.push(`${replicates - boot.validReplicates} of ${replicates} bootstrap replicates drew a single class and were skipped.`);
   }

@@ -249,7 +249,8 @@ export async function trainFold(
     } else if (best === null) {
       log(`no evaluation report: the validation AUC of ${split.valid.length} image(s) is undefined (${trainer.epochHistory.at(-1)?.validAucNote ?? 'no epoch'})`);
     } else {
-      await evaluatePredictionsFile(file('predictions'), { out: runDir, force: true, bootstrap: 200, seed: trainer.options.seed });
+      // evaluate's own defaults, so the figures are those `melanoma evaluate RUN` prints.
+      await evaluatePredictionsFile(file('predictions'), { out: runDir, force: true });
       log(`wrote ${path.join(runDir, 'evaluation.json')} and report.html (best epoch ${(best as EpochRecord).epoch})`);
     }
     return { runDir, history, best, stopped, stopReason: reason };

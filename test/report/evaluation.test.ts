@@ -58,6 +58,9 @@ describe('evaluatePredictions', () => {
     expect(p.counts.units).toBe(agg.length);
     expect(p.auc.value).toBe(rocAuc(agg.map((a) => a.target), agg.map((a) => a.score)));
     expect(p.auc.bootstrap).toBeNull();
+    // With a bootstrap: it resamples those patients, and says so.
+    const booted = evaluatePredictions(rows, { patientAggregation: 'max', bootstrap: 50 });
+    expect(booted.auc.bootstrap).toMatchObject({ unit: 'patient', units: agg.length, replicates: 50 });
   });
 
   test('logit scores are detected and calibration goes through the sigmoid', () => {
