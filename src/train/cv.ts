@@ -176,7 +176,7 @@ export async function summariseCv(cvDir: string, folds: number): Promise<{ summa
   const rows = readPredictionsCsv(oof);
   const summary = crossValidationSummary(rows.map((r) => ({ target: r.target, score: r.score, patientId: r.patientId, fold: r.fold, imageName: r.imageName })));
   await writeFileAtomic(path.join(cvDir, CV_FILES.summary), Buffer.from(JSON.stringify(summary, null, 2) + '\n'), { overwrite: true });
-  const { evaluation } = await evaluatePredictionsFile(oof, { out: cvDir, force: true, bootstrap: 1000 });
+  const { evaluation } = await evaluatePredictionsFile(oof, { out: cvDir, force: true });
   return { summary, evaluation };
 }
 
