@@ -4,6 +4,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { formatInspection, inspectDataset } from '../data/inspect';
+import { DEFAULT_OPTIONS } from '../model/config';
 
 function nonNegativeInteger(name: string, min: number) {
   return (value: string): number => {
@@ -31,7 +32,7 @@ export function registerInspectCommand(program: Command): void {
       },
       20,
     )
-    .option('--seed <n>', 'seed of the image sample and patient folds', nonNegativeInteger('--seed', 0), 0)
+    .option('--seed <n>', "seed of the patient folds and the image sample (default: train's, so the folds shown are the ones train --fold k validates on)", nonNegativeInteger('--seed', 0), DEFAULT_OPTIONS.seed)
     .option('--workers <n>', 'sampled images checked at once (default: CPU cores)', nonNegativeInteger('--workers', 1))
     .option('--no-verify-crc', 'skip the TFRecord CRC checks')
     .option('--json', 'print JSON instead of text')

@@ -5,7 +5,8 @@
  */
 import * as path from 'path';
 import sharp from 'sharp';
-import { assignFileFolds, stratifiedGroupKFold } from '../folds';
+import { stratifiedGroupKFold } from '../folds';
+import { DEFAULT_OPTIONS } from '../model/config';
 import { DataError } from './errors';
 import { createHash } from 'crypto';
 import { ImageContentDefect, assessImageContent, csvFlag, describeContentDefect, findSamePictures } from './image-content';
@@ -21,11 +22,12 @@ import { forEachConcurrently, ImageProgress, progressCounter } from './concurren
 export interface InspectOptions {
   /** CSV joined on image_name (TFRecord sets). */
   csv?: string;
-  /** Folds to report (default 5): whole files for TFRecord sets with at least that many files, else patient folds. */
+  /** Folds to report (default 5): the patient-level folds `train` and `cv` make with the same seed. */
   folds?: number;
   /** Images whose size and content are checked (default 20, seeded pick; Infinity = every image). */
   sampleImages?: number;
   verifyCrc?: boolean;
+  /** Seed of the folds and of the image sample (default 42, training's default seed: the folds shown are the ones it trains on). */
   seed?: number;
   /** Sampled images read and checked at once (default: CPU cores). */
   workers?: number;
@@ -59,7 +61,7 @@ export interface DatasetInspection extends CountSummary {
   negativesPerPositive: number | null;
   imagesPerPatient: { min: number; median: number; max: number; mean: number };
   files: ({ file: string } & CountSummary)[];
-  foldKind: 'file' | 'patient' | 'none';
+  foldKind: 'patient' | 'none';
   folds: ({ fold: number } & CountSummary)[];
   /** Samples missing each metadata field. */
   missing: { patientId: number; sex: number; ageApprox: number; anatomSite: number; diagnosis: number; target: number };
@@ -90,7 +92,7 @@ function summarize(samples: LesionSample[]): CountSummary {
 export async function inspectDataset(source: string, options: InspectOptions = {}): Promise<DatasetInspection> {
   const k = options.folds ?? 5;
   const sampleImages = options.sampleImages ?? 20;
-  const seed = options.seed ?? 0;
+  const seed = options.seed ?? DEFAULT_OPTIONS.seed;
   if (!(Number.isInteger(sampleImages) || sampleImages === Infinity) || sampleImages < 0)
     throw new RangeError(`Expected integer >= 0 or Infinity for sampleImages but received ${sampleImages}`);
   const corrupt: DatasetInspection['corrupt'] = [];
@@ -132,10 +134,10 @@ export async function inspectDataset(source: string, options: InspectOptions = {
   let foldKind: DatasetInspection['foldKind'] = 'none';
   let folds: DatasetInspection['folds'] = [];
   if (k >= 2 && samples.length > 0) {
-    const useFiles = dataset.format === 'tfrecord' && byFile.size >= k;
-    if (useFiles || totals.patients >= k) {
-      const assignment = useFiles ? assignFileFolds(samples, k) : stratifiedGroupKFold(samples, k, seed);
-      foldKind = useFiles ? 'file' : 'patient';
+    // The folds training makes (run.ts openRunData), not the files' own: `train --fold k` validates on fold k here.
+    if (totals.patients >= k) {
+      const assignment = stratifiedGroupKFold(samples, k, seed);
+      foldKind = 'patient';
       folds = Array.from({ length: k }, (_, fold) => ({ fold, ...summarize(samples.filter((_, i) => assignment[i].fold === fold)) }));
     }
   }
@@ -215,9 +217,15 @@ export async function inspectDataset(source: string, options: InspectOptions = {
     unmatchedInCsv: dataset.unmatchedInCsv,
     imageSizes: { sampled: picked.length, sizes: [...sizes.values()].sort((a, b) => b.count - a.count) },
     degenerate,
-    samePicture: picked.length === samples.length ? samePictures(comparable) : null,
+    samePicture: picked.length === samples.length ? samePictures(inDatasetOrder(comparable, samples)) : null,
     corrupt,
   };
+}
+
+/** `checked` in the order of `samples`, so that what is reported from them does not depend on the sample's seed. */
+function inDatasetOrder<T extends { sample: LesionSample }>(checked: readonly T[], samples: readonly LesionSample[]): T[] {
+  const position = new Map(samples.map((s, i) => [s, i]));
+  return [...checked].sort((x, y) => position.get(x.sample)! - position.get(y.sample)!);
 }
 
 function samePictures(images: { sample: LesionSample; digest: string; signature: Float32Array }[]): NonNullable<DatasetInspection['samePicture']> {

@@ -5,6 +5,8 @@ import sharp from 'sharp';
 import * as path from 'path';
 import { formatInspection, inspectDataset } from '../../src/data/inspect';
 import * as pkg from '../../src/index';
+import { DEFAULT_OPTIONS } from '../../src/model/config';
+import { openRunData } from '../../src/train/run';
 import { UDA1, UDA1_FILES, describeWithUda1, tempDir } from './helpers';
 
 const CLI = path.resolve(__dirname, '../../dist/cli.js');
@@ -14,10 +16,13 @@ describeWithUda1('inspectDataset on uda1-dev', () => {
 
   it('counts files, folds, classes, patients and missing metadata', async () => {
     const r = await inspectDataset(UDA1, { sampleImages: 5 });
-    expect(r).toMatchObject({ format: 'tfrecord', images: 300, positives: 83, negatives: 217, unlabeled: 0, patients: 300, foldKind: 'file', corrupt: [] });
+    expect(r).toMatchObject({ format: 'tfrecord', images: 300, positives: 83, negatives: 217, unlabeled: 0, patients: 300, foldKind: 'patient', corrupt: [] });
     expect(r.files.map((f) => f.images)).toEqual([60, 60, 60, 60, 60]);
     expect(r.files.reduce((n, f) => n + f.positives, 0)).toBe(83);
-    expect(r.folds.map((f) => f.images)).toEqual([60, 60, 60, 60, 60]);
+    // The folds training makes with its default seed (not the files'): what `train --fold k` validates on.
+    const { dataset, assignments } = await openRunData(UDA1, undefined, 5, DEFAULT_OPTIONS.seed, () => undefined, { checkContent: false });
+    const trained = [0, 1, 2, 3, 4].map((fold) => dataset.samples.filter((_, i) => assignments[i].fold === fold));
+    expect(r.folds.map((f) => [f.images, f.positives])).toEqual(trained.map((samples) => [samples.length, samples.filter((s) => s.target === 1).length]));
     expect(r.missing.anatomSite).toBe(300); // site is -1 for every record
     expect(r.imageSizes).toEqual({ sampled: 5, sizes: [{ width: 250, height: 250, format: 'jpeg', count: 5 }] });
     expect(formatInspection(r)).toContain('300 images, 300 patients, 83 positive / 217 negative');
