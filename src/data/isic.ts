@@ -344,6 +344,7 @@ async function openTfRecordSet(
     const rows = await readIsicCsv(csv);
     const byName = new Map(rows.map((r) => [r.values.image_name, r]));
     const joined: LesionSample[] = [];
+    const conflicts: { sample: LesionSample; csvTarget: number }[] = [];
     for (const s of samples) {
       const row = byName.get(s.imageName);
       if (!row) {
@@ -356,8 +357,18 @@ async function openTfRecordSet(
         continue;
       }
       const fields = sampleFieldsFromCsvRow(csv, row);
+      if (s.target !== null && fields.target !== null && fields.target !== s.target) conflicts.push({ sample: s, csvTarget: fields.target });
       // The CSV has the text values; the record's target stands unless it has none.
       joined.push({ ...s, ...fields, target: s.target ?? fields.target, image: s.image });
+    }
+    // Labels that disagree mean one side is not this set's: training on either would be a guess.
+    if (conflicts.length > 0) {
+      const examples = conflicts.slice(0, 3).map(({ sample, csvTarget }) => `${sample.imageName}: ${sample.target} in ${describeSource(sample.image)}, ${csvTarget} in the CSV`);
+      throw new DataError(
+        'ERR_CSV',
+        `${csv} gives ${conflicts.length} of ${samples.length} images another target than their TFRecords do (${examples.join('; ')}): pass the CSV of this set, or leave out --csv; to train on the CSV's labels, use it with the JPEG folder`,
+        { file: csv, imageName: conflicts[0].sample.imageName },
+      );
     }
     samples = joined;
     // A CSV that matches none of the records is another set's (or not an ISIC CSV at all).

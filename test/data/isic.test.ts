@@ -145,7 +145,7 @@ describe('CSV mistakes found before any work', () => {
     expect((await dataError(() => openDataset(dir, { csv: other }))).message).toBe(
       `${other}: none of the 2 images in ${dir} has a row there (records start with A, the CSV with X1): pass the CSV of this set, or leave out --csv`,
     );
-    writeFileSync(other, 'image_name,patient_id,target\nB,P1,1\n');
+    writeFileSync(other, 'image_name,patient_id,target\nB,P1,0\n');
     expect(await openDataset(dir, { csv: other })).toMatchObject({ unmatchedInCsv: 1 });
   });
 
@@ -221,6 +221,21 @@ describeWithUda1('uda1-dev, both layouts', () => {
       expect(meta).toEqual(expected);
     }
     expect(jpeg.samples[0].image).toEqual({ kind: 'file', path: path.join(UDA1, 'jpeg', `${jpeg.samples[0].imageName}.jpg`) });
+  });
+
+  it("a --csv whose targets disagree with the TFRecords' is refused, naming the first images (it used to be ignored silently)", async () => {
+    const lines = readFileSync(path.join(UDA1, 'train.csv'), 'utf8').trim().split('\n');
+    const target = lines[0].split(',').indexOf('target');
+    // The targets of the first two images flipped, as in a CSV of another labelling.
+    const flipped = lines.map((line, i) => (i === 1 || i === 2 ? line.split(',').map((v, c) => (c === target ? String(1 - Number(v)) : v)).join(',') : line));
+    const csv = path.join(root, 'flipped.csv');
+    writeFileSync(csv, flipped.join('\n') + '\n');
+    const [first, second] = [1, 2].map((i) => lines[i].split(',')[0]);
+    const err = await dataError(() => openDataset(UDA1, { csv }));
+    expect(err).toMatchObject({ code: 'ERR_CSV', file: csv });
+    expect(err.message).toMatch(
+      new RegExp(`^${csv.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} gives 2 of 300 images another target than their TFRecords do \\((${first}|${second}): [01] in \\S+train0\\d-60\\.tfrec record \\d+ \\(JPEG at byte \\d+\\), [01] in the CSV; (${first}|${second}): .*\\): pass the CSV of this set, or leave out --csv; to train on the CSV's labels, use it with the JPEG folder$`),
+    );
   });
 
   it('the integer codes of the files become strings; -1 becomes null', async () => {
