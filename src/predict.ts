@@ -9,7 +9,7 @@ import * as path from 'path';
 import { CalibratorError, applyCalibrator, calibratorFeatures, readCalibrator } from './calibrate';
 import { DataError } from './data/errors';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
-import { openDataset } from './data/isic';
+import { openDataset, refuseRepeatedNames } from './data/isic';
 import type { LesionSample } from './data/types';
 import { checkOutputLocations, csvField, OutputExistsError, writeNewFiles } from './files';
 import { rocAucOrNull } from './metrics/auc';
@@ -188,7 +188,9 @@ export async function resolveCheckpoints(inputs: readonly string[]): Promise<str
   return files;
 }
 
-const IMAGE_EXTENSIONS = /\.(jpe?g|png)$/i;
+// The engine decodes JPEGs (ISIC's images are JPEGs; nvJPEG reads nothing else).
+const JPEG_EXTENSIONS = /\.jpe?g$/i;
+const OTHER_IMAGE_EXTENSIONS = /\.(png|tiff?|bmp|webp|gif)$/i;
 
 /**
  * Test samples: a SIIM-ISIC set (TFRecords, or a CSV with its JPEGs) via openDataset, or a bare
@@ -199,11 +201,24 @@ export async function openTestImages(data: string, csv?: string): Promise<Lesion
   if (st?.isDirectory() && !csv) {
     const names = await fsp.readdir(data);
     if (!names.some((n) => n.endsWith('.tfrec') || n.toLowerCase().endsWith('.csv'))) {
-      const images = names.filter((n) => IMAGE_EXTENSIONS.test(n)).sort();
+      const images = names.filter((n) => JPEG_EXTENSIONS.test(n)).sort();
+      const others = names.filter((n) => OTHER_IMAGE_EXTENSIONS.test(n)).sort();
+      if (others.length > 0)
+        throw new DataError(
+          'ERR_IMAGE_FORMAT',
+          `${data} holds ${others.length} image(s) that are not JPEGs (e.g. ${others[0]}): the engine reads JPEGs, as ISIC's images are; convert them to JPEG (quality 95 keeps the detail), or move them out of the folder`,
+          { file: path.join(data, others[0]) },
+        );
       if (images.length === 0)
-        throw new DataError('ERR_DATASET_EMPTY', `${data} holds no *.tfrec, CSV or JPEG/PNG files: pass a folder of test images or TFRecords`, { file: data });
+        throw new DataError('ERR_DATASET_EMPTY', `${data} holds no *.tfrec, CSV or JPEG files: pass a folder of test images or TFRecords`, { file: data });
+      // ISIC_1.jpg beside ISIC_1.jpeg: one name for two files, which the submission could not tell apart.
+      refuseRepeatedNames(
+        data,
+        images.map((name) => ({ imageName: name.replace(JPEG_EXTENSIONS, ''), where: name })),
+        'keep one file of each image in the folder',
+      );
       return images.map((name) => ({
-        imageName: name.replace(IMAGE_EXTENSIONS, ''),
+        imageName: name.replace(JPEG_EXTENSIONS, ''),
         patientId: '',
         target: null,
         sex: null,

@@ -130,6 +130,25 @@ describe('predict on a tiny test set', () => {
     expect(result.auc).toBeNull();
   });
 
+  test('a bare folder with a PNG, or one image as .jpg and .jpeg, is refused before scoring', async () => {
+    const jpeg = await sharp({ create: { width: 40, height: 30, channels: 3, background: 'red' } }).jpeg().toBuffer();
+    const withPng = path.join(root, 'with-png');
+    mkdirSync(withPng);
+    writeFileSync(path.join(withPng, 'ISIC_A.jpg'), jpeg);
+    writeFileSync(path.join(withPng, 'ISIC_B.png'), await sharp(jpeg).png().toBuffer());
+    const out = path.join(root, 'never.csv');
+    await expect(predict({ checkpoints: [run.runDir], data: withPng, out })).rejects.toThrow(
+      `${withPng} holds 1 image(s) that are not JPEGs (e.g. ISIC_B.png): the engine reads JPEGs, as ISIC's images are; convert them to JPEG (quality 95 keeps the detail), or move them out of the folder`,
+    );
+    const twice = path.join(root, 'twice');
+    mkdirSync(twice);
+    for (const name of ['ISIC_A.jpg', 'ISIC_A.jpeg', 'ISIC_B.jpg']) writeFileSync(path.join(twice, name), jpeg);
+    await expect(predict({ checkpoints: [run.runDir], data: twice, out })).rejects.toThrow(
+      `${twice}: 1 image name(s) appear more than once (ISIC_A at ISIC_A.jpeg and ISIC_A.jpg): each image must appear once; keep one file of each image in the folder`,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
   test('--calibrator: the submission holds the calibrated combined probabilities; refusals come before any inference', async () => {
     const oof = parsePredictionsCsv(syntheticPredictionsCsv({ patients: 300 }));
     const write = (kind: CalibratorKind) => {
