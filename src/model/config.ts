@@ -351,7 +351,19 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
   if (patientRunLength > 0 && o.patientContext === 0)
     throw new RangeError(`Expected patientRunLength only with patientContext (it shapes the patient runs of training batches) but received ${patientRunLength} without it`);
   const headDropout = o.headDropout === null ? null : expectNumber('headDropout', o.headDropout, 0, 0.99);
-  const epochs = expectInteger('epochs', o.epochs, 1, 100000);
+  // Progressive resizing: the stages give the sizes (an imageSize beside them would go unused) and,
+  // by default, the epochs; fewer epochs than the stages take would drop stages silently.
+  const imageSizes = resolveImageSizes(o.imageSizes);
+  const stageEpochs = imageSizes?.reduce((sum, stage) => sum + stage.epochs, 0) ?? 0;
+  if (imageSizes && options.imageSize !== undefined)
+    throw new RangeError(
+      `Expected imageSize (--image-size) or imageSizes (--progressive), not both, but received imageSize ${describe(options.imageSize)} beside ${imageSizes.length} stage(s): with stages, each stage trains at its own size and scoring uses the last one's`,
+    );
+  const epochs = expectInteger('epochs', imageSizes && options.epochs === undefined ? stageEpochs : o.epochs, 1, 100000);
+  if (imageSizes && epochs < stageEpochs)
+    throw new RangeError(
+      `Expected integer >= ${stageEpochs} for epochs (the imageSizes stages ${imageSizes.map((s) => `${s.size}:${s.epochs}`).join(',')} take ${stageEpochs} epochs) but received ${epochs}: give more epochs, or leave out the stages that are not to be trained`,
+    );
   const lr = expectNumber('lr', o.lr, 0, 10, { exclusiveMin: true });
   const minLr = expectNumber('minLr', o.minLr, 0, 10);
   const padding = expectChoice('padding', o.padding, ['symmetric', 'same'] as const);
@@ -402,7 +414,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
     lrDecay: expectNumber('lrDecay', o.lrDecay, 0, 1, { exclusiveMin: true }),
     plateauPatience: expectInteger('plateauPatience', o.plateauPatience, 1, 100000),
     earlyStopping: expectInteger('earlyStopping', o.earlyStopping, 0, 100000),
-    imageSizes: resolveImageSizes(o.imageSizes),
+    imageSizes,
     pretrained: o.pretrained === null ? null : expectNonEmptyString('pretrained', o.pretrained),
     freezeBackboneEpochs: expectInteger('freezeBackboneEpochs', o.freezeBackboneEpochs, 0, epochs),
     backboneLrFactor: expectNumber('backboneLrFactor', o.backboneLrFactor, 0, 1),

@@ -14,7 +14,7 @@ import type { DecodeBackend, LesionSample } from '../data/types';
 import { checkFolderWritable, csvField, makeDirectory, writeFileAtomic } from '../files';
 import { evaluatePredictionsFile } from '../cli/evaluate';
 import { FoldAssignment, readFoldsCsv, splitByFold, stratifiedGroupKFold, writeFoldsCsv } from '../folds';
-import type { ResolvedOptions, TrainerOptions } from '../model/config';
+import { ResolvedOptions, TrainerOptions, stripUndefined } from '../model/config';
 import { BatchProgress, EpochRecord, Prediction, Trainer, refuseUnlabelled, trainingSetFingerprint } from './trainer';
 import { learningRateAt } from './schedule';
 
@@ -329,7 +329,11 @@ const NOT_THE_RUNS_OWN: readonly string[] = [...RESUME_OVERRIDES, 'device', 'pre
  */
 export function checkCheckpointIsTheRuns(checkpoint: string, trainer: Trainer, config: Pick<RunConfig, 'options' | 'fold'>, train: readonly LesionSample[]): void {
   const fix = `put the run's own ${path.basename(checkpoint)} back, or start a new run (nothing was changed)`;
-  const differing = (Object.keys(config.options) as (keyof ResolvedOptions)[]).filter((key) => !NOT_THE_RUNS_OWN.includes(key) && !isDeepStrictEqual(config.options[key], trainer.options[key]));
+  // imageSize is unused beside progressive stages (and resolved to its default on load).
+  const unused = config.options.imageSizes ? ['imageSize'] : [];
+  const differing = (Object.keys(config.options) as (keyof ResolvedOptions)[]).filter(
+    (key) => !NOT_THE_RUNS_OWN.includes(key) && !unused.includes(key) && !isDeepStrictEqual(config.options[key], trainer.options[key]),
+  );
   if (differing.length > 0) {
     const shown = differing.slice(0, 3).map((key) => `${key} ${JSON.stringify(trainer.options[key])} where config.json has ${JSON.stringify(config.options[key])}`);
     const more = differing.length > 3 ? ` (and ${differing.length - 3} more)` : '';
@@ -435,11 +439,17 @@ export function checkFolds(folds: number, fold?: number): void {
 
 /** @internal the demo preset under the user's options; undefined options dropped. */
 export function withPreset(isDemo: boolean, options: TrainerOptions): TrainerOptions {
-  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TrainerOptions;
+  const given = stripUndefined(options);
   if (!isDemo) return given;
-  // Pretrained weights bring their own architecture: the preset's small model would conflict.
-  const { model, widthFactor, ...training } = DEMO_PRESET;
-  return given.pretrained ? { ...training, ...given } : { ...DEMO_PRESET, ...given };
+  const { model, widthFactor, imageSize, epochs, ...training } = DEMO_PRESET;
+  return {
+    ...training,
+    // Pretrained weights bring their own architecture: the preset's small model would conflict.
+    ...(given.pretrained ? {} : { model, widthFactor }),
+    // Progressive stages bring their own sizes and epochs: the preset's would conflict.
+    ...(given.imageSizes ? {} : { imageSize, epochs }),
+    ...given,
+  };
 }
 
 /** Runs `work` with the trainer's log lines (e.g. what prepare() loaded) forwarded to `log`. */

@@ -948,7 +948,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (metadata['melanoma.format'] !== CHECKPOINT_FORMAT)
       throw new RangeError(`${file} is not a melanoma-native checkpoint (no '${CHECKPOINT_FORMAT}' metadata): pretrained weights are imported with \`weights import\``);
     const header = readCheckpointHeader(file, metadata);
-    const { headDropout, ...saved } = header.options;
+    // With progressive stages imageSize is unused, and resolveOptions refuses it beside them.
+    const { headDropout, imageSize, ...saved } = header.options;
     // Another device (a GPU checkpoint scored on a laptop) brings its own defaults for precision
     // and memory layout, unless they are given too.
     const deviceChanged = overrides.device !== undefined && overrides.device !== saved.device;
@@ -958,7 +959,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // Likewise GPU decoding: it belongs to the machine, not the model, so elsewhere sharp decodes.
     if (saved.decode === 'nvjpeg' && overrides.decode === undefined && (deviceChanged || !torchInfo().nvjpeg)) deviceDefaults.decode = 'sharp';
     // pretrained: null, as the checkpoint already holds the fine-tuned weights.
-    const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides });
+    const trainer = new Trainer({ ...saved, ...(saved.imageSizes ? {} : { imageSize }), headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides });
     // The class weight the run trained with, unless a number is given now.
     trainer.posWeight = typeof trainer.options.posWeight === 'number' && overrides.posWeight !== undefined ? trainer.options.posWeight : header.posWeight;
     trainer.epochsDone = header.epochsDone;

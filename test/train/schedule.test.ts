@@ -2,6 +2,7 @@
  * Learning-rate schedules, early stopping and progressive resizing: the pure functions, their
  * option validation, and what the Trainer does with them on the real engine.
  */
+import * as path from 'path';
 import sharp from 'sharp';
 import { openDataset } from '../../src/data/isic';
 import type { LesionSample } from '../../src/data/types';
@@ -88,6 +89,15 @@ describe('schedule options are validated like every option', () => {
     [{ imageSizes: [{ size: 16, epochs: 2 }] }, 'Expected integer between 32 and 2048 for imageSizes[0].size but received 16 of type number'],
     [{ imageSizes: [128, 256] }, 'Expected an array of stages such as [{ size: 128, epochs: 2 }, { size: 256, epochs: 3 }] for imageSizes but imageSizes[0] is 128'],
     [{ imageSizes: [] }, 'Expected an array of stages such as [{ size: 128, epochs: 2 }, { size: 256, epochs: 3 }] for imageSizes but received [] (an array)'],
+    // Stages that would be dropped silently, and a size beside them that would go unused.
+    [
+      { imageSizes: [{ size: 64, epochs: 2 }, { size: 96, epochs: 3 }], epochs: 2 },
+      'Expected integer >= 5 for epochs (the imageSizes stages 64:2,96:3 take 5 epochs) but received 2: give more epochs, or leave out the stages that are not to be trained',
+    ],
+    [
+      { imageSizes: [{ size: 64, epochs: 1 }], imageSize: 128 },
+      "Expected imageSize (--image-size) or imageSizes (--progressive), not both, but received imageSize 128 of type number beside 1 stage(s): with stages, each stage trains at its own size and scoring uses the last one's",
+    ],
   ])('%j', (options, message) => {
     expect(() => resolveOptions(options, cpu)).toThrow(message);
   });
@@ -95,6 +105,10 @@ describe('schedule options are validated like every option', () => {
   test('defaults', () => {
     const o = resolveOptions({}, cpu);
     expect([o.schedule, o.warmupEpochs, o.earlyStopping, o.imageSizes]).toEqual(['constant', 0, 0, null]);
+    // With stages and no epochs, the stages' epochs; more epochs continue at the last size.
+    const stages = [{ size: 64, epochs: 2 }, { size: 96, epochs: 3 }];
+    expect(resolveOptions({ imageSizes: stages }, cpu).epochs).toBe(5);
+    expect(resolveOptions({ imageSizes: stages, epochs: 7 }, cpu).epochs).toBe(7);
   });
 });
 
@@ -106,7 +120,8 @@ describe('the Trainer applies them (real engine, tiny model)', () => {
   });
 
   test('progressive resizing trains each epoch at its stage size; the lr row follows the schedule', async () => {
-    const trainer = new Trainer({ ...TINY_OPTIONS, epochs: 3, imageSizes: [{ size: 32, epochs: 1 }, { size: 48, epochs: 2 }], schedule: 'step', lrDecay: 0.5 });
+    const { imageSize: _stagesGiveTheSize, ...options } = TINY_OPTIONS;
+    const trainer = new Trainer({ ...options, imageSizes: [{ size: 32, epochs: 1 }, { size: 48, epochs: 2 }], schedule: 'step', lrDecay: 0.5 });
     try {
       const history = await trainer.fit({ train });
       expect(history.map((r) => r.imageSize)).toEqual([32, 48, 48]);
@@ -115,6 +130,16 @@ describe('the Trainer applies them (real engine, tiny model)', () => {
       // Prediction uses the last epoch's size by default.
       expect(trainer.imageSizeAt(trainer.completedEpochs)).toBe(48);
       expect(await trainer.predict(train.slice(0, 3))).toHaveLength(3);
+      // Its checkpoint loads (the stages come back, no imageSize is given beside them) and goes on.
+      const file = path.join(dir, 'progressive.safetensors');
+      await trainer.save(file);
+      const loaded = await Trainer.load(file, { epochs: 4 });
+      try {
+        expect(loaded.options.imageSizes).toEqual([{ size: 32, epochs: 1 }, { size: 48, epochs: 2 }]);
+        expect((await loaded.fit({ train })).map((r) => r.imageSize)).toEqual([32, 48, 48, 48]);
+      } finally {
+        await loaded.dispose();
+      }
     } finally {
       await trainer.dispose();
     }
