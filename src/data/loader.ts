@@ -49,8 +49,34 @@ const OPTION_NAMES = [
   'patientRunLength',
 ];
 
+/** What is wrong with one sample as a script may have built it (past the type), or null. */
+function sampleProblem(sample: unknown): string | null {
+  if (typeof sample !== 'object' || sample === null) return `is ${sample === null ? 'null' : `a ${typeof sample}`}, not a LesionSample object`;
+  const { imageName, image } = sample as { imageName?: unknown; image?: unknown };
+  if (typeof imageName !== 'string' || imageName === '') return `has no imageName (a non-empty string)`;
+  if (typeof image !== 'object' || image === null) return `(${imageName}) has no image: { kind: 'file', path } or { kind: 'memory', bytes } (openDataset fills it in)`;
+  const source = image as Record<string, unknown>;
+  const ok =
+    (source.kind === 'file' && typeof source.path === 'string') ||
+    (source.kind === 'memory' && Buffer.isBuffer(source.bytes)) ||
+    (source.kind === 'tfrecord' && typeof source.file === 'string' && [source.recordIndex, source.offset, source.length].every((v) => Number.isInteger(v)));
+  return ok ? null : `(${imageName}) has an image of kind ${JSON.stringify(source.kind)} without its fields: { kind: 'file', path }, { kind: 'memory', bytes } or a TFRecord span from openDataset`;
+}
+
+/**
+ * Refuses samples a script built wrongly (no imageName, no image, an image without its fields)
+ * with the first one named, before any of them is read. `what` names the set ("training images").
+ */
+export function checkSamples(samples: readonly unknown[], what: string): void {
+  for (let i = 0; i < samples.length; i++) {
+    const problem = sampleProblem(samples[i]);
+    if (problem) throw new TypeError(`Expected LesionSample objects for the ${what} but sample ${i} ${problem}`);
+  }
+}
+
 function validate(samples: LesionSample[], o: LoaderOptions): void {
   if (!Array.isArray(samples)) throw new TypeError(`Expected an array of samples but received ${typeof samples}`);
+  checkSamples(samples, 'images to load');
   if (typeof o !== 'object' || o === null) throw new TypeError('Expected a LoaderOptions object');
   for (const k of Object.keys(o)) if (!OPTION_NAMES.includes(k)) throw new TypeError(`Unknown loader option '${k}' (expected one of ${OPTION_NAMES.join(', ')})`);
   const positiveInt = (name: keyof LoaderOptions, min: number) => {

@@ -5,7 +5,7 @@
 import { createHash } from 'crypto';
 import { EventEmitter } from 'events';
 import { DataError } from '../data/errors';
-import { Loader, createLoader, engineImages } from '../data/loader';
+import { Loader, checkSamples, createLoader, engineImages } from '../data/loader';
 import { hasPatientWithSeveralImages, patientGroups, withTheirPatients } from '../data/patients';
 import { HeadScored, WholePatientHead, concatRows } from './patient-head';
 import type { Batch, LesionSample, LoaderStats } from '../data/types';
@@ -265,6 +265,7 @@ function readCheckpointHeader(file: string, metadata: Record<string, string>): C
 /** What predict, evaluate and gradCam are given, checked as the constructor checks options. */
 function checkScoringInput(samples: unknown, imageSize: unknown): void {
   if (!Array.isArray(samples)) throw new TypeError(`Expected an array of samples (LesionSample[], e.g. openDataset(...).samples) but received ${describe(samples)}`);
+  checkSamples(samples, 'images to score');
   if (imageSize !== undefined) expectImageSize('imageSize', imageSize);
 }
 
@@ -544,6 +545,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   async fit(data: FitData, { signal, afterEpoch, withinEpoch }: FitOptions = {}): Promise<EpochRecord[]> {
     if (!data || !Array.isArray(data.train)) throw new TypeError(`Expected fit({ train: LesionSample[] }) but received ${typeof data?.train}`);
     if (data.train.length === 0) throw new RangeError('Expected a non-empty training set but received 0 samples');
+    checkSamples(data.train, 'training images');
+    if (data.valid !== undefined && data.valid !== null) {
+      if (!Array.isArray(data.valid)) throw new TypeError(`Expected fit({ valid: LesionSample[] }) but received ${describe(data.valid)}`);
+      checkSamples(data.valid, 'validation images');
+    }
     refuseUnlabelled(data.train);
     if (this.fitting) throw new EngineError('fit() is already running on this Trainer: await it before calling fit() again', 'ERR_ENGINE_STATE');
     this.fitting = true;

@@ -153,6 +153,24 @@ test('a model whose weights overflow is refused as a scorer, naming an image and
   }
 });
 
+test('samples a script built wrongly are refused before any work, naming the sample and what it lacks', async () => {
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1 });
+  try {
+    const broken = (change: object) => samples.slice(0, 8).map((s, i) => (i === 3 ? { ...s, ...change } : s)) as unknown as LesionSample[];
+    const name = samples[3].imageName;
+    const cases: [() => Promise<unknown>, string][] = [
+      [() => trainer.fit({ train: broken({ image: undefined }) }), `Expected LesionSample objects for the training images but sample 3 (${name}) has no image: { kind: 'file', path } or { kind: 'memory', bytes } (openDataset fills it in)`],
+      [() => trainer.fit({ train: broken({ image: { kind: 'weird' } }) }), `Expected LesionSample objects for the training images but sample 3 (${name}) has an image of kind "weird" without its fields: { kind: 'file', path }, { kind: 'memory', bytes } or a TFRecord span from openDataset`],
+      [() => trainer.fit({ train: samples.slice(0, 8), valid: broken({ imageName: 7 }) }), 'Expected LesionSample objects for the validation images but sample 3 has no imageName (a non-empty string)'],
+      [() => trainer.predict([...samples.slice(0, 2), null] as unknown as LesionSample[]), 'Expected LesionSample objects for the images to score but sample 2 is null, not a LesionSample object'],
+    ];
+    for (const [call, message] of cases) await expect(call()).rejects.toThrow(new TypeError(message));
+    expect(trainer.completedEpochs).toBe(0);
+  } finally {
+    await trainer.dispose();
+  }
+});
+
 test('a target other than 0 or 1 is refused before training, naming the images', async () => {
   const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1 });
   try {
