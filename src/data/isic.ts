@@ -316,7 +316,8 @@ export async function openDataset(pathOrDir: string, options: OpenDatasetOptions
         'or at a folder holding train.csv (or test.csv) and its JPEGs',
       { file: pathOrDir },
     );
-  return openJpegSet(pathOrDir, csv, opts.imageDir, opts.dropDuplicates);
+  // A folder given with a CSV from elsewhere holds the JPEGs (or its jpeg/ or train/ does).
+  return openJpegSet(pathOrDir, csv, opts.imageDir, st.isDirectory() ? pathOrDir : undefined, opts.dropDuplicates);
 }
 
 async function openTfRecordSet(
@@ -387,7 +388,7 @@ async function listJpegs(dir: string): Promise<Set<string> | null> {
   return names ? new Set(names) : null;
 }
 
-async function openJpegSet(source: string, csv: string, imageDir: string | undefined, dropDuplicates: boolean): Promise<IsicDataset> {
+async function openJpegSet(source: string, csv: string, imageDir: string | undefined, dataDir: string | undefined, dropDuplicates: boolean): Promise<IsicDataset> {
   const rows = await readIsicCsv(csv);
   const kept = dropDuplicates ? rows.filter((r) => !isDuplicateRow(r)) : rows;
   const droppedDuplicates = rows.length - kept.length;
@@ -397,7 +398,9 @@ async function openJpegSet(source: string, csv: string, imageDir: string | undef
     });
   const csvDir = path.dirname(csv);
   const base = path.basename(csv, path.extname(csv));
-  const candidates = imageDir ? [imageDir] : [...new Set([path.join(csvDir, base), path.join(csvDir, 'jpeg'), path.join(csvDir, 'train'), path.join(csvDir, 'test'), csvDir])];
+  const beside = (dir: string) => [path.join(dir, base), path.join(dir, 'jpeg'), path.join(dir, 'train'), path.join(dir, 'test'), dir];
+  const searched = imageDir ? [imageDir] : [...(dataDir ? [dataDir, ...beside(dataDir)] : []), ...beside(csvDir)];
+  const candidates = [...new Set(searched.map((dir) => path.normalize(dir)))];
   const first = kept.length ? `${kept[0].values.image_name}.jpg` : undefined;
   let dir: string | undefined;
   let names: Set<string> | null = null;
@@ -412,7 +415,7 @@ async function openJpegSet(source: string, csv: string, imageDir: string | undef
     throw new DataError(
       'ERR_IMAGE_MISSING',
       `${csv} line ${kept[0]?.line ?? '?'}: no ${first} in ${candidates.join(', ')}. ` +
-        'Pass imageDir with the folder holding <image_name>.jpg, or remove the rows without images from the CSV',
+        'Pass the folder holding <image_name>.jpg as the data (--data DIR --csv CSV; imageDir in the API), or remove the rows without images from the CSV',
       { file: csv, imageName: kept[0]?.values.image_name },
     );
   }

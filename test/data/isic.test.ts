@@ -238,6 +238,15 @@ describeWithUda1('uda1-dev, both layouts', () => {
     );
   });
 
+  it('a folder of JPEGs given with a CSV kept elsewhere: the JPEGs are found in that folder', async () => {
+    const csv = path.join(root, 'elsewhere', 'labels.csv');
+    mkdirSync(path.dirname(csv), { recursive: true });
+    copyFileSync(path.join(UDA1, 'train.csv'), csv);
+    const ds = await openDataset(path.join(UDA1, 'jpeg'), { csv });
+    expect(ds.samples).toHaveLength(300);
+    expect(ds.samples[0].image).toEqual({ kind: 'file', path: path.join(UDA1, 'jpeg', `${ds.samples[0].imageName}.jpg`) });
+  });
+
   it('the integer codes of the files become strings; -1 becomes null', async () => {
     const ds = await openDataset(path.join(UDA1, 'train00-60.tfrec'));
     for (const s of ds.samples) {
