@@ -563,6 +563,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private async fitOnce(engine: Engine, data: FitData, { signal, afterEpoch, withinEpoch }: FitOptions): Promise<EpochRecord[]> {
     const o = this.options;
     this.stopReasonText = null;
+    // epochs counts all epochs, also those before a Trainer.load: a fit with none left says so.
+    if (this.epochsDone >= o.epochs)
+      this.emit('log', `no epoch left to train: ${this.epochsDone} are done and epochs is ${o.epochs} (it counts them all; a larger epochs, or train --resume RUN --epochs N, trains further)`);
     // One loader per image size (progressive resizing); the epoch order depends on the seed and epoch only.
     const trainMetadata = this.metadataFor(data.train, { training: true });
     const trainSet = trainingSetFingerprint(data.train);

@@ -51,6 +51,11 @@ test('a second fit() while one runs is refused; the first trains once, and calls
     expect(second.message).toBe('fit() is already running on this Trainer: await it before calling fit() again');
     const history = await first;
     expect(history.map((e) => e.epoch)).toEqual([1, 2]);
+    // A fit after the last epoch trains nothing, and says so.
+    const lines: string[] = [];
+    trainer.on('log', (line) => lines.push(line));
+    expect(await trainer.fit({ train: samples.slice(0, 16) })).toEqual(history);
+    expect(lines).toEqual(['no epoch left to train: 2 are done and epochs is 2 (it counts them all; a larger epochs, or train --resume RUN --epochs N, trains further)']);
     // Built before any training set (posWeight 'auto' = 1), the engine is rebuilt once with the set's weight.
     expect(created).toHaveBeenCalledTimes(2);
   } finally {
