@@ -5,7 +5,7 @@
  * by the IDCT itself before the final resize, which is most of the speed at small sizes.
  */
 import { promises as fsp } from 'fs';
-import sharp, { Sharp } from 'sharp';
+import sharp, { Metadata, Sharp } from 'sharp';
 import { DataError } from './errors';
 import { readSpan } from './tfrecord';
 import { ImageSource, LesionSample } from './types';
@@ -160,6 +160,19 @@ function requireJpeg(bytes: Buffer, imageName: string, source: ImageSource | und
     );
   }
   return { where, context };
+}
+
+/**
+ * A sample's JPEG header (its size), with the loader's own refusals: ERR_IMAGE_FORMAT for bytes
+ * that are not a JPEG, ERR_IMAGE_DECODE naming the image for one sharp cannot open.
+ */
+export async function jpegMetadata(bytes: Buffer, imageName: string, source: ImageSource | undefined): Promise<Metadata> {
+  const { where, context } = requireJpeg(bytes, imageName, source);
+  try {
+    return await sharp(bytes).metadata();
+  } catch (err) {
+    throw undecodable(err, bytes, imageName, where, context);
+  }
 }
 
 /** How far from the end a JPEG's end-of-image marker may sit (encoders pad some files). */

@@ -4,13 +4,12 @@
  * Corrupt files are reported, not thrown, so one bad file does not hide the state of the rest.
  */
 import * as path from 'path';
-import sharp from 'sharp';
 import { stratifiedGroupKFold } from '../folds';
 import { DEFAULT_OPTIONS } from '../model/config';
 import { DataError } from './errors';
 import { createHash } from 'crypto';
 import { ImageContentDefect, assessImageContent, csvFlag, describeContentDefect, findSamePictures } from './image-content';
-import { ImageBytesReader, describeSource, sniffImageFormat } from './images';
+import { ImageBytesReader, describeSource, jpegMetadata, sniffImageFormat } from './images';
 import { IsicDataset, listTfRecordFiles, openDataset, readTfRecordSamples } from './isic';
 import { patientKey } from './patients';
 import { seededSample } from './random';
@@ -100,7 +99,8 @@ export async function inspectDataset(source: string, options: InspectOptions = {
   // TFRecord sets file by file, so a corrupt file is listed and the others still counted.
   let dataset: IsicDataset;
   const st = await fsp.stat(source).catch(() => null);
-  const tfrecords = st?.isDirectory() ? await listTfRecordFiles(source) : [];
+  // One .tfrec file given alone is inspected as a set of one: its corruption is reported too.
+  const tfrecords = st?.isDirectory() ? await listTfRecordFiles(source) : st?.isFile() && source.endsWith('.tfrec') ? [source] : [];
   if (tfrecords.length > 0 && !options.csv) {
     const files: IsicDataset['files'] = [];
     let samples: LesionSample[] = [];
@@ -157,14 +157,15 @@ export async function inspectDataset(source: string, options: InspectOptions = {
       const s = picked[i];
       try {
         const bytes = await reader.read(s.image, s.imageName);
-        const meta = await sharp(bytes).metadata();
+        const meta = await jpegMetadata(bytes, s.imageName, s.image);
         const size = { width: meta.width ?? 0, height: meta.height ?? 0, format: sniffImageFormat(bytes) ?? 'unknown' };
         const content = await assessImageContent(bytes, s.imageName, s.image);
         checked[i] = { kind: 'image', sample: s, size, content, digest: createHash('sha1').update(bytes).digest('hex') };
       } catch (err) {
         checked[i] = {
           kind: 'corrupt',
-          entry: { file: describeSource(s.image), code: err instanceof DataError ? err.code : 'ERR_IMAGE_DECODE', message: `${s.imageName}: ${(err as Error).message}` },
+          // The loader's own words (they name the image); anything else with the image's name.
+          entry: err instanceof DataError ? { file: describeSource(s.image), code: err.code, message: err.message } : { file: describeSource(s.image), code: 'ERR_IMAGE_DECODE', message: `${s.imageName}: ${(err as Error).message}` },
         };
       }
       finishedOne();

@@ -90,6 +90,27 @@ describeWithUda1('inspectDataset on uda1-dev', () => {
     expect(r.corrupt[0]).toMatchObject({ file: bad, code: 'ERR_TFRECORD_CRC' });
     expect(r.corrupt[0].message).toMatch(new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: record \\d+ at byte \\d+: payload CRC mismatch`));
     expect(formatInspection(r)).toContain('corrupt (1):');
+    // The same file inspected alone is reported the same way, not a failure of the command.
+    const alone = await inspectDataset(bad, { sampleImages: 0, folds: 0 });
+    expect(alone.corrupt).toEqual([r.corrupt[0]]);
+  });
+
+  it('images that are empty, not JPEGs or undecodable are listed in the loader\'s words', async () => {
+    const jpegs = path.join(dir, 'odd-jpegs');
+    mkdirSync(path.join(jpegs, 'train'), { recursive: true });
+    const names = ['ISIC_EMPTY', 'ISIC_PNG', 'ISIC_NOISE', 'ISIC_GOOD'];
+    writeFileSync(path.join(jpegs, 'train.csv'), ['image_name,patient_id,target', ...names.map((n, i) => `${n},P${i},${i % 2}`)].join('\n') + '\n');
+    const good = readFileSync(path.join(UDA1, 'jpeg', 'ISIC_0000041.jpg'));
+    writeFileSync(path.join(jpegs, 'train', 'ISIC_EMPTY.jpg'), Buffer.alloc(0));
+    writeFileSync(path.join(jpegs, 'train', 'ISIC_PNG.jpg'), await sharp(good).png().toBuffer());
+    writeFileSync(path.join(jpegs, 'train', 'ISIC_NOISE.jpg'), Buffer.concat([Buffer.from([0xff, 0xd8, 0xff]), Buffer.alloc(200, 7)]));
+    writeFileSync(path.join(jpegs, 'train', 'ISIC_GOOD.jpg'), good);
+    const r = await inspectDataset(path.join(jpegs, 'train.csv'), { sampleImages: Infinity, folds: 0 });
+    const byName = new Map(r.corrupt.map((c) => [names.find((n) => c.message.includes(n)), c]));
+    expect([...byName.keys()].sort()).toEqual(['ISIC_EMPTY', 'ISIC_NOISE', 'ISIC_PNG']);
+    expect(byName.get('ISIC_EMPTY')).toMatchObject({ code: 'ERR_IMAGE_FORMAT', message: expect.stringContaining('is not an image (first bytes none), not a JPEG: the pipeline reads JPEGs only') });
+    expect(byName.get('ISIC_PNG')).toMatchObject({ code: 'ERR_IMAGE_FORMAT', message: expect.stringContaining('is a PNG image, not a JPEG') });
+    expect(byName.get('ISIC_NOISE')).toMatchObject({ code: 'ERR_IMAGE_DECODE', message: expect.stringMatching(/^Cannot decode ISIC_NOISE from .*ISIC_NOISE\.jpg: .*\. The JPEG is damaged: replace it or remove it from the dataset$/) });
   });
 });
 
