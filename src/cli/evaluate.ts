@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { refuse } from './usage';
 import { OutputExistsError, writeFileAtomic, writeNewFiles } from '../files';
 import { evaluatePredictions, Evaluation, EvaluationOptions, operatingPointRows } from '../report/evaluation';
-import { renderHtmlReport } from '../report/html';
+import { renderHtmlReport, thresholdText } from '../report/html';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
 import { resolvePredictionsFile } from './calibrate';
 
@@ -77,11 +77,11 @@ function summaryLines(e: Evaluation, written: string[]): string[] {
     `${e.counts.units} ${e.unit}s, ${e.counts.positives} melanoma (${(100 * e.counts.prevalence).toFixed(2)}%)`,
     `ROC AUC ${f(e.auc.value)}  95% CI ${e.auc.delong ? `${f(e.auc.delong.ci[0])}-${f(e.auc.delong.ci[1])} (DeLong)` : '—'}${e.auc.bootstrap ? `, ${f(e.auc.bootstrap.ci[0])}-${f(e.auc.bootstrap.ci[1])} (bootstrap over ${e.auc.bootstrap.unit}s)` : ''}`,
     `Partial AUC (TPR >= ${e.partialAuc.minTpr}) ${f(e.partialAuc.value)} of ${f(e.partialAuc.max, 1)}`,
-    `At sensitivity >= ${p(ts.targetSensitivity)}: specificity ${p(ts.specificity)} (threshold ${ts.threshold}, TP ${ts.tp} FP ${ts.fp} TN ${ts.tn} FN ${ts.fn})`,
+    `At sensitivity >= ${p(ts.targetSensitivity)}: specificity ${p(ts.specificity)} (threshold ${thresholdText(ts.threshold)}, TP ${ts.tp} FP ${ts.fp} TN ${ts.tn} FN ${ts.fn})`,
   ];
   for (const r of operatingPointRows(e).slice(1)) {
     const o = r.point;
-    lines.push(`  ${r.name}: sensitivity ${p(o.sensitivity)}, specificity ${p(o.specificity)} (threshold ${o.threshold}, TP ${o.tp} FP ${o.fp} TN ${o.tn} FN ${o.fn})`);
+    lines.push(`  ${r.name}: sensitivity ${p(o.sensitivity)}, specificity ${p(o.specificity)} (threshold ${thresholdText(o.threshold)}, TP ${o.tp} FP ${o.fp} TN ${o.tn} FN ${o.fn})`);
   }
   if (e.calibration) lines.push(`ECE ${f(e.calibration.ece)}  Brier ${f(e.calibration.brier, 4)}${e.calibration.temperatureScaling ? `  (T = ${f(e.calibration.temperatureScaling.temperature, 2)} gives ECE ${f(e.calibration.temperatureScaling.eceAfter)})` : ''}`);
   if (e.crossValidation) lines.push(`CV: fold AUC ${f(e.crossValidation.meanAuc)} +- ${f(e.crossValidation.sdAuc)} over ${e.crossValidation.folds.length} folds; pooled ${f(e.crossValidation.pooledAuc)}`);

@@ -311,7 +311,8 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
   const hist = histogram(units, scoreScale, 30);
 
   let crossValidation: Evaluation['crossValidation'] = null;
-  if (folds) {
+  // One fold (a single run's validation predictions) is no cross-validation to summarise.
+  if (folds && folds.size > 1) {
     const cv = crossValidationSummary(
       rows.map((r) => ({ target: r.target, score: r.score, patientId: r.patientId ?? null, fold: r.fold!, imageName: r.imageName })),
       { aggregation, level },

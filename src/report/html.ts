@@ -24,7 +24,8 @@ function ci(c: [number, number] | null | undefined, digits = 3): string {
   return c ? `${num(c[0], digits)}–${num(c[1], digits)}` : '—';
 }
 
-function thresholdText(t: number): string {
+/** A threshold as people read it: 4 significant digits (the JSON keeps every digit). */
+export function thresholdText(t: number): string {
   return Math.abs(t) >= 0.001 || t === 0 ? Number(t.toPrecision(4)).toString() : t.toExponential(2);
 }
 

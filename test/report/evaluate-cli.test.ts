@@ -89,6 +89,10 @@ describe('evaluate command', () => {
     expect(e.options).toMatchObject({ threshold: 0.7, targetSensitivity: 0.9, patientAggregation: 'mean', bootstrap: 30, seed: 4, minTpr: 0.5, sensitivities: [0.85, 0.99], thresholds: [0.2, 0.4] });
     expect(e.operatingPoints.atThresholds.map((p: { threshold: number }) => p.threshold)).toEqual([0.2, 0.4]);
     expect(r.stdout).toMatch(/\n {2}Sensitivity ≥ 85%: sensitivity \d+\.\d%, specificity \d+\.\d% \(threshold /);
+    // Thresholds as people read them (4 significant digits); the JSON keeps them whole.
+    const printed = [...r.stdout.matchAll(/\(threshold ([^,]+),/g)].map((m) => m[1]);
+    expect(printed.length).toBeGreaterThan(2);
+    for (const t of printed) expect(t.replace(/^-?0?\.?0*/, '').replace('.', '').replace(/e.*$/, '').length).toBeLessThanOrEqual(4);
     expect(r.stdout).toMatch(/\n {2}Fixed threshold 0\.4: sensitivity /);
     expect(e.unit).toBe('patient');
   });

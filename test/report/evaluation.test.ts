@@ -86,6 +86,13 @@ describe('evaluatePredictions', () => {
     );
   });
 
+  test("one fold (a single run's validation predictions) is no cross-validation", () => {
+    const single = evaluatePredictions(rows.map((r) => ({ ...r, fold: '0' })), { bootstrap: 0 });
+    expect(single.crossValidation).toBeNull();
+    expect(single.counts.folds).toBe(1);
+    expect(single.warnings.filter((w) => /fold/.test(w))).toEqual([]);
+  });
+
   test('no patient ids: image bootstrap with a warning', () => {
     const bare = rows.map(({ imageName, target, score }) => ({ imageName, target, score }));
     const b = evaluatePredictions(bare, { bootstrap: 50 });
