@@ -100,15 +100,18 @@ export interface ScoredImage {
   patientId?: string;
   /** Required by patient-embedding for every image whose patient has others (see src/embed.ts). */
   uglyDuckling?: number | null;
+  /** Named in messages about this image, when known. */
+  imageName?: string;
 }
 
 /** Feature rows of one kind for a set of images; patient context is counted within the set. */
 export function calibratorFeatures(kind: CalibratorKind, images: readonly ScoredImage[], what = 'the images'): number[][] {
   if (kind === 'platt') return images.map((image) => [image.logit]);
+  const named = (image: ScoredImage, i: number) => `image ${i + 1}${image.imageName ? ` (${image.imageName})` : ''}`;
   const byPatient = new Map<string, number[]>();
   images.forEach((image, i) => {
     if (!image.patientId) {
-      throw new CalibratorError(`The ${kind} calibrator needs every image's patient_id, but image ${i + 1} of ${what} has none: pass data with patient ids (a test.csv or TFRecords), or use a platt calibrator`);
+      throw new CalibratorError(`The ${kind} calibrator needs every image's patient_id, but ${named(image, i)} of ${what} has none: pass data with patient ids (a test.csv or TFRecords), or use a platt calibrator`);
     }
     const members = byPatient.get(image.patientId);
     if (members) members.push(i);
@@ -129,7 +132,7 @@ export function calibratorFeatures(kind: CalibratorKind, images: readonly Scored
     if (kind === 'patient-context') return row;
     const ugly = image.uglyDuckling;
     if (others.length > 0 && (typeof ugly !== 'number' || !Number.isFinite(ugly)))
-      throw new CalibratorError(`The patient-embedding calibrator needs the ugly-duckling distance of every image with other lesions, but image ${i + 1} of ${what} has none: give the images.csv of \`melanoma embed\` (--ugly-duckling)`);
+      throw new CalibratorError(`The patient-embedding calibrator needs the ugly-duckling distance of every image with other lesions, but ${named(image, i)} of ${what} has none: give the images.csv of \`melanoma embed\` (--ugly-duckling)`);
     return [...row, others.length > 0 ? (ugly as number) : 0];
   });
 }

@@ -262,7 +262,7 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   const samples = await openTestImages(data, csv);
   if (samples.length === 0) throw new DataError('ERR_DATASET_EMPTY', `${data} holds no images to predict`, { file: data });
   // Before the (long) inference: patient context needs every image's patient.
-  if (calibrator) calibratorFeatures(calibrator.kind, samples.map((s) => ({ logit: 0, patientId: s.patientId, uglyDuckling: 0 })), data);
+  if (calibrator) calibratorFeatures(calibrator.kind, samples.map((s) => ({ logit: 0, patientId: s.patientId, uglyDuckling: 0, imageName: s.imageName })), data);
   const views = TTA_VIEWS.slice(0, tta);
   const transforms = views.map(viewTransform);
   log(`predicting ${samples.length} images with ${checkpoints.length} checkpoint(s) x ${views.length} view(s) (${views.join(', ')})`);
@@ -299,7 +299,7 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   const combined = ensemble === 'rank' && perModel.length > 1 ? perModel.map(normalisedRanks) : perModel;
   const scores = samples.map((_, i) => combined.reduce((sum, m) => sum + m[i], 0) / combined.length);
   const final = calibrator
-    ? Array.from(applyCalibrator(calibrator, samples.map((s, i) => ({ logit: logit(scores[i], 1e-12), patientId: s.patientId, uglyDuckling: uglySums[i] / checkpoints.length })), data))
+    ? Array.from(applyCalibrator(calibrator, samples.map((s, i) => ({ logit: logit(scores[i], 1e-12), patientId: s.patientId, uglyDuckling: uglySums[i] / checkpoints.length, imageName: s.imageName })), data))
     : scores;
   if (calibrator) log(`calibrated with ${options.calibrator} (${calibrator.kind}, fitted on ${calibrator.fittedOn.file})`);
   const rows = samples.map((s, i) => ({ imageName: s.imageName, target: final[i] }));

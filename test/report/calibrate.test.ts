@@ -141,6 +141,10 @@ describe('patient context', () => {
     expect(() => calibratorFeatures('patient-context', [{ logit: 1, patientId: 'A' }, { logit: 1, patientId: '' }], 'test.csv')).toThrow(
       "The patient-context calibrator needs every image's patient_id, but image 2 of test.csv has none: pass data with patient ids (a test.csv or TFRecords), or use a platt calibrator",
     );
+    // With the image's name when the caller knows it.
+    expect(() => calibratorFeatures('patient-context', [{ logit: 1, patientId: 'A' }, { logit: 1, patientId: '', imageName: 'ISIC_0000002' }], 'test.csv')).toThrow(
+      "but image 2 (ISIC_0000002) of test.csv has none",
+    );
   });
 
   test('a per-patient offset hides melanomas; the patient context finds them again (cross-fitted, paired DeLong)', () => {
