@@ -15,6 +15,7 @@ import { checkOutputLocations, csvField, OutputExistsError, writeNewFiles } from
 import { rocAucOrNull } from './metrics/auc';
 import { logit } from './metrics/calibration';
 import type { Device, TrainerOptions } from './model/config';
+import { trainingImagesOf } from './train/run';
 import { Trainer, ViewTransform } from './train/trainer';
 
 /** The 8 symmetries of a square, in the order TTA takes them (2 views = identity + flip, ...). */
@@ -242,6 +243,29 @@ async function refuseExisting(files: readonly string[]): Promise<void> {
 }
 
 /**
+ * A warning when some of `samples` are images a checkpoint trained on (its run folder's folds
+ * say so), or null.
+ */
+async function trainedOnByCheckpoints(checkpoints: readonly string[], samples: readonly LesionSample[]): Promise<string | null> {
+  let example: { imageName: string; checkpoint: string } | null = null;
+  const seen = new Set<string>();
+  for (const checkpoint of checkpoints) {
+    const trained = await trainingImagesOf(path.dirname(checkpoint));
+    if (!trained) continue;
+    for (const s of samples) {
+      if (!trained.has(s.imageName)) continue;
+      seen.add(s.imageName);
+      example ??= { imageName: s.imageName, checkpoint };
+    }
+  }
+  if (!example) return null;
+  return (
+    `warning: ${seen.size} of ${samples.length} images to predict were training images of the checkpoints (e.g. ${example.imageName}, of ${example.checkpoint}): ` +
+    'their scores, and any AUC of them, are optimistic, not a test result; score held-out images (for a cv folder, its oof_predictions.csv are the honest scores)'
+  );
+}
+
+/**
  * Scores the test images with every checkpoint and view, combines them (views: mean
  * probability; checkpoints: `ensemble`), and writes the submission (and the per-view CSV).
  */
@@ -263,6 +287,9 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
   if (samples.length === 0) throw new DataError('ERR_DATASET_EMPTY', `${data} holds no images to predict`, { file: data });
   // Before the (long) inference: patient context needs every image's patient.
   if (calibrator) calibratorFeatures(calibrator.kind, samples.map((s) => ({ logit: 0, patientId: s.patientId, uglyDuckling: 0, imageName: s.imageName })), data);
+  // Images a checkpoint trained on score optimistically: say so, before their AUC is read as a test result.
+  const trainedOn = await trainedOnByCheckpoints(checkpoints, samples);
+  if (trainedOn) log(trainedOn);
   const views = TTA_VIEWS.slice(0, tta);
   const transforms = views.map(viewTransform);
   log(`predicting ${samples.length} images with ${checkpoints.length} checkpoint(s) x ${views.length} view(s) (${views.join(', ')})`);

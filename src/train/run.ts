@@ -423,6 +423,21 @@ export async function readFolderConfig<T>(dir: string, folder: string): Promise<
   }
 }
 
+/**
+ * The names of the images the run folder `runDir` trained on (its folds.csv, all but the fold
+ * its config.json validates on), or null where that cannot be told (no run folder there).
+ */
+export async function trainingImagesOf(runDir: string): Promise<Set<string> | null> {
+  try {
+    const { fold } = JSON.parse(await fsp.readFile(path.join(runDir, RUN_FILES.config), 'utf8')) as { fold?: unknown };
+    if (typeof fold !== 'number') return null;
+    const assignments = await readFoldsCsv(path.join(runDir, RUN_FILES.folds));
+    return new Set(assignments.filter((a) => a.fold !== fold).map((a) => a.imageName));
+  } catch {
+    return null;
+  }
+}
+
 /** Reads and checks a run folder's config.json. */
 export async function readRunConfig(runDir: string): Promise<RunConfig> {
   const config = await readFolderConfig<RunConfig & { kind?: string }>(runDir, 'a run folder made by `melanoma train` (e.g. runs/20261125-203257-efficientnet-b0)');

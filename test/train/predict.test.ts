@@ -59,8 +59,18 @@ describe('predict on a tiny test set', () => {
 
   test('one checkpoint without TTA gives the trainer\'s own probabilities', async () => {
     const out = path.join(root, 'one', 'submission.csv');
-    const result = await predict({ checkpoints: [run.runDir], data, out });
+    const logged: string[] = [];
+    const result = await predict({ checkpoints: [run.runDir], data, out, log: (line) => logged.push(line) });
     expect(result.checkpoints).toEqual([path.join(run.runDir, 'best.safetensors')]);
+    // The run trained on 2 of its 3 folds of these very images: the scores are no test result, and it says so.
+    const folds = readFileSync(path.join(run.runDir, 'folds.csv'), 'utf8').trim().split('\n').slice(1);
+    const trained = folds.filter((row) => row.split(',').at(-1) !== '0').length;
+    expect(trained).toBeGreaterThan(0);
+    expect(logged.filter((l) => l.startsWith('warning:'))).toEqual([
+      expect.stringMatching(
+        new RegExp(`^warning: ${trained} of 24 images to predict were training images of the checkpoints \\(e\\.g\\. \\S+, of ${path.join(run.runDir, 'best.safetensors').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\): their scores, and any AUC of them, are optimistic`),
+      ),
+    ]);
     const lines = readFileSync(out, 'utf8').trim().split('\n');
     expect(lines[0]).toBe('image_name,target');
     expect(lines).toHaveLength(25);
@@ -176,7 +186,7 @@ describe('predict on a tiny test set', () => {
     writeFileSync(path.join(folder, 'ISIC_X.jpg'), await sharp({ create: { width: 32, height: 32, channels: 3, background: '#a08070' } }).jpeg().toBuffer());
     const bareOut = path.join(root, 'cal', 'bare.csv');
     await expect(predict({ checkpoints: [run.runDir], data: folder, out: bareOut, calibrator: write('patient-context') })).rejects.toThrow(
-      `The patient-context calibrator needs every image's patient_id, but image 1 of ${folder} has none`,
+      `The patient-context calibrator needs every image's patient_id, but image 1 (ISIC_X) of ${folder} has none`,
     );
     const checkpoints = [path.join(run.runDir, 'best.safetensors'), path.join(run.runDir, 'last.safetensors')];
     await expect(predict({ checkpoints, data, out: bareOut, ensemble: 'rank', calibrator: write('platt') })).rejects.toThrow(
