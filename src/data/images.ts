@@ -154,7 +154,7 @@ function requireJpeg(bytes: Buffer, imageName: string, source: ImageSource | und
   if (format !== 'jpeg') {
     throw new DataError(
       'ERR_IMAGE_FORMAT',
-      `${imageName} from ${where} is ${format ? `a ${format.toUpperCase()} image` : `not an image (first bytes ${bytes.subarray(0, 4).toString('hex') || 'none'})`}, ` +
+      `${imageName} from ${where} is ${format ? `a ${format.toUpperCase()} image` : bytes.length === 0 ? 'an empty file (0 bytes)' : `not an image (first bytes ${bytes.subarray(0, 4).toString('hex')})`}, ` +
         'not a JPEG: the pipeline reads JPEGs only; convert the image to JPEG or remove it from the dataset',
       context,
     );

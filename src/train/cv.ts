@@ -14,6 +14,7 @@ import { readFoldsCsv, splitByFold, writeFoldsCsv } from '../folds';
 import { CvSummary, crossValidationSummary } from '../metrics/cv';
 import type { Evaluation } from '../report/evaluation';
 import { readPredictionsCsv } from '../report/predictions-csv';
+import { SafetensorsError } from './safetensors';
 import {
   DEMO_DATA,
   PREDICTION_COLUMNS,
@@ -116,7 +117,13 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     const last = foldDir ? path.join(foldDir, RUN_FILES.last) : '';
     const resumable = foldDir !== '' && (await fsp.stat(last).catch(() => null)) !== null;
     onFold?.(fold, config.folds);
-    const trainer = resumable ? await Trainer.load(last, resumeOverrides(config.trainerOptions)) : new Trainer(config.trainerOptions);
+    const trainer = resumable
+      ? await Trainer.load(last, resumeOverrides(config.trainerOptions)).catch((err: unknown) => {
+          // A damaged fold checkpoint: that fold can start over, the others are kept.
+          if (!(err instanceof SafetensorsError)) throw err;
+          throw new SafetensorsError(`${err.message.replace(/\.$/, '')}. To train fold ${fold} again from its start, remove ${foldDir} and run \`melanoma cv --resume ${cvDir}\` again (the other folds are kept)`);
+        })
+      : new Trainer(config.trainerOptions);
     try {
       if (resumable) {
         checkCheckpointIsTheRuns(last, trainer, await readRunConfig(foldDir), train);

@@ -4,6 +4,7 @@
  */
 import { createHash } from 'crypto';
 import { EventEmitter } from 'events';
+import { isDeepStrictEqual } from 'util';
 import { DataError } from '../data/errors';
 import { Loader, checkSamples, createLoader, engineImages } from '../data/loader';
 import { hasPatientWithSeveralImages, patientGroups, withTheirPatients } from '../data/patients';
@@ -208,6 +209,9 @@ export function refuseUnlabelled(train: readonly LesionSample[]): void {
     { imageName: unlabelled[0].imageName },
   );
 }
+
+/** Options that shape the network: a checkpoint's weights fit only its own. */
+const ARCHITECTURE_OPTIONS = ['model', 'widthFactor', 'stageLimit', 'headHidden', 'metadata', 'patientContext', 'padding'] as const;
 
 /** The header fields Trainer.load uses, parsed. */
 interface CheckpointHeader {
@@ -957,6 +961,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (metadata['melanoma.format'] !== CHECKPOINT_FORMAT)
       throw new RangeError(`${file} is not a melanoma-native checkpoint (no '${CHECKPOINT_FORMAT}' metadata): pretrained weights are imported with \`weights import\``);
     const header = readCheckpointHeader(file, metadata);
+    // The architecture is the checkpoint's: another would fail as a list of shape mismatches.
+    for (const key of ARCHITECTURE_OPTIONS) {
+      const given = overrides[key];
+      if (given !== undefined && !isDeepStrictEqual(given, header.options[key]))
+        throw new RangeError(
+          `Expected no ${key} other than the checkpoint's with Trainer.load, but received ${describe(given)} where ${file} was trained with ${describe(header.options[key])}: the architecture is the checkpoint's; to change it, train a new model`,
+        );
+    }
     // With progressive stages imageSize is unused, and resolveOptions refuses it beside them.
     const { headDropout, imageSize, ...saved } = header.options;
     // Another device (a GPU checkpoint scored on a laptop) brings its own defaults for precision

@@ -108,7 +108,7 @@ describeWithUda1('inspectDataset on uda1-dev', () => {
     const r = await inspectDataset(path.join(jpegs, 'train.csv'), { sampleImages: Infinity, folds: 0 });
     const byName = new Map(r.corrupt.map((c) => [names.find((n) => c.message.includes(n)), c]));
     expect([...byName.keys()].sort()).toEqual(['ISIC_EMPTY', 'ISIC_NOISE', 'ISIC_PNG']);
-    expect(byName.get('ISIC_EMPTY')).toMatchObject({ code: 'ERR_IMAGE_FORMAT', message: expect.stringContaining('is not an image (first bytes none), not a JPEG: the pipeline reads JPEGs only') });
+    expect(byName.get('ISIC_EMPTY')).toMatchObject({ code: 'ERR_IMAGE_FORMAT', message: expect.stringContaining('is an empty file (0 bytes), not a JPEG: the pipeline reads JPEGs only') });
     expect(byName.get('ISIC_PNG')).toMatchObject({ code: 'ERR_IMAGE_FORMAT', message: expect.stringContaining('is a PNG image, not a JPEG') });
     expect(byName.get('ISIC_NOISE')).toMatchObject({ code: 'ERR_IMAGE_DECODE', message: expect.stringMatching(/^Cannot decode ISIC_NOISE from .*ISIC_NOISE\.jpg: .*\. The JPEG is damaged: replace it or remove it from the dataset$/) });
   });

@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'child_process';
 import { promises as fsp, readFileSync } from 'fs';
 import * as path from 'path';
 import type { LesionSample } from '../../src/data/types';
-import { EngineError } from '../../src/native';
+import { Engine, EngineError } from '../../src/native';
 import { SafetensorsError, decodeSafetensors } from '../../src/train/safetensors';
 import { EpochRecord, Trainer } from '../../src/train/trainer';
 import { TINY_TRAINER, tempDir, tinyDemo } from './helpers';
@@ -257,17 +257,20 @@ describe('loading errors', () => {
     }
   });
 
-  test('an override that changes the architecture is rejected by the engine with ERR_ENGINE_STATE', async () => {
-    const err = await Trainer.load(checkpoint, { headHidden: 8 }).then(
-      () => null,
-      (e: Error & { code?: string }) => e,
-    );
-    expect(err).toBeInstanceOf(EngineError);
-    expect(err!.code).toBe('ERR_ENGINE_STATE');
-    expect(err!.message).toBe(
-      'the weights do not fit this model: missing tensors: head_fc.bias, head_fc.weight; ' +
-        'shape mismatch: classifier.weight (model [1, 8], given [1, 320]); ' +
-        'check that the checkpoint was made for the same --model and head settings',
-    );
+  test('an override that changes the architecture is refused before any engine is built, naming the option', async () => {
+    const created = jest.spyOn(Engine, 'create');
+    try {
+      await expect(Trainer.load(checkpoint, { headHidden: 8 })).rejects.toThrow(
+        new RangeError(
+          `Expected no headHidden other than the checkpoint's with Trainer.load, but received 8 of type number where ${checkpoint} was trained with 0 of type number: the architecture is the checkpoint's; to change it, train a new model`,
+        ),
+      );
+      expect(created).not.toHaveBeenCalled();
+      // The checkpoint's own value is no change: it loads.
+      const same = await Trainer.load(checkpoint, { headHidden: 0 });
+      await same.dispose();
+    } finally {
+      created.mockRestore();
+    }
   });
 });

@@ -131,6 +131,11 @@ describe('crossValidate', () => {
     const swapped = await fsp.readFile(fold1Last);
     await expect(crossValidate({ resume: stopped.cvDir })).rejects.toThrow(`${fold1Last} is not this run's checkpoint: it last trained on another training set than fold 1's`);
     expect((await fsp.readFile(fold1Last)).equals(swapped)).toBe(true);
+    // A damaged one: named, with the way to train that fold again.
+    await fsp.writeFile(fold1Last, own.subarray(0, 1000));
+    await expect(crossValidate({ resume: stopped.cvDir })).rejects.toThrow(
+      `. To train fold 1 again from its start, remove ${path.join(stopped.cvDir, 'fold-1')} and run \`melanoma cv --resume ${stopped.cvDir}\` again (the other folds are kept)`,
+    );
     await fsp.writeFile(fold1Last, own);
 
     const resumed = await crossValidate({ resume: stopped.cvDir });
