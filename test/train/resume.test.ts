@@ -118,8 +118,9 @@ test('resume refuses a folder that is not a run', async () => {
 
 describe('the CLI after SIGINT in the middle of an epoch', () => {
   const haveDist = existsSync(CLI);
-  (haveDist ? test : test.skip)(`Ctrl-C saves a checkpoint and exits 130; train --resume finishes with the uninterrupted history${haveDist ? '' : ' [SKIPPED: run npm run build:ts]'}`, async () => {
-    const runsDir = path.join(root, 'cli');
+
+  /** `train` on the tiny set, sent `signal` once the first batch of epoch 2 is done: its exit code and output. */
+  async function trainUntilSignal(runsDir: string, signal: NodeJS.Signals): Promise<{ code: number | null; out: string }> {
     // Batches of 2: 12 an epoch, so the signal lands well inside epoch 2.
     const args = [CLI, 'train', '--data', data, '--folds', '4', '--epochs', '3', '--runs-dir', runsDir, '--log-every', '1', ...TINY_CLI_FLAGS, '--batch-size', '2'];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -130,12 +131,16 @@ describe('the CLI after SIGINT in the middle of an epoch', () => {
       // The first batch of epoch 2 is done and three more follow: the signal lands mid-epoch.
       if (!sent && out.includes('epoch 2 batch 1/')) {
         sent = true;
-        child.kill('SIGINT');
+        child.kill(signal);
       }
     });
     child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(sent).toBe(true);
+    return { code, out };
+  }
+  (haveDist ? test : test.skip)(`Ctrl-C saves a checkpoint and exits 130; train --resume finishes with the uninterrupted history${haveDist ? '' : ' [SKIPPED: run npm run build:ts]'}`, async () => {
+    const { code, out } = await trainUntilSignal(path.join(root, 'cli'), 'SIGINT');
     expect(code).toBe(130);
     const runDir = /run folder: (\S+)/.exec(out)![1];
     expect(out).toContain(`resume with: melanoma train --resume ${runDir}`);
@@ -166,21 +171,7 @@ describe('the CLI after SIGINT in the middle of an epoch', () => {
 
   // What `timeout`, `docker stop` and Slurm send: the same clean stop, exit 128 + 15.
   (haveDist ? test : test.skip)('SIGTERM stops the same way: a checkpoint inside the epoch, the resume command, exit 143', async () => {
-    const runsDir = path.join(root, 'cli-term');
-    const args = [CLI, 'train', '--data', data, '--folds', '4', '--epochs', '3', '--runs-dir', runsDir, '--log-every', '1', ...TINY_CLI_FLAGS, '--batch-size', '2'];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let sent = false;
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      if (!sent && out.includes('epoch 2 batch 1/')) {
-        sent = true;
-        child.kill('SIGTERM');
-      }
-    });
-    child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    expect(sent).toBe(true);
+    const { code, out } = await trainUntilSignal(path.join(root, 'cli-term'), 'SIGTERM');
     expect(code).toBe(143);
     expect(out).toContain('SIGTERM: stopping after this batch (or accumulation window) and saving a checkpoint there');
     const runDir = /run folder: (\S+)/.exec(out)![1];
