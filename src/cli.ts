@@ -321,6 +321,7 @@ function buildProgram(): Command {
     .addOption(new Option('--ensemble <mode>', 'combine checkpoints by mean probability or mean normalised rank').choices(['mean', 'rank']).default('mean'))
     .option('--tta <views>', `test-time views averaged per image, 1-8 (${TTA_VIEWS.join(', ')})`, integer('--tta', 1), 1)
     .option('--per-view <file>', 'also write image_name,checkpoint,view,score for every model and view')
+    .option('--scores <file>', 'also write the submission scores as a predictions CSV (image_name,patient_id,target,score) for evaluate, compare and calibrate: for a labelled held-out set')
     .option('--calibrator <file>', 'pass the combined probabilities through a calibrator from `melanoma calibrate` (platt, patient-context or patient-embedding)')
     .option('--log-every <n>', 'print a progress line every n batches (default: a live line on a terminal, none otherwise)', integer('--log-every', 1)))
     .action(async (checkpoints: string[], opts) => {
@@ -334,6 +335,7 @@ function buildProgram(): Command {
         ensemble: opts.ensemble,
         tta: opts.tta,
         perViewCsv: opts.perView,
+        scoresCsv: opts.scores,
         calibrator: opts.calibrator,
         imageSize: opts.imageSize,
         batchSize: opts.batchSize,
@@ -353,7 +355,8 @@ function buildProgram(): Command {
       });
       if (live) process.stdout.write('\r\x1b[2K');
       if (result.auc !== null) console.log(`AUC of the combined scores (the test set has targets): ${result.auc.toFixed(4)}`);
-      for (const file of result.written) console.log(`wrote ${file} (${result.rows.length} images)`);
+      const perView = ` x ${result.views.length} view(s) x ${result.checkpoints.length} checkpoint(s)`;
+      for (const file of result.written) console.log(`wrote ${file} (${result.rows.length} images${file === opts.perView ? perView : ''})`);
     });
 
   addScoringOptions(program

@@ -15,7 +15,7 @@ import { checkOutputLocations, csvField, OutputExistsError, writeNewFiles } from
 import { rocAucOrNull } from './metrics/auc';
 import { logit } from './metrics/calibration';
 import type { Device, TrainerOptions } from './model/config';
-import { trainingImagesOf } from './train/run';
+import { predictionsCsv, trainingImagesOf } from './train/run';
 import { Trainer, ViewTransform } from './train/trainer';
 
 /** The 8 symmetries of a square, in the order TTA takes them (2 views = identity + flip, ...). */
@@ -56,6 +56,11 @@ export interface PredictOptions extends ScoringOptions {
   tta?: number;
   /** Also write every model's score of every view: image_name,checkpoint,view,score. */
   perViewCsv?: string;
+  /**
+   * Also write the submission's scores as a predictions CSV (image_name,patient_id,target,score,
+   * fold), which `evaluate`, `compare` and `calibrate` read: for a labelled held-out set.
+   */
+  scoresCsv?: string;
   /**
    * A file from `melanoma calibrate`: the combined probabilities pass through it, so the
    * submission holds calibrated probabilities (platt), or patient-context or patient-embedding
@@ -234,7 +239,7 @@ export async function openTestImages(data: string, csv?: string): Promise<Lesion
 }
 
 
-const CHOOSE_ANOTHER_OUT = 'choose another --out/--per-view path or move the existing file away';
+const CHOOSE_ANOTHER_OUT = 'choose another --out/--per-view/--scores path or move the existing file away';
 
 async function refuseExisting(files: readonly string[]): Promise<void> {
   const existing = [];
@@ -270,13 +275,17 @@ async function trainedOnByCheckpoints(checkpoints: readonly string[], samples: r
  * probability; checkpoints: `ensemble`), and writes the submission (and the per-view CSV).
  */
 export async function predict(options: PredictOptions): Promise<PredictResult> {
-  const { data, csv, out = 'submission.csv', ensemble = 'mean', tta = 1, perViewCsv, imageSize, log = () => undefined, onProgress } = options;
+  const { data, csv, out = 'submission.csv', ensemble = 'mean', tta = 1, perViewCsv, scoresCsv, imageSize, log = () => undefined, onProgress } = options;
   if (ensemble !== 'mean' && ensemble !== 'rank') throw new RangeError(`Expected 'mean' or 'rank' for ensemble but received '${String(ensemble)}'`);
   if (!Number.isInteger(tta) || tta < 1 || tta > 8) throw new RangeError(`Expected integer between 1 and 8 for tta but received ${String(tta)}`);
   if (imageSize !== undefined && (!Number.isInteger(imageSize) || imageSize < 32 || imageSize > 2048))
     throw new RangeError(`Expected integer between 32 and 2048 for imageSize but received ${String(imageSize)}`);
   // Before the (long) inference: no output over an existing file, each with a writable folder.
-  const outputs = [{ file: out, option: '--out' }, ...(perViewCsv ? [{ file: perViewCsv, option: '--per-view' }] : [])];
+  const outputs = [
+    { file: out, option: '--out' },
+    ...(perViewCsv ? [{ file: perViewCsv, option: '--per-view' }] : []),
+    ...(scoresCsv ? [{ file: scoresCsv, option: '--scores' }] : []),
+  ];
   await checkOutputLocations(outputs);
   await refuseExisting(outputs.map((o) => o.file));
   const calibrator = options.calibrator === undefined ? null : await readCalibrator(options.calibrator);
@@ -285,6 +294,9 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
     throw new CalibratorError(`A calibrator needs probabilities, but --ensemble rank combines ${checkpoints.length} checkpoints into ranks: use --ensemble mean with --calibrator`);
   const samples = await openTestImages(data, csv);
   if (samples.length === 0) throw new DataError('ERR_DATASET_EMPTY', `${data} holds no images to predict`, { file: data });
+  const unlabelled = samples.filter((s) => s.target === null).length;
+  if (scoresCsv && unlabelled > 0)
+    throw new RangeError(`Expected images with targets for --scores (a predictions CSV holds each image's target) but ${unlabelled} of the ${samples.length} images of ${data} have none: leave out --scores; the submission holds their scores`);
   // Before the (long) inference: patient context needs every image's patient.
   if (calibrator) calibratorFeatures(calibrator.kind, samples.map((s) => ({ logit: 0, patientId: s.patientId, uglyDuckling: 0, imageName: s.imageName })), data);
   // Images a checkpoint trained on score optimistically: say so, before their AUC is read as a test result.
@@ -335,8 +347,13 @@ export async function predict(options: PredictOptions): Promise<PredictResult> {
 
   const submission = ['image_name,target', ...rows.map((r) => `${csvField(r.imageName)},${r.target}`)].join('\n') + '\n';
   // Atomically (a crash leaves no half-written submission), never over a file that appeared meanwhile.
+  const scored = () => predictionsCsv(samples.map((s, i) => ({ imageName: s.imageName, patientId: s.patientId, target: s.target, logit: logit(final[i], 1e-12), probability: final[i] })), null);
   const written = await writeNewFiles(
-    [{ file: out, data: Buffer.from(submission) }, ...(perViewCsv ? [{ file: perViewCsv, data: Buffer.from(perViewLines.join('\n') + '\n') }] : [])],
+    [
+      { file: out, data: Buffer.from(submission) },
+      ...(perViewCsv ? [{ file: perViewCsv, data: Buffer.from(perViewLines.join('\n') + '\n') }] : []),
+      ...(scoresCsv ? [{ file: scoresCsv, data: Buffer.from(scored()) }] : []),
+    ],
     CHOOSE_ANOTHER_OUT,
   );
   return { rows, checkpoints, views: [...views], auc, written, calibrator: options.calibrator ?? null };

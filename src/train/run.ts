@@ -113,11 +113,18 @@ export interface RunConfig {
 
 export const PREDICTION_COLUMNS = ['image_name', 'patient_id', 'target', 'score', 'fold'] as const;
 
-/** `image_name,patient_id,target,score,fold` rows; score = sigmoid(logit). */
+/**
+ * `image_name,patient_id,target,score,fold` rows; score = sigmoid(logit). Without a fold (null)
+ * or patient ids there is no such column, as the predictions reader refuses empty cells.
+ */
 export function predictionsCsv(predictions: readonly Prediction[], fold: number | null): string {
-  const lines = [PREDICTION_COLUMNS.join(',')];
-  for (const p of predictions)
-    lines.push([p.imageName, p.patientId, p.target === null ? '' : String(p.target), String(p.probability), fold === null ? '' : String(fold)].map(csvField).join(','));
+  const withPatients = predictions.some((p) => p.patientId !== '');
+  const columns = PREDICTION_COLUMNS.filter((c) => (c !== 'fold' || fold !== null) && (c !== 'patient_id' || withPatients));
+  const lines = [columns.join(',')];
+  for (const p of predictions) {
+    const cells: Record<(typeof PREDICTION_COLUMNS)[number], string> = { image_name: p.imageName, patient_id: p.patientId, target: p.target === null ? '' : String(p.target), score: String(p.probability), fold: String(fold) };
+    lines.push(columns.map((c) => csvField(cells[c])).join(','));
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -10,7 +10,8 @@ import { CalibratorKind, applyCalibrator, fitCalibrator } from '../../src/calibr
 import { openDataset } from '../../src/data/isic';
 import { OutputLocationError } from '../../src/files';
 import { logit } from '../../src/metrics';
-import { parsePredictionsCsv } from '../../src/report/predictions-csv';
+import { parsePredictionsCsv, readPredictionsCsv } from '../../src/report/predictions-csv';
+import { evaluatePredictionsFile } from '../../src/cli/evaluate';
 import { syntheticPredictionsCsv } from '../report/fixtures';
 import { TTA_VIEWS, normalisedRanks, predict, viewTransform } from '../../src/predict';
 import type { TrainRunResult } from '../../src/train/run';
@@ -140,6 +141,18 @@ describe('predict on a tiny test set', () => {
     expect(result.auc).toBeNull();
   });
 
+  test('--scores writes the combined scores with their targets, which evaluate reads as any predictions file', async () => {
+    const out = path.join(root, 'scored', 'submission.csv');
+    const scoresCsv = path.join(root, 'scored', 'scores.csv');
+    const result = await predict({ checkpoints: [run.runDir], data, out, scoresCsv, tta: 2 });
+    expect(result.written).toEqual([out, scoresCsv]);
+    const rows = readPredictionsCsv(scoresCsv);
+    expect(rows.map((r) => [r.imageName, r.score])).toEqual(result.rows.map((r) => [r.imageName, r.target]));
+    const samples = (await openDataset(data)).samples;
+    expect(rows.map((r) => [r.target, r.patientId])).toEqual(samples.map((s) => [s.target, s.patientId]));
+    expect((await evaluatePredictionsFile(scoresCsv)).evaluation.auc.value).toBeCloseTo(result.auc!, 12);
+  });
+
   test('a bare folder with a PNG, or one image as .jpg and .jpeg, is refused before scoring', async () => {
     const jpeg = await sharp({ create: { width: 40, height: 30, channels: 3, background: 'red' } }).jpeg().toBuffer();
     const withPng = path.join(root, 'with-png');
@@ -214,6 +227,6 @@ describe('predict on a tiny test set', () => {
     expect(first.stdout).toContain(`wrote ${out} (24 images)`);
     const again = spawnSync(process.execPath, args, { encoding: 'utf8' });
     expect(again.status).toBe(2);
-    expect(again.stderr.trim()).toBe(`error: Refusing to overwrite ${out}: choose another --out/--per-view path or move the existing file away`);
+    expect(again.stderr.trim()).toBe(`error: Refusing to overwrite ${out}: choose another --out/--per-view/--scores path or move the existing file away`);
   });
 });
