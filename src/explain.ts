@@ -125,12 +125,15 @@ export async function explainImages(options: ExplainOptions): Promise<ExplainRes
     images.push({ imageName: p.imageName, target: p.target, probability: p.probability, file });
   }
   const label = (t: 0 | 1 | null) => (t === 1 ? 'melanoma' : t === 0 ? 'benign' : 'unknown');
+  // Small training sizes (64 px) are shown at least 256 px tall, pixel for pixel, so they can be read.
+  const size = explained[0]?.imageSize ?? 256;
+  const scale = Math.max(1, Math.ceil(256 / size));
   const html = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Grad-CAM: ${escapeHtml(path.basename(checkpoints[0]))}</title>
-<style>body{font:14px system-ui,sans-serif;margin:24px;color:#1f2937}figure{display:inline-block;margin:0 16px 20px 0;vertical-align:top}figcaption{font-size:13px;color:#4b5563}img{image-rendering:auto;border:1px solid #e5e7eb}</style></head>
+<style>body{font:14px system-ui,sans-serif;margin:24px;color:#1f2937}figure{display:inline-block;margin:0 16px 20px 0;vertical-align:top}figcaption{font-size:13px;color:#4b5563}img{image-rendering:${scale > 1 ? 'pixelated' : 'auto'};border:1px solid #e5e7eb}</style></head>
 <body><h1>Where the model looked</h1>
 <p>${escapeHtml(checkpoints[0])}. Each image as the model saw it, and beside it the Grad-CAM map of its melanoma logit: red where the features push towards melanoma, blue where they push away from it, clear where they do neither (each map scaled to its largest value).</p>
-${images.map((i) => `<figure><img src="${escapeHtml(i.file)}" alt="${escapeHtml(i.imageName)}"><figcaption><b>${escapeHtml(i.imageName)}</b> · ${label(i.target)} · score ${i.probability.toFixed(4)}</figcaption></figure>`).join('\n')}
+${images.map((i) => `<figure><img src="${escapeHtml(i.file)}" width="${2 * size * scale}" height="${size * scale}" alt="${escapeHtml(i.imageName)}"><figcaption><b>${escapeHtml(i.imageName)}</b> · ${label(i.target)} · score ${i.probability.toFixed(4)}</figcaption></figure>`).join('\n')}
 </body></html>
 `;
   const index = path.join(out, 'index.html');

@@ -102,6 +102,9 @@ test('explainImages: one PNG per image and a gallery; from an evaluation\'s hard
   for (const i of result.images) expect((await sharp(path.join(out, i.file)).metadata()).width).toBe(2 * 32);
   const html = readFileSync(result.index, 'utf8');
   for (const name of names) expect(html).toContain(`<b>${name}</b>`);
+  // 32 px images are shown 8 times as large (256 px tall), pixel for pixel.
+  expect(html.match(/<img [^>]*width="512" height="256"/g)).toHaveLength(3);
+  expect(html).toContain('image-rendering:pixelated');
 
   await expect(explainImages({ checkpoint: run.runDir, data, images: names, out })).rejects.toThrow(`${out} already exists and was left untouched`);
   await expect(explainImages({ checkpoint: run.runDir, data, images: ['ISIC_NOPE', names[0]], out: path.join(root, 'x') })).rejects.toThrow(`1 of the 2 images are not in ${data}: ISIC_NOPE`);
