@@ -220,8 +220,10 @@ class RowPrinter {
   };
   onBatch = (p: BatchProgress) => {
     if (this.logEvery) {
-      if (p.batch % this.logEvery === 0 || p.batch === p.batches)
+      if (p.batch % this.logEvery === 0 || p.batch === p.batches) {
         console.log(`epoch ${p.epoch} batch ${p.batch}/${p.batches} loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s`);
+        this.headerDue = true; // the next epoch row, below these lines, gets the header again
+      }
     } else if (this.tty) process.stdout.write(`\r${progressBar(p)}`);
   };
   onEpoch = (record: EpochRecord) => {

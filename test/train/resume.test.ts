@@ -142,6 +142,8 @@ describe('the CLI after SIGINT in the middle of an epoch', () => {
   (haveDist ? test : test.skip)(`Ctrl-C saves a checkpoint and exits 130; train --resume finishes with the uninterrupted history${haveDist ? '' : ' [SKIPPED: run npm run build:ts]'}`, async () => {
     const { code, out } = await trainUntilSignal(path.join(root, 'cli'), 'SIGINT');
     expect(code).toBe(130);
+    // With --log-every, an epoch's row comes below its batch lines with the table header again.
+    expect(out).toMatch(/\nepoch 1 batch 12\/12 [^\n]*\nepoch +train_loss +valid_loss[^\n]*\n +1 /);
     const runDir = /run folder: (\S+)/.exec(out)![1];
     expect(out).toContain(`resume with: melanoma train --resume ${runDir}`);
     expect(out).toMatch(/aborted during epoch 2 after \d+ of 12 batches/);
