@@ -532,10 +532,12 @@ function historyCsvRow(record: EpochRecord): string {
 /** One epoch as a fixed-width table row (the header is epochTableHeader()). */
 export function epochTableRow(r: EpochRecord): string {
   const num = (v: number | null, digits: number) => (v === null ? 'n/a' : v.toFixed(digits));
+  // A loss that blew up (1e22 at too high an lr) as an exponent, so the columns stay aligned.
+  const loss = (v: number | null) => (v !== null && Math.abs(v) >= 1e5 ? v.toExponential(3) : num(v, 4));
   return [
     String(r.epoch).padStart(5),
-    num(r.trainLoss, 4).padStart(10),
-    num(r.validLoss, 4).padStart(10),
+    loss(r.trainLoss).padStart(10),
+    loss(r.validLoss).padStart(10),
     num(r.validAuc, 4).padStart(9),
     num(r.validPartialAuc ?? null, 4).padStart(6),
     num(r.validSpecificityAt95 ?? null, 3).padStart(9),

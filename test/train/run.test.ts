@@ -5,7 +5,7 @@
 import { existsSync, promises as fsp, readFileSync } from 'fs';
 import * as path from 'path';
 import { decodeSafetensors } from '../../src/train/safetensors';
-import { HISTORY_COLUMNS, TrainRunResult, createRunDir, dataBoundHint, trainRun } from '../../src/train/run';
+import { HISTORY_COLUMNS, TrainRunResult, createRunDir, dataBoundHint, epochTableHeader, epochTableRow, trainRun } from '../../src/train/run';
 import { TINY_TRAINER, tempDir, tinyDemo } from './helpers';
 
 const root = tempDir('melanoma-run-');
@@ -93,6 +93,16 @@ test('an epoch that waited more than half its time for images gets the advice to
   );
   // The tiny run here is not data-bound: no advice in its log.
   expect(logLines.some((l) => l.includes('data-bound'))).toBe(first.history.some((r) => r.dataWaitSeconds > 0.5 * r.seconds));
+});
+
+test('the epoch table keeps its columns when a loss blows up', () => {
+  const header = epochTableHeader();
+  const row = (trainLoss: number, validLoss: number | null) => epochTableRow({ ...first.history[0], trainLoss, validLoss });
+  const columnEnds = (line: string) => [...line.matchAll(/\S+/g)].map((m) => m.index! + m[0].length);
+  expect(columnEnds(row(0.6931, 0.7))).toEqual(columnEnds(header));
+  expect(columnEnds(row(2.35e14, 7.61e22))).toEqual(columnEnds(header));
+  expect(row(2.35e14, 7.61e22)).toContain('  2.350e+14   7.610e+22');
+  expect(row(0.5, null)).toContain('n/a');
 });
 
 test('a second run never reuses the first folder', async () => {
