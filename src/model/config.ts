@@ -327,7 +327,12 @@ export const ENGINE_PROBE: DeviceProbe = {
  * Validates user options and fills in the defaults. Throws TypeError (wrong type, unknown option)
  * or RangeError (bad value) with a message naming the option.
  */
-export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): ResolvedOptions {
+/**
+ * Resolves and checks options. `stored`: options a run stored earlier (a checkpoint's header, a
+ * cv folder's config.json), which keep the meaning they had when they were written: progressive
+ * stages may run past the epochs, and stages without epochs take the default, as they did.
+ */
+export function resolveOptions(options: TrainerOptions, probe: DeviceProbe, { stored = false }: { stored?: boolean } = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError(`Expected an options object but received ${describe(options)}`);
   refuseUnknownOptions(options, OPTION_NAMES);
   const o = { ...DEFAULT_OPTIONS, ...stripUndefined(options) };
@@ -355,12 +360,12 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe): Res
   // by default, the epochs; fewer epochs than the stages take would drop stages silently.
   const imageSizes = resolveImageSizes(o.imageSizes);
   const stageEpochs = imageSizes?.reduce((sum, stage) => sum + stage.epochs, 0) ?? 0;
-  if (imageSizes && options.imageSize !== undefined)
+  if (imageSizes && !stored && options.imageSize !== undefined)
     throw new RangeError(
       `Expected imageSize (--image-size) or imageSizes (--progressive), not both, but received imageSize ${describe(options.imageSize)} beside ${imageSizes.length} stage(s): with stages, each stage trains at its own size and scoring uses the last one's`,
     );
-  const epochs = expectInteger('epochs', imageSizes && options.epochs === undefined ? stageEpochs : o.epochs, 1, 100000);
-  if (imageSizes && epochs < stageEpochs)
+  const epochs = expectInteger('epochs', imageSizes && !stored && options.epochs === undefined ? stageEpochs : o.epochs, 1, 100000);
+  if (imageSizes && !stored && epochs < stageEpochs)
     throw new RangeError(
       `Expected integer >= ${stageEpochs} for epochs (the imageSizes stages ${imageSizes.map((s) => `${s.size}:${s.epochs}`).join(',')} take ${stageEpochs} epochs) but received ${epochs}: give more epochs, or leave out the stages that are not to be trained`,
     );

@@ -88,11 +88,16 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     const { data = DEMO_DATA, csv, folds = 5 } = options;
     const trainerOptions = omit(options, ['data', 'csv', 'folds', 'runsDir', 'signal', 'log', 'onBatch', 'onEpoch', 'checkpointMinutes', 'resume', 'onFold']);
     checkFolds(folds);
-    config = { kind: 'cv', data, csv: csv ?? null, folds, trainerOptions: withPreset(data === DEMO_DATA, trainerOptions) };
+    const given = withPreset(data === DEMO_DATA, trainerOptions);
+    // Stages without epochs train their sum: stored so, a resume reads the same (see storedOptions).
+    const stageEpochs = given.imageSizes?.reduce((sum, stage) => sum + stage.epochs, 0);
+    config = { kind: 'cv', data, csv: csv ?? null, folds, trainerOptions: given.imageSizes && given.epochs === undefined ? { ...given, epochs: stageEpochs } : given };
     cvDir = ''; // created once the first fold's engine is built
   }
   // Validates the options before touching data or disk.
-  const seed = new Trainer(config.trainerOptions).options.seed;
+  // A resumed folder's options keep the meaning they had when it was made (resolveOptions' stored).
+  const asStored = { stored: resume !== undefined };
+  const seed = new Trainer(config.trainerOptions, asStored).options.seed;
   if (!resume) await checkFolderWritable(options.runsDir ?? 'runs');
   let assignments;
   let dataset;
@@ -123,7 +128,7 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
           if (!(err instanceof SafetensorsError)) throw err;
           throw new SafetensorsError(`${err.message.replace(/\.$/, '')}. To train fold ${fold} again from its start, remove ${foldDir} and run \`melanoma cv --resume ${cvDir}\` again (the other folds are kept)`);
         })
-      : new Trainer(config.trainerOptions);
+      : new Trainer(config.trainerOptions, asStored);
     try {
       if (resumable) {
         checkCheckpointIsTheRuns(last, trainer, await readRunConfig(foldDir), train);

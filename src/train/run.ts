@@ -336,11 +336,7 @@ const NOT_THE_RUNS_OWN: readonly string[] = [...RESUME_OVERRIDES, 'device', 'pre
  */
 export function checkCheckpointIsTheRuns(checkpoint: string, trainer: Trainer, config: Pick<RunConfig, 'options' | 'fold'>, train: readonly LesionSample[]): void {
   const fix = `put the run's own ${path.basename(checkpoint)} back, or start a new run (nothing was changed)`;
-  // imageSize is unused beside progressive stages (and resolved to its default on load).
-  const unused = config.options.imageSizes ? ['imageSize'] : [];
-  const differing = (Object.keys(config.options) as (keyof ResolvedOptions)[]).filter(
-    (key) => !NOT_THE_RUNS_OWN.includes(key) && !unused.includes(key) && !isDeepStrictEqual(config.options[key], trainer.options[key]),
-  );
+  const differing = (Object.keys(config.options) as (keyof ResolvedOptions)[]).filter((key) => !NOT_THE_RUNS_OWN.includes(key) && !isDeepStrictEqual(config.options[key], trainer.options[key]));
   if (differing.length > 0) {
     const shown = differing.slice(0, 3).map((key) => `${key} ${JSON.stringify(trainer.options[key])} where config.json has ${JSON.stringify(config.options[key])}`);
     const more = differing.length > 3 ? ` (and ${differing.length - 3} more)` : '';

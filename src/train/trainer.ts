@@ -16,7 +16,7 @@ import { sensitivityPointFromGroups } from '../metrics/operating-points';
 import { partialAucFromGroups } from '../metrics/partial-auc';
 import { MetadataKind, metadataEncoder, metadataKind, metadataKindMismatch } from '../data/metadata';
 import { Engine, EngineError, EngineInfo, EngineState, GradCamRequest, NamedTensor, TrainStepResult, torchInfo } from '../native';
-import { ENGINE_PROBE, ResolvedOptions, TrainerOptions, describe, engineConfig, expectImageSize, resolveOptions } from '../model/config';
+import { DEFAULT_OPTIONS, ENGINE_PROBE, ResolvedOptions, TrainerOptions, describe, engineConfig, expectImageSize, resolveOptions } from '../model/config';
 import { loadPretrainedBackbone, pretrainedOptions, resolvePretrained } from '../model/weights/store';
 import { writeFileAtomic } from '../files';
 import { SafetensorsError, readSafetensorsFile, safetensorsParts } from './safetensors';
@@ -355,10 +355,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private lastValidation: EvaluationResult | null = null;
   private stopReasonText: string | null = null;
 
-  /** Validates the options at once: a bad option throws here, before any work. */
-  constructor(options: TrainerOptions = {}) {
+  /**
+   * Validates the options at once: a bad option throws here, before any work.
+   * @param stored - internal: options a run stored earlier (Trainer.load, a cv resume), read with the meaning they had (see resolveOptions)
+   */
+  constructor(options: TrainerOptions = {}, { stored = false }: { stored?: boolean } = {}) {
     super();
-    const resolved = resolveOptions(options, ENGINE_PROBE);
+    const resolved = resolveOptions(options, ENGINE_PROBE, { stored });
     // Pretrained weights fix the architecture: model, width, padding, BatchNorm eps and momentum.
     this.options = resolved.pretrained ? pretrainedOptions(resolved, options, resolvePretrained(resolved.pretrained)) : resolved;
   }
@@ -964,13 +967,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // The architecture is the checkpoint's: another would fail as a list of shape mismatches.
     for (const key of ARCHITECTURE_OPTIONS) {
       const given = overrides[key];
-      if (given !== undefined && !isDeepStrictEqual(given, header.options[key]))
+      const trained = header.options[key] ?? DEFAULT_OPTIONS[key]; // a header from before the option has its default
+      if (given !== undefined && !isDeepStrictEqual(given, trained))
         throw new RangeError(
-          `Expected no ${key} other than the checkpoint's with Trainer.load, but received ${describe(given)} where ${file} was trained with ${describe(header.options[key])}: the architecture is the checkpoint's; to change it, train a new model`,
+          `Expected no ${key} other than the checkpoint's with Trainer.load, but received ${describe(given)} where ${file} was trained with ${describe(trained)}: the architecture is the checkpoint's; to change it, train a new model`,
         );
     }
-    // With progressive stages imageSize is unused, and resolveOptions refuses it beside them.
-    const { headDropout, imageSize, ...saved } = header.options;
+    const { headDropout, ...saved } = header.options;
     // Another device (a GPU checkpoint scored on a laptop) brings its own defaults for precision
     // and memory layout, unless they are given too.
     const deviceChanged = overrides.device !== undefined && overrides.device !== saved.device;
@@ -980,7 +983,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // Likewise GPU decoding: it belongs to the machine, not the model, so elsewhere sharp decodes.
     if (saved.decode === 'nvjpeg' && overrides.decode === undefined && (deviceChanged || !torchInfo().nvjpeg)) deviceDefaults.decode = 'sharp';
     // pretrained: null, as the checkpoint already holds the fine-tuned weights.
-    const trainer = new Trainer({ ...saved, ...(saved.imageSizes ? {} : { imageSize }), headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides });
+    const trainer = new Trainer({ ...saved, headDropout: headDropout ?? undefined, pretrained: null, ...deviceDefaults, ...overrides }, { stored: true });
     // The class weight the run trained with, unless a number is given now.
     trainer.posWeight = typeof trainer.options.posWeight === 'number' && overrides.posWeight !== undefined ? trainer.options.posWeight : header.posWeight;
     trainer.epochsDone = header.epochsDone;

@@ -2,7 +2,9 @@
  * Learning-rate schedules, early stopping and progressive resizing: the pure functions, their
  * option validation, and what the Trainer does with them on the real engine.
  */
+import { writeFileSync } from 'fs';
 import * as path from 'path';
+import { encodeSafetensors, readSafetensorsFile } from '../../src/train/safetensors';
 import sharp from 'sharp';
 import { openDataset } from '../../src/data/isic';
 import type { LesionSample } from '../../src/data/types';
@@ -139,6 +141,19 @@ describe('the Trainer applies them (real engine, tiny model)', () => {
         expect((await loaded.fit({ train })).map((r) => r.imageSize)).toEqual([32, 48, 48, 48]);
       } finally {
         await loaded.dispose();
+      }
+      // A checkpoint from before the stages had to fit the epochs (3 epochs of stages taking 6,
+      // an imageSize beside them) loads with the meaning it had, and scores.
+      const { tensors, metadata } = await readSafetensorsFile(file);
+      const options = { ...JSON.parse(metadata['melanoma.options']), epochs: 3, imageSize: 64, imageSizes: [{ size: 32, epochs: 1 }, { size: 48, epochs: 5 }] };
+      const old = path.join(dir, 'progressive-old.safetensors');
+      writeFileSync(old, encodeSafetensors(tensors, { ...metadata, 'melanoma.options': JSON.stringify(options) }));
+      const restored = await Trainer.load(old);
+      try {
+        expect([restored.options.epochs, restored.options.imageSize, restored.options.imageSizes]).toEqual([3, 64, options.imageSizes]);
+        expect(await restored.predict(train.slice(0, 2))).toHaveLength(2);
+      } finally {
+        await restored.dispose();
       }
     } finally {
       await trainer.dispose();
