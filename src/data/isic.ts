@@ -399,7 +399,9 @@ async function openJpegSet(source: string, csv: string, imageDir: string | undef
   const csvDir = path.dirname(csv);
   const base = path.basename(csv, path.extname(csv));
   const beside = (dir: string) => [path.join(dir, base), path.join(dir, 'jpeg'), path.join(dir, 'train'), path.join(dir, 'test'), dir];
-  const searched = imageDir ? [imageDir] : [...(dataDir ? [dataDir, ...beside(dataDir)] : []), ...beside(csvDir)];
+  // The data folder's own places first when the CSV lives elsewhere, in the same order as beside the CSV.
+  const elsewhere = dataDir !== undefined && path.resolve(dataDir) !== path.resolve(csvDir);
+  const searched = imageDir ? [imageDir] : [...(elsewhere ? beside(dataDir) : []), ...beside(csvDir)];
   const candidates = [...new Set(searched.map((dir) => path.normalize(dir)))];
   const first = kept.length ? `${kept[0].values.image_name}.jpg` : undefined;
   let dir: string | undefined;

@@ -51,6 +51,9 @@ describe('JPEG + CSV layout (generated)', () => {
     });
     // The CSV path itself opens the same set.
     expect((await openDataset(path.join(dir, 'train.csv'))).samples).toEqual(ds.samples);
+    // Copies of the JPEGs beside train.csv too: train/ is still where they are read from.
+    for (const name of names) copyFileSync(path.join(dir, 'train', `${name}.jpg`), path.join(dir, `${name}.jpg`));
+    expect((await openDataset(dir)).samples.map((s) => s.image)).toEqual(ds.samples.map((s) => s.image));
   });
 
   it('drops tfrecord == -1 rows and reports how many', async () => {
