@@ -1032,25 +1032,39 @@ struct Engine::Impl {
     return EngineFailure("ERR_ENGINE_NONFINITE", msg.str());
   }
 
+  // Whether every floating-point buffer (the BatchNorm running statistics) is finite, with one
+  // read-back for all of them.
+  bool buffersFinite() const {
+    torch::NoGradGuard noGrad;
+    std::vector<torch::Tensor> flags;
+    for (const auto& item : model->named_buffers())
+      if (item.value().is_floating_point()) flags.push_back(torch::isfinite(item.value()).all());
+    return flags.empty() || torch::stack(flags).all().item<bool>();
+  }
+
   // Why this model cannot score or be saved, in words that end with the way back; empty when
-  // it can. Scoring a model whose statistics a non-finite batch corrupted would give NaN scores,
-  // and saving it a checkpoint that gives them. `use` says what was asked ("score images").
-  std::string corruptedStatistics(const char* use) {
-    if (haltedBy.empty()) return "";
-    if (haltedStatistics == HaltedStatistics::unchecked) {
-      torch::NoGradGuard noGrad;
-      bool finite = true;
-      for (const auto& item : model->named_buffers()) {
-        const auto& buffer = item.value();
-        if (buffer.is_floating_point() && !torch::isfinite(buffer).all().item<bool>()) finite = false;
-      }
-      haltedStatistics = finite ? HaltedStatistics::finite : HaltedStatistics::corrupt;
+  // it can. A non-finite batch's update is skipped, but its forward pass has already moved the
+  // BatchNorm running statistics: scoring with non-finite ones gives NaN, and saving them a
+  // checkpoint that does. After a halt the buffers are looked at once (nothing changes them
+  // until importState); `always` looks without a halt too, as fp16 skips such a batch without
+  // halting (saving is rare enough to look every time). `use` says what was asked.
+  std::string corruptedStatistics(const char* use, bool always = false) {
+    bool finite = true;
+    if (!haltedBy.empty()) {
+      if (haltedStatistics == HaltedStatistics::unchecked)
+        haltedStatistics = buffersFinite() ? HaltedStatistics::finite : HaltedStatistics::corrupt;
+      finite = haltedStatistics == HaltedStatistics::finite;
+    } else if (always) {
+      finite = buffersFinite();
     }
-    if (haltedStatistics == HaltedStatistics::finite) return "";
-    return std::string("the batch that stopped training (") + haltedBy +
-           ") left non-finite BatchNorm statistics in the model, so it cannot " + use +
-           ": load the last checkpoint saved before it (Trainer.load, or train --resume) and train "
-           "on with a lower learning rate";
+    if (finite) return "";
+    const std::string cause =
+        haltedBy.empty()
+            ? std::string("the model holds non-finite BatchNorm statistics (as a batch with a non-finite loss leaves them, in fp16 too)")
+            : "the batch that stopped training (" + haltedBy + ") left non-finite BatchNorm statistics in the model";
+    return cause + ", so it cannot " + use +
+           ": score a checkpoint saved before it, or train on from one with a lower learning rate "
+           "(Trainer.load(checkpoint, { lr }), or a new run: train --resume keeps the run's lr)";
   }
 
   void refuseCorruptedStatistics(const char* use) {
@@ -1317,7 +1331,7 @@ struct Engine::Impl {
   EngineState exportState() {
     EngineState state;
     // Exported all the same (to look into): the Trainer refuses to save it.
-    state.unsaveable = corruptedStatistics("be saved");
+    state.unsaveable = corruptedStatistics("be saved", /*always=*/true);
     for (const auto& [name, tensor] : modelTensors()) state.model.push_back(toHost(name, tensor));
     for (size_t i = 0; i < parameters.size(); ++i) {
       state.optimizer.push_back(toHost("exp_avg." + parameterNames[i], expAvg[i]));

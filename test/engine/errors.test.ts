@@ -189,7 +189,7 @@ test('a non-finite loss rejects with ERR_ENGINE_NONFINITE and leaves the weights
   // refused, and its export says it must not become a checkpoint.
   const nonFinite = (t: NamedTensor) => t.dtype === 'F32' && f32(t).some((v) => !Number.isFinite(v));
   expect(after.model.filter((t) => !parameters.has(t.name)).some(nonFinite)).toBe(true);
-  const why = /^the batch that stopped training \(training loss is (nan|inf|-inf) after 1 optimizer steps; .*\) left non-finite BatchNorm statistics in the model, so it cannot (score images|be saved): load the last checkpoint saved before it \(Trainer.load, or train --resume\) and train on with a lower learning rate$/;
+  const why = /^the batch that stopped training \(training loss is (nan|inf|-inf) after 1 optimizer steps; .*\) left non-finite BatchNorm statistics in the model, so it cannot (score images|be saved): score a checkpoint saved before it, or train on from one with a lower learning rate \(Trainer\.load\(checkpoint, \{ lr \}\), or a new run: train --resume keeps the run's lr\)$/;
   expect(after.unsaveable).toMatch(why);
   expect(after.unsaveable).toContain('cannot be saved');
   const refused = await rejection(engine.evaluate(randomBatch(2, 32, 99)));
@@ -204,6 +204,19 @@ test('a non-finite loss rejects with ERR_ENGINE_NONFINITE and leaves the weights
   const result = await engine.trainStep({ ...batch, lr: 1e-3 });
   expect(Number.isFinite(result.loss)).toBe(true);
   expect(result.step).toBe(1);
+});
+
+test('non-finite statistics without a halt (as fp16 leaves them) mark the export unsaveable; finite ones do not', async () => {
+  const engine = await create();
+  const state = await engine.exportState();
+  expect(state.unsaveable).toBeUndefined();
+  const model = state.model.map((t) => (t.name === 'bn1.running_mean' ? { ...t, data: Buffer.from(new Float32Array(t.data.length / 4).fill(NaN).buffer) } : t));
+  await engine.importState({ ...state, model });
+  expect((await engine.exportState()).unsaveable).toBe(
+    "the model holds non-finite BatchNorm statistics (as a batch with a non-finite loss leaves them, in fp16 too), so it cannot be saved: score a checkpoint saved before it, or train on from one with a lower learning rate (Trainer.load(checkpoint, { lr }), or a new run: train --resume keeps the run's lr)",
+  );
+  await engine.importState(state);
+  expect((await engine.exportState()).unsaveable).toBeUndefined();
 });
 
 describe('dispose', () => {

@@ -42,7 +42,7 @@ describe('pipelined train steps', () => {
     ]);
     // The evaluate too: the failed forward pass left non-finite BatchNorm statistics behind.
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'rejected', 'rejected']);
-    expect(((outcomes[4] as PromiseRejectedResult).reason as EngineError).message).toMatch(/left non-finite BatchNorm statistics in the model, so it cannot score images: load the last checkpoint/);
+    expect(((outcomes[4] as PromiseRejectedResult).reason as EngineError).message).toMatch(/left non-finite BatchNorm statistics in the model, so it cannot score images: score a checkpoint saved before it/);
     const [failure, refused] = [2, 3].map((i) => (outcomes[i] as PromiseRejectedResult).reason as EngineError);
     expect(failure).toBeInstanceOf(EngineError);
     expect(failure.code).toBe('ERR_ENGINE_NONFINITE');

@@ -114,11 +114,11 @@ test('after a non-finite loss, neither scores nor a checkpoint come out of the b
     const refusedSave = await rejection(trainer.save(broken));
     expect(refusedSave.code).toBe('ERR_ENGINE_NONFINITE');
     expect(refusedSave.message).toMatch(
-      new RegExp(`^${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} was not written: the batch that stopped training \\(training loss is .*\\) left non-finite BatchNorm statistics in the model, so it cannot be saved: load the last checkpoint saved before it`),
+      new RegExp(`^${broken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} was not written: the batch that stopped training \\(training loss is .*\\) left non-finite BatchNorm statistics in the model, so it cannot be saved: score a checkpoint saved before it, or train on from one with a lower learning rate`),
     );
     expect(existsSync(broken)).toBe(false);
     const refusedScores = await rejection(trainer.predict(samples.slice(0, 4)));
-    expect(refusedScores.message).toMatch(/so it cannot score images: load the last checkpoint saved before it \(Trainer.load, or train --resume\)/);
+    expect(refusedScores.message).toMatch(/so it cannot score images: score a checkpoint saved before it, or train on from one with a lower learning rate \(Trainer\.load\(checkpoint, \{ lr \}\)/);
   } finally {
     await trainer.dispose();
   }
