@@ -117,7 +117,7 @@ function addTrainingOptions(command: Command): Command {
     .option('--workers <n>', 'JPEG decodes in flight (default: CPU cores)', integer('--workers', 1))
     .addOption(decodeOption('where training JPEGs are decoded: sharp (CPU, default) or nvjpeg (GPU; --device cuda, an engine built with nvJPEG); validation uses sharp'))
     // optimisation
-    .option('--epochs <n>', 'epochs (default 3; demo 4)', integer('--epochs', 1))
+    .option('--epochs <n>', 'epochs in all (default 3; demo 4; with --progressive, the stages\' sum)', integer('--epochs', 1))
     .option('--lr <lr>', 'Adam learning rate (default 1e-3)', number('--lr'))
     .addOption(new Option('--schedule <name>', 'learning-rate schedule, per optimizer step (default constant)').choices([...SCHEDULE_NAMES]))
     .option('--warmup-epochs <e>', 'linear warm-up over this many epochs (fractions allowed)', number('--warmup-epochs'))

@@ -20,7 +20,7 @@ export function registerInspectCommand(program: Command): void {
     .description('summarize a dataset: counts per file and fold, class balance, patients, missing metadata, image sizes, corrupt records')
     .argument('<path>', 'folder of *.tfrec files, a .tfrec file, or a folder/CSV with ISIC JPEGs')
     .option('--csv <file>', 'CSV joined on image_name (text metadata for TFRecord sets)')
-    .option('--folds <k>', 'folds to report (whole files for TFRecord sets, else patient folds); 0 for none', nonNegativeInteger('--folds', 0), 5)
+    .option('--folds <k>', 'patient-level folds to report, as train and cv make them (--seed); 0 for none', nonNegativeInteger('--folds', 0), 5)
     .option(
       '--sample-images <n>',
       "images whose size and content (blank or streaked) are checked, or 'all'",

@@ -9,7 +9,7 @@ import { DEFAULT_OPTIONS } from '../model/config';
 import { DataError } from './errors';
 import { createHash } from 'crypto';
 import { ImageContentDefect, assessImageContent, csvFlag, describeContentDefect, findSamePictures } from './image-content';
-import { ImageBytesReader, describeSource, jpegMetadata, sniffImageFormat } from './images';
+import { ImageBytesReader, describeSource, jpegMetadata } from './images';
 import { IsicDataset, listTfRecordFiles, openDataset, readTfRecordSamples } from './isic';
 import { patientKey } from './patients';
 import { seededSample } from './random';
@@ -128,16 +128,11 @@ export async function inspectDataset(source: string, options: InspectOptions = {
   });
   const counts = [...perPatient.values()].sort((a, b) => a - b);
 
-  const byFile = new Map<string, LesionSample[]>();
-  for (const s of samples) if (s.image.kind === 'tfrecord') byFile.set(s.image.file, [...(byFile.get(s.image.file) ?? []), s]);
-
-  let foldKind: DatasetInspection['foldKind'] = 'none';
   let folds: DatasetInspection['folds'] = [];
   if (k >= 2 && samples.length > 0) {
     // The folds training makes (run.ts openRunData), not the files' own: `train --fold k` validates on fold k here.
     if (totals.patients >= k) {
       const assignment = stratifiedGroupKFold(samples, k, seed);
-      foldKind = 'patient';
       folds = Array.from({ length: k }, (_, fold) => ({ fold, ...summarize(samples.filter((_, i) => assignment[i].fold === fold)) }));
     }
   }
@@ -158,14 +153,14 @@ export async function inspectDataset(source: string, options: InspectOptions = {
       try {
         const bytes = await reader.read(s.image, s.imageName);
         const meta = await jpegMetadata(bytes, s.imageName, s.image);
-        const size = { width: meta.width ?? 0, height: meta.height ?? 0, format: sniffImageFormat(bytes) ?? 'unknown' };
+        const size = { width: meta.width ?? 0, height: meta.height ?? 0, format: 'jpeg' }; // jpegMetadata refused anything else
         const content = await assessImageContent(bytes, s.imageName, s.image);
         checked[i] = { kind: 'image', sample: s, size, content, digest: createHash('sha1').update(bytes).digest('hex') };
       } catch (err) {
         checked[i] = {
           kind: 'corrupt',
           // The loader's own words (they name the image); anything else with the image's name.
-          entry: err instanceof DataError ? { file: describeSource(s.image), code: err.code, message: err.message } : { file: describeSource(s.image), code: 'ERR_IMAGE_DECODE', message: `${s.imageName}: ${(err as Error).message}` },
+          entry: { file: describeSource(s.image), ...(err instanceof DataError ? { code: err.code, message: err.message } : { code: 'ERR_IMAGE_DECODE', message: `${s.imageName}: ${(err as Error).message}` }) },
         };
       }
       finishedOne();
@@ -203,8 +198,8 @@ export async function inspectDataset(source: string, options: InspectOptions = {
       max: counts[counts.length - 1] ?? 0,
       mean: counts.length ? samples.length / counts.length : 0,
     },
-    files: [...byFile].map(([file, s]) => ({ file, ...summarize(s) })),
-    foldKind,
+    files: [...samplesByFile(samples)].map(([file, s]) => ({ file, ...summarize(s) })),
+    foldKind: folds.length ? 'patient' : 'none',
     folds,
     missing: {
       patientId: samples.filter((s) => s.patientId === '').length,
@@ -221,6 +216,17 @@ export async function inspectDataset(source: string, options: InspectOptions = {
     samePicture: picked.length === samples.length ? samePictures(inDatasetOrder(comparable, samples)) : null,
     corrupt,
   };
+}
+
+function samplesByFile(samples: readonly LesionSample[]): Map<string, LesionSample[]> {
+  const byFile = new Map<string, LesionSample[]>();
+  for (const s of samples) {
+    if (s.image.kind !== 'tfrecord') continue;
+    const inFile = byFile.get(s.image.file);
+    if (inFile) inFile.push(s);
+    else byFile.set(s.image.file, [s]);
+  }
+  return byFile;
 }
 
 /** `checked` in the order of `samples`, so that what is reported from them does not depend on the sample's seed. */

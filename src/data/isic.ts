@@ -10,6 +10,7 @@ import { DataError } from './errors';
 import { describeSource } from './images';
 import { ExampleFeature, ExampleFeatures, parseExample, readTfRecordFile } from './tfrecord';
 import { LesionSample } from './types';
+import { refuseUnknownOptions } from '../options';
 
 export interface OpenDatasetOptions {
   /** 'auto' (default): TFRecords when the folder has *.tfrec files, else the CSV + JPEG layout. */
@@ -258,8 +259,7 @@ export async function readTfRecordSamples(file: string, options: { verifyCrc?: b
 
 function resolveOptions(options: OpenDatasetOptions): Required<Omit<OpenDatasetOptions, 'csv' | 'imageDir'>> & Pick<OpenDatasetOptions, 'csv' | 'imageDir'> {
   const known = ['format', 'csv', 'imageDir', 'verifyCrc', 'dropDuplicates'];
-  for (const k of Object.keys(options))
-    if (!known.includes(k)) throw new TypeError(`Unknown openDataset option '${k}' (expected ${known.join(', ')})`);
+  refuseUnknownOptions(options, known, { of: 'openDataset' });
   const format = options.format ?? 'auto';
   if (!['auto', 'tfrecord', 'jpeg'].includes(format))
     throw new RangeError(`Expected 'auto', 'tfrecord' or 'jpeg' for format but received '${format}'`);

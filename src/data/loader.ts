@@ -10,6 +10,7 @@ import { ImageBytesReader, describeSource, loadSampleImage, readSampleJpeg } fro
 import { defaultPatientRunLength, groupByPatient } from './patients';
 import { mixSeed, mulberry32, shuffleInPlace } from './random';
 import { Batch, DECODE_BACKENDS, LesionSample, LoaderOptions, LoaderStats } from './types';
+import { refuseUnknownOptions } from '../options';
 
 export interface Loader {
   /** Batches of a full epoch (an upper bound when images are skipped). */
@@ -78,7 +79,7 @@ function validate(samples: LesionSample[], o: LoaderOptions): void {
   if (!Array.isArray(samples)) throw new TypeError(`Expected an array of samples but received ${typeof samples}`);
   checkSamples(samples, 'images to load');
   if (typeof o !== 'object' || o === null) throw new TypeError('Expected a LoaderOptions object');
-  for (const k of Object.keys(o)) if (!OPTION_NAMES.includes(k)) throw new TypeError(`Unknown loader option '${k}' (expected one of ${OPTION_NAMES.join(', ')})`);
+  refuseUnknownOptions(o, OPTION_NAMES, { kind: 'loader option' });
   const positiveInt = (name: keyof LoaderOptions, min: number) => {
     const v = o[name];
     if (!Number.isInteger(v) || (v as number) < min)

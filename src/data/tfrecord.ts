@@ -9,6 +9,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { IoFeature, IoScanResult, loadIoAddon } from '../native';
 import { DataError, DataErrorCode } from './errors';
+import { refuseUnknownOptions } from '../options';
 
 export interface TfRecordReadOptions {
   /** Check the masked CRC32C of every length and payload (default true). */
@@ -44,9 +45,8 @@ export function countFromFileName(file: string): number | null {
 }
 
 function resolveReadOptions(options: TfRecordReadOptions): Required<TfRecordReadOptions> {
-  const { verifyCrc = true, chunkBytes = 4 << 20, ...rest } = options;
-  const unknown = Object.keys(rest);
-  if (unknown.length) throw new TypeError(`Unknown TFRecord read option '${unknown[0]}' (expected verifyCrc, chunkBytes)`);
+  refuseUnknownOptions(options, ['verifyCrc', 'chunkBytes'], { kind: 'TFRecord read option' });
+  const { verifyCrc = true, chunkBytes = 4 << 20 } = options;
   if (typeof verifyCrc !== 'boolean') throw new TypeError(`Expected boolean for verifyCrc but received ${typeof verifyCrc}`);
   if (!Number.isInteger(chunkBytes) || chunkBytes < 16)
     throw new RangeError(`Expected an integer >= 16 for chunkBytes but received ${chunkBytes}`);

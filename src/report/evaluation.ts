@@ -11,6 +11,7 @@ import {
 import { aucFromGroups, rankGroups, RankedGroups } from '../metrics/ranking';
 import { describeValue } from '../metrics/validate';
 import { PredictionRow } from './predictions-csv';
+import { refuseUnknownOptions } from '../options';
 
 export const EVALUATION_SCHEMA = 'melanoma-evaluation/1';
 
@@ -207,9 +208,7 @@ function histogram(units: AggregatedRow[], scale: ScoreScale, bins: number): His
 
 /** Compute the full evaluation of predictions rows. */
 export function evaluatePredictions(rows: readonly PredictionRow[], options: EvaluationOptions = {}): Evaluation {
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) throw new TypeError(`Unknown evaluation option "${key}"; expected one of ${[...KNOWN_OPTIONS].join(', ')}`);
-  }
+  refuseUnknownOptions(options, [...KNOWN_OPTIONS], { kind: 'evaluation option' });
   const targetSensitivity = checkNumber(options.targetSensitivity ?? 0.95, 'targetSensitivity', (v) => v > 0 && v <= 1, 'a number in (0, 1]');
   const replicates = checkNumber(options.bootstrap ?? 1000, 'bootstrap', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer');
   const seed = checkNumber(options.seed ?? 0, 'seed', (v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, 'an integer in [0, 4294967295]');
@@ -270,11 +269,9 @@ export function evaluatePredictions(rows: readonly PredictionRow[], options: Eva
 
   let boot: BootstrapResult | null = null;
   if (replicates > 0) {
-    // Per-image evaluation with patient ids: resample patients; aggregated units already are patients.
-    const groups = aggregation === 'none' && patientIds ? units.map((_, i) => rows[i].patientId as string) : undefined;
+    // Patients are resampled: the images of each (with patient ids), or the aggregated units, one per patient.
+    const groups = aggregation !== 'none' ? units.map((u) => u.id) : patientIds ? units.map((_, i) => rows[i].patientId as string) : undefined;
     boot = bootstrapAuc(y, s, { groups, replicates, seed, level, minTpr });
-    // Aggregated units are patients, resampled one by one: the bootstrap is over patients too.
-    if (aggregation !== 'none') boot = { ...boot, unit: 'patient' };
     if (aggregation === 'none' && !patientIds) warnings.push('No patient_id column: the bootstrap resamples images, which understates uncertainty when patients have several images.');
     if (boot.validReplicates < replicates) warnings.push(`${replicates - boot.validReplicates} of ${replicates} bootstrap replicates drew a single class and were skipped.`);
   }

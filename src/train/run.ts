@@ -431,14 +431,10 @@ export async function readFolderConfig<T>(dir: string, folder: string): Promise<
  * its config.json validates on), or null where that cannot be told (no run folder there).
  */
 export async function trainingImagesOf(runDir: string): Promise<Set<string> | null> {
-  try {
-    const { fold } = JSON.parse(await fsp.readFile(path.join(runDir, RUN_FILES.config), 'utf8')) as { fold?: unknown };
-    if (typeof fold !== 'number') return null;
-    const assignments = await readFoldsCsv(path.join(runDir, RUN_FILES.folds));
-    return new Set(assignments.filter((a) => a.fold !== fold).map((a) => a.imageName));
-  } catch {
-    return null;
-  }
+  const config = await readRunConfig(runDir).catch(() => null);
+  if (!config || typeof config.fold !== 'number') return null;
+  const assignments = await readFoldsCsv(path.join(runDir, RUN_FILES.folds)).catch(() => null);
+  return assignments && new Set(assignments.filter((a) => a.fold !== config.fold).map((a) => a.imageName));
 }
 
 /** Reads and checks a run folder's config.json. */

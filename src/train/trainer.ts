@@ -716,7 +716,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const { trainSeconds, dataWaitSeconds } = progress();
       this.inProgress = null;
       const trainStats: LoaderStats = loader.stats();
-      const validation = data.valid && data.valid.length > 0 ? await this.evaluate(data.valid, { imageSize }) : null;
+      // On the engine this fit holds (the samples were checked when fit began).
+      const validation = data.valid && data.valid.length > 0 ? (await this.scoreViews(engine, data.valid, [null], { imageSize }))[0] : null;
       const record: EpochRecord = {
         epoch,
         trainLoss: lossSum / Math.max(images, 1),

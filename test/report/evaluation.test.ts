@@ -107,7 +107,7 @@ describe('evaluatePredictions', () => {
       new RangeError(`Cannot evaluate: AUC and operating points need both classes but the predictions have 0 melanomas and ${benign.length} benign images`),
     );
     expect(() => evaluatePredictions(rows, { bootstraps: 5 } as never)).toThrow(
-      new TypeError('Unknown evaluation option "bootstraps"; expected one of threshold, targetSensitivity, sensitivities, thresholds, patientAggregation, bootstrap, seed, level, minTpr, calibrationBins, scoreScale, source'),
+      new TypeError("Unknown evaluation option 'bootstraps': did you mean 'bootstrap'? (options: threshold, targetSensitivity, sensitivities, thresholds, patientAggregation, bootstrap, seed, level, minTpr, calibrationBins, scoreScale, source)"),
     );
     expect(() => evaluatePredictions(rows, { bootstrap: -1 })).toThrow(new RangeError('Expected a non-negative integer for bootstrap but received -1'));
     expect(() => evaluatePredictions(rows, { targetSensitivity: 0 })).toThrow(new RangeError('Expected a number in (0, 1] for targetSensitivity but received 0'));
