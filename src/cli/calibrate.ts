@@ -6,7 +6,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { refuse } from './usage';
 import * as fs from 'fs';
 import * as path from 'path';
-import { CALIBRATOR_KINDS, CalibrationReport, Calibrator, CalibratorError, CalibratorKind, fitCalibrator } from '../calibrate';
+import { CALIBRATOR_KINDS, CalibrationReport, Calibrator, CalibratorError, CalibratorKind, fitCalibrator, rowsAsLogits } from '../calibrate';
 import { readUglyDuckling } from '../embed';
 import { checkOutputLocations, csvField, refuseExistingFile, writeNewFiles } from '../files';
 import { PredictionsFileError, readPredictionsCsv } from '../report/predictions-csv';
@@ -47,10 +47,12 @@ export async function calibratePredictionsFile(input: string, options: Calibrate
   const kind = options.kind ?? 'platt';
   const out = options.out ?? path.join(path.dirname(file), kind === 'platt' ? 'calibrator.json' : `${kind}.json`);
   const outputs = [{ file: out, option: '--out' }, ...(options.crossFittedOut ? [{ file: options.crossFittedOut, option: '--cross-fitted-out' }] : [])];
-  // Before any work: a file that exists is never replaced, and each has a writable folder.
+  // The input first (a bad file is the first thing to hear of), then the outputs, before the fit:
+  // a file that exists is never replaced, and each has a writable folder.
+  const rows = readPredictionsCsv(file);
+  rowsAsLogits(rows);
   await checkOutputLocations(outputs);
   for (const o of outputs) refuseExistingFile(o.file, CHOOSE_ANOTHER);
-  const rows = readPredictionsCsv(file);
   const uglyDuckling = options.uglyDucklingCsv ? await readUglyDuckling(options.uglyDucklingCsv) : undefined;
   if (uglyDuckling) {
     const missing = rows.filter((r) => !uglyDuckling.has(r.imageName));

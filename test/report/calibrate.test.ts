@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { applyCalibrator, calibratorFeatures, fitCalibrator, readCalibrator } from '../../src/calibrate';
+import { calibratePredictionsFile } from '../../src/cli/calibrate';
 import { fitLogisticRegression, linearPredictor, logit, rocAuc, sigmoid } from '../../src/metrics';
 import { PredictionRow, parsePredictionsCsv, readPredictionsCsv } from '../../src/report/predictions-csv';
 import { lcg } from '../metrics/brute';
@@ -100,6 +101,15 @@ describe('platt', () => {
   test('refuses normalised ranks (a rank ensemble) for what they are', () => {
     const ranks = rows.map((r) => ({ ...r, scoreScale: 'rank' as const }));
     expect(() => fitCalibrator(ranks)).toThrow('These scores are normalised ranks (a rank ensemble), not probabilities or logits: calibrate a mean ensemble (melanoma ensemble --mode mean) instead');
+  });
+
+  test('a rank-ensemble file is refused for what it is, even where its calibrator exists already', async () => {
+    const csv = path.join(dir, 'ranks.csv');
+    fs.writeFileSync(csv, ['image_name,target,score,score_scale', ...rows.map((r) => `${r.imageName},${r.target},0.5,rank`)].join('\n') + '\n');
+    fs.writeFileSync(path.join(dir, 'calibrator.json'), 'mine');
+    await expect(calibratePredictionsFile(csv)).rejects.toThrow('These scores are normalised ranks (a rank ensemble), not probabilities or logits');
+    expect(fs.readFileSync(path.join(dir, 'calibrator.json'), 'utf8')).toBe('mine');
+    fs.rmSync(path.join(dir, 'calibrator.json'));
   });
 
   test('refuses a set with too few of a class', () => {
