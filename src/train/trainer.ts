@@ -337,6 +337,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private disposed = false;
   /** A fit() is running: a second one would train the same model twice over. */
   private fitting = false;
+  /** fit() is paused in one of its hooks (afterEpoch, withinEpoch.save), where the state is exactly what a checkpoint records. */
+  private atSavePoint = false;
   /** Calls using each engine now (withEngine): an engine replaced meanwhile is freed after the last. */
   private readonly engineUsers = new Map<Engine, number>();
   /** Placeholder engines replaced while a call still scored with them, freed when it ends. */
@@ -432,6 +434,16 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       });
     this.engineBuilds = build;
     return build;
+  }
+
+  /** Runs a fit hook with save() allowed: the state there is exactly what a checkpoint records. */
+  private async atCheckpointPoint<T>(hook: () => Promise<T> | T): Promise<T> {
+    this.atSavePoint = true;
+    try {
+      return await hook();
+    } finally {
+      this.atSavePoint = false;
+    }
   }
 
   /**
@@ -669,7 +681,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
             inFlight = null;
             if (previous) account(await previous.result, previous.batchSize);
             this.inProgress = progress();
-            await withinEpoch.save(this);
+            await this.atCheckpointPoint(() => withinEpoch.save(this));
             this.inProgress = null; // training moves on from that point
           }
           lr = learningRateForBatch(o, this.epochsDone, submitted++, loader.batchesPerEpoch, this.history);
@@ -737,7 +749,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       this.lastValidation = validation;
       this.history.push(record);
       this.emit('epoch', record);
-      await afterEpoch?.(record, this);
+      if (afterEpoch) await this.atCheckpointPoint(() => afterEpoch(record, this));
     }
     return [...this.history];
   }
@@ -930,6 +942,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * atomically. An existing file is replaced only with `overwrite`.
    */
   async save(file: string, { overwrite = false } = {}): Promise<void> {
+    // Mid-step the weights belong to a batch the checkpoint's header would not record: a resume
+    // from it would train that part of the epoch twice.
+    if (this.fitting && !this.atSavePoint)
+      throw new EngineError(
+        'save() while fit() runs would write weights from the middle of an epoch under the last finished one: save in fit\'s afterEpoch or withinEpoch hook, or after fit resolves',
+        'ERR_ENGINE_STATE',
+      );
     const state = await this.withEngine('save()', undefined, (engine) => engine.exportState());
     if (state.unsaveable) throw new EngineError(`${file} was not written: ${state.unsaveable}`, 'ERR_ENGINE_NONFINITE');
     const tensors: NamedTensor[] = [

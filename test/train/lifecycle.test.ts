@@ -176,6 +176,29 @@ test('samples a script built wrongly are refused before any work, naming the sam
   }
 });
 
+test("save() while fit() runs is refused (it would mislabel the epoch); in fit's hooks it is the checkpoint", async () => {
+  const trainer = new Trainer({ ...TINY_TRAINER, epochs: 2 });
+  const during = path.join(root, 'during-fit.safetensors');
+  const after = path.join(root, 'after-epoch.safetensors');
+  try {
+    let attempt: Promise<unknown> | null = null;
+    trainer.on('batch', (b) => {
+      if (b.epoch === 2 && b.batch === 1 && !attempt) attempt = trainer.save(during).catch((e: unknown) => e);
+    });
+    await trainer.fit({ train: samples.slice(0, 16) }, { afterEpoch: async (record, t) => (record.epoch === 1 ? t.save(after) : undefined) });
+    const err = (await (attempt as Promise<unknown> | null)) as EngineError;
+    expect(err).toBeInstanceOf(EngineError);
+    expect(err.code).toBe('ERR_ENGINE_STATE');
+    expect(err.message).toBe("save() while fit() runs would write weights from the middle of an epoch under the last finished one: save in fit's afterEpoch or withinEpoch hook, or after fit resolves");
+    expect(existsSync(during)).toBe(false);
+    const loaded = await Trainer.load(after);
+    expect(loaded.completedEpochs).toBe(1);
+    await loaded.dispose();
+  } finally {
+    await trainer.dispose();
+  }
+});
+
 test('a target other than 0 or 1 is refused before training, naming the images', async () => {
   const trainer = new Trainer({ ...TINY_TRAINER, epochs: 1 });
   try {
