@@ -212,6 +212,8 @@ function whyNoFolder(cause: NodeJS.ErrnoException): string {
  * partial folders of processes that are gone are removed first; `leftBy` names that work.
  */
 export async function makeStagingFolder(out: string, leftBy: string, log: (line: string) => void): Promise<string> {
+  // Its parent first: a file in the way is named, not met as ENOTDIR in what follows.
+  await makeDirectory(path.dirname(path.resolve(out)));
   await removeAbandonedStaging(out, leftBy, log);
   const staging = `${out}.${process.pid}.partial`;
   await fsp.rm(staging, { recursive: true, force: true });

@@ -139,7 +139,7 @@ describe('checkFolderWritable (a --runs-dir checked before any data are opened)'
   process.env.MELANOMA_CACHE = '/proc/melanoma-cache';
   try {
     await expect(ensureDemoDataset({ images: 4, files: 1 })).rejects.toThrow(
-      /^cannot create the folder \/proc\/melanoma-cache \(needed for .*\): .* \(the demo set is kept under \/proc\/melanoma-cache: set MELANOMA_CACHE to a writable folder to keep it elsewhere\)$/,
+      /^cannot create the folder \/proc\/melanoma-cache: .* \(the demo set is kept under \/proc\/melanoma-cache: set MELANOMA_CACHE to a writable folder to keep it elsewhere\)$/,
     );
   } finally {
     if (saved === undefined) delete process.env.MELANOMA_CACHE;

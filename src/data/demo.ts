@@ -143,7 +143,10 @@ export async function ensureDemoDataset(options: DemoOptions = {}, log: (line: s
     if (!mismatch) return dir;
     throw new OutputLocationError(`${dir} holds another demo set than the one asked for: ${mismatch}. Pass another dir, or remove ${dir} to have it generated again`, 'EEXIST');
   }
-  const entries = await fsp.readdir(dir).catch(() => []);
+  const found = await fsp.stat(dir).catch(() => null);
+  if (found && !found.isDirectory())
+    throw new OutputLocationError(`${dir} is a file, not a folder, and was left untouched: pass another dir for the demo set${options.dir ? '' : ' (or set MELANOMA_CACHE to a writable folder)'}`, 'ENOTDIR');
+  const entries = found ? await fsp.readdir(dir) : [];
   if (entries.length > 0)
     throw new OutputLocationError(`${dir} exists and is not a demo set (no manifest.json; it holds ${entries.length === 1 ? '1 entry' : `${entries.length} entries`}): pass another dir, one that does not exist yet`, 'EEXIST');
   log(`generating the demo dataset (${o.images} synthetic lesion images, ${o.files} TFRecord files) in ${dir}`);

@@ -59,6 +59,15 @@ test('a folder that is not a demo set is refused, and its files kept', async () 
   expect(readdirSync(root).filter((name) => name.startsWith('my-images'))).toEqual(['my-images']); // no staging folder left
 });
 
+test('a dir that is a file, or lies under one, is refused in words, before any image is made; the file is kept', async () => {
+  const file = path.join(root, 'a-file');
+  writeFileSync(file, 'mine');
+  await expect(ensureDemoDataset({ dir: file, ...SMALL })).rejects.toThrow(new OutputLocationError(`${file} is a file, not a folder, and was left untouched: pass another dir for the demo set`, 'ENOTDIR'));
+  await expect(ensureDemoDataset({ dir: path.join(file, 'demo'), ...SMALL })).rejects.toThrow(`cannot create the folder ${file}: it is a file, not a folder; choose a writable location`);
+  expect(readFileSync(file, 'utf8')).toBe('mine');
+  expect(readdirSync(root).filter((name) => name.startsWith('a-file'))).toEqual(['a-file']);
+});
+
 test('in the cache, a set made with other options gets its own folder, named by how it differs', async () => {
   const saved = process.env.MELANOMA_CACHE;
   process.env.MELANOMA_CACHE = path.join(root, 'cache');
