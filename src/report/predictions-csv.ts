@@ -26,6 +26,13 @@ export const OPTIONAL_COLUMNS = ['patient_id', 'fold', 'score_scale'] as const;
 
 /** Parse CSV text; `file` is only used in error messages. */
 export function parsePredictionsCsv(text: string, file = '<predictions>'): PredictionRow[] {
+  // Binary bytes (a checkpoint, an image) would meet the CSV parser's quote errors: say what it is.
+  if (text.includes('\u0000')) {
+    const checkpoint = text.slice(8, 200).includes('"melanoma.format"') || text.slice(8, 9) === '{';
+    throw new PredictionsFileError(
+      `${file} is ${checkpoint ? 'a checkpoint (.safetensors)' : 'a binary file'}, not a predictions CSV: pass a CSV of image_name,target,score, a run or cv folder (its validation or out-of-fold predictions), or score images into one with \`melanoma predict --scores\``,
+    );
+  }
   let records: { record: string[]; info: { lines: number } }[];
   try {
     records = parse(text, { bom: true, info: true, skip_empty_lines: true, trim: true }) as unknown as typeof records;

@@ -12,6 +12,16 @@ describe('parsePredictionsCsv', () => {
     ]);
   });
 
+  test('a checkpoint or other binary file is named for what it is, not met with CSV quote errors', () => {
+    const header = Buffer.from(JSON.stringify({ __metadata__: { 'melanoma.format': 'melanoma-native/checkpoint-v1' } }));
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(header.length));
+    const checkpoint = Buffer.concat([length, header]).toString('latin1');
+    const fix = 'not a predictions CSV: pass a CSV of image_name,target,score, a run or cv folder (its validation or out-of-fold predictions), or score images into one with `melanoma predict --scores`';
+    expect(() => parsePredictionsCsv(checkpoint, 'best.safetensors')).toThrow(new PredictionsFileError(`best.safetensors is a checkpoint (.safetensors), ${fix}`));
+    expect(() => parsePredictionsCsv('\u00ff\u00d8\u00ff\u0000\u0010JFIF', 'x.jpg')).toThrow(new PredictionsFileError(`x.jpg is a binary file, ${fix}`));
+  });
+
   test('minimal columns; targets written as 1.0/0.0 (pandas floats) and scientific scores', () => {
     expect(parsePredictionsCsv('image_name,target,score\nA,1.0,1e-3\nB,0.0,-2.5\n')).toEqual([
       { imageName: 'A', target: 1, score: 0.001 },

@@ -75,7 +75,7 @@ test('names resolve in the weights folder; unknown names, .pth files and checkpo
   await trainer.save(checkpoint);
   await trainer.dispose();
   expect(() => resolvePretrained(checkpoint)).toThrow(
-    `${checkpoint} is a training checkpoint, not imported weights: continue it with Trainer.load (or \`melanoma evaluate\` it); --pretrained takes weights made by \`melanoma weights import\``,
+    `${checkpoint} is a training checkpoint, not imported weights: continue its run with \`melanoma train --resume RUN_FOLDER\` (Trainer.load in the API), or score images with \`melanoma predict\`; --pretrained takes weights made by \`melanoma weights import\``,
   );
 });
 

@@ -101,7 +101,7 @@ export function resolvePretrained(pretrained: string, weightsDir = DEFAULT_WEIGH
   const checkpoint = metadata?.['melanoma.format']?.startsWith('melanoma-native/checkpoint');
   throw new WeightsError(
     checkpoint
-      ? `${file} is a training checkpoint, not imported weights: continue it with Trainer.load (or \`melanoma evaluate\` it); --pretrained takes weights made by \`melanoma weights import\``
+      ? `${file} is a training checkpoint, not imported weights: continue its run with \`melanoma train --resume RUN_FOLDER\` (Trainer.load in the API), or score images with \`melanoma predict\`; --pretrained takes weights made by \`melanoma weights import\``
       : `${file} has no sidecar ${path.basename(sidecar)} and no '${WEIGHTS_METADATA_KEY}' metadata, so it was not made by \`melanoma weights import\`: import the original .pth/.safetensors file with it`,
     'ERR_WEIGHTS_FORMAT',
   );
