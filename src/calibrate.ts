@@ -213,7 +213,10 @@ export function fitCalibrator(rows: readonly PredictionRow[], options: FitCalibr
   const { logits, scoreScale } = rowsAsLogits(rows);
   if (kind === 'patient-embedding' && !options.uglyDuckling)
     throw new CalibratorError(`${source}: the patient-embedding calibrator needs each image's ugly-duckling distance: run \`melanoma embed\` on the cv folder and pass its images.csv (--ugly-duckling)`);
-  const images = rows.map((r, i) => ({ logit: logits[i], patientId: r.patientId, uglyDuckling: options.uglyDuckling?.get(r.imageName) }));
+  // Given to another kind, the distances would go unused without a word.
+  if (kind !== 'patient-embedding' && options.uglyDuckling)
+    throw new CalibratorError(`The ${kind} calibrator does not use ugly-duckling distances (--ugly-duckling): pass --kind patient-embedding to fit on them, or leave them out`);
+  const images = rows.map((r, i) => ({ logit: logits[i], patientId: r.patientId, uglyDuckling: options.uglyDuckling?.get(r.imageName), imageName: r.imageName }));
   const features = calibratorFeatures(kind, images, source);
 
   const { groups, by } = crossFitGroups(rows, labels);

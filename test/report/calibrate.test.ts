@@ -112,6 +112,14 @@ describe('platt', () => {
     fs.rmSync(path.join(dir, 'calibrator.json'));
   });
 
+  test('ugly-duckling distances given to a calibrator that does not use them are refused, not ignored', () => {
+    const distances = new Map(rows.map((r) => [r.imageName, 0.5]));
+    for (const kind of ['platt', 'patient-context'] as const)
+      expect(() => fitCalibrator(rows, { kind, uglyDuckling: distances })).toThrow(
+        `The ${kind} calibrator does not use ugly-duckling distances (--ugly-duckling): pass --kind patient-embedding to fit on them, or leave them out`,
+      );
+  });
+
   test('refuses a set with too few of a class', () => {
     const few = rows.slice(0, 60).map((r, i) => ({ ...r, target: (i === 0 ? 1 : 0) as 0 | 1 }));
     expect(() => fitCalibrator(few, { source: 'few.csv' })).toThrow('few.csv: a calibrator needs at least 2 melanomas and 2 benign images but it has 1 and 59');
@@ -192,7 +200,7 @@ describe('patient context', () => {
     expect(() => fitCalibrator(rows, { kind: 'patient-embedding' })).toThrow("the patient-embedding calibrator needs each image's ugly-duckling distance");
     const withGap = new Map(ugly);
     withGap.set(rows.find((row) => sizes.get(row.patientId!)! > 1)!.imageName, null);
-    expect(() => fitCalibrator(rows, { kind: 'patient-embedding', uglyDuckling: withGap })).toThrow(/needs the ugly-duckling distance of every image with other lesions, but image \d+ of .* has none/);
+    expect(() => fitCalibrator(rows, { kind: 'patient-embedding', uglyDuckling: withGap })).toThrow(/needs the ugly-duckling distance of every image with other lesions, but image \d+ \(\S+\) of .* has none/);
   });
 
   test('one image per patient: a warning that there is no context to use', () => {
