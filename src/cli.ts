@@ -35,7 +35,7 @@ import { SCHEDULE_NAMES, parseProgressive } from './train/schedule';
 import type { BatchProgress, EpochRecord } from './train/trainer';
 import { DECODE_BACKENDS } from './data/types';
 
-const TRAINING_STOP = 'stopping after this batch (or accumulation window) and saving a checkpoint there (Ctrl-C again to quit at once)...';
+const TRAINING_STOP = 'stopping after this batch (or accumulation window) and saving a checkpoint there (a second Ctrl-C or SIGTERM quits at once)...';
 
 function integer(name: string, min: number) {
   return (value: string): number => {
@@ -541,8 +541,10 @@ function buildProgram(): Command {
  */
 export function inFlagNames(message: string, program: Command): string {
   const flags = new Set(program.commands.flatMap((c) => c.options.map((o) => o.long)).filter((f): f is string => Boolean(f)));
+  // Options whose flag is not their name spelt with dashes.
+  const aliases: Record<string, string> = { imageSizes: '--progressive' };
   return message.replace(/\bfor ([a-z][A-Za-z0-9]*)\b/g, (whole, name: string) => {
-    const flag = `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    const flag = aliases[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
     return flags.has(flag) ? `for ${flag}` : whole;
   });
 }

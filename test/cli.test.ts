@@ -44,6 +44,9 @@ const CLI = path.join(ROOT, 'dist', 'cli.js');
       [['train', '--lr', '-1'], 'error: Expected number in (0, 10] for --lr but received -1 of type number'],
       [['train', '--image-size', '7'], 'error: Expected integer between 32 and 2048 for --image-size but received 7 of type number'],
       [['cv', '--width-factor', '9'], 'error: Expected number in [0.05, 4] for --width-factor but received 9 of type number'],
+      // An option whose flag is not its name: imageSizes is --progressive.
+      [['train', '--progressive', '32:1,64:2', '--epochs', '2'], 'error: Expected integer >= 3 for --epochs (the progressive stages (imageSizes) 32:1,64:2 take 3 epochs) but received 2: give more epochs, or leave out the stages that are not to be trained'],
+      [['train', '--progressive', '16:1'], 'error: Expected integer between 32 and 2048 for --progressive[0].size but received 16 of type number'],
     ] as const) {
       const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
       expect(run.status).toBe(2);

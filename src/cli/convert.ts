@@ -31,7 +31,7 @@ export function registerConvertCommand(program: Command): void {
     .action(async (opts, command: Command) => {
       const live = Boolean(process.stdout.isTTY);
       const clearLine = () => live && process.stdout.write('\r\x1b[2K');
-      await withStopSignals('stopping the conversion after the images in flight, and removing its partial folder (Ctrl-C again to quit at once)...', async (signal) => {
+      await withStopSignals('stopping the conversion after the images in flight, and removing its partial folder (a second Ctrl-C or SIGTERM quits at once)...', async (signal) => {
         let result: ConvertResult;
         try {
           result = await convertDataset({

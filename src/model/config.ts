@@ -367,7 +367,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe, { st
   const epochs = expectInteger('epochs', imageSizes && !stored && options.epochs === undefined ? stageEpochs : o.epochs, 1, 100000);
   if (imageSizes && !stored && epochs < stageEpochs)
     throw new RangeError(
-      `Expected integer >= ${stageEpochs} for epochs (the imageSizes stages ${imageSizes.map((s) => `${s.size}:${s.epochs}`).join(',')} take ${stageEpochs} epochs) but received ${epochs}: give more epochs, or leave out the stages that are not to be trained`,
+      `Expected integer >= ${stageEpochs} for epochs (the progressive stages (imageSizes) ${imageSizes.map((s) => `${s.size}:${s.epochs}`).join(',')} take ${stageEpochs} epochs) but received ${epochs}: give more epochs, or leave out the stages that are not to be trained`,
     );
   const lr = expectNumber('lr', o.lr, 0, 10, { exclusiveMin: true });
   const minLr = expectNumber('minLr', o.minLr, 0, 10);

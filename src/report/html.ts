@@ -81,7 +81,7 @@ function rocPlot(e: Evaluation, zoom = false): string {
   const W = 480, H = zoom ? 340 : 470;
   const f: Frame = { left: 58, top: 16, width: 400, height: zoom ? 270 : 400, xMin: 0, xMax, yMin, yMax: 1 };
   const out = [
-    svgOpen(id, W, H, zoom ? 'ROC curves, high-sensitivity region' : 'ROC curves: pooled out-of-fold and per fold'),
+    svgOpen(id, W, H, zoom ? 'ROC curves, high-sensitivity region' : e.crossValidation ? 'ROC curves: pooled out-of-fold and per fold' : 'ROC curve'),
     axes(f, 'False-positive rate (1 − specificity)', 'True-positive rate (sensitivity)', niceTicks(0, xMax, 5), niceTicks(yMin, 1, zoom ? 4 : 5)),
   ];
   if (zoom) out.push(`<defs><clipPath id="roc-zoom-clip"><rect x="${f.left}" y="${f.top}" width="${f.width}" height="${f.height}"/></clipPath></defs><g clip-path="url(#roc-zoom-clip)">`);

@@ -94,7 +94,7 @@ describe('schedule options are validated like every option', () => {
     // Stages that would be dropped silently, and a size beside them that would go unused.
     [
       { imageSizes: [{ size: 64, epochs: 2 }, { size: 96, epochs: 3 }], epochs: 2 },
-      'Expected integer >= 5 for epochs (the imageSizes stages 64:2,96:3 take 5 epochs) but received 2: give more epochs, or leave out the stages that are not to be trained',
+      'Expected integer >= 5 for epochs (the progressive stages (imageSizes) 64:2,96:3 take 5 epochs) but received 2: give more epochs, or leave out the stages that are not to be trained',
     ],
     [
       { imageSizes: [{ size: 64, epochs: 1 }], imageSize: 128 },
