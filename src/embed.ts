@@ -12,7 +12,7 @@ import { parse } from 'csv-parse/sync';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import type { LesionSample } from './data/types';
-import { csvField, makeDirectory, OutputExistsError, writeNewFiles } from './files';
+import { checkFolderWritable, csvField, makeDirectory, OutputExistsError, writeNewFiles } from './files';
 import { readFoldsCsv } from './folds';
 import { uglyDucklingScores } from './metrics/ugly-duckling';
 import { ScoringOptions, cvFoldCheckpoints, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
@@ -92,6 +92,7 @@ async function cvFolds(dir: string): Promise<{ fold: number; checkpoint: string 
 export async function embedDataset(options: EmbedOptions): Promise<EmbedResult> {
   const { data, csv, out, imageSize, log = () => undefined, onProgress } = options;
   if (await fsp.stat(out).catch(() => null)) throw new OutputExistsError(`${out} already exists and was left untouched: write the embeddings into a new folder`);
+  await checkFolderWritable(path.dirname(path.resolve(out))); // before the (long) embedding, not after it
   const folds = await cvFolds(options.checkpoint);
   const samples = await openTestImages(data, csv);
   const overrides = scoringOverrides(options);

@@ -8,7 +8,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { makeDirectory, OutputExistsError } from './files';
+import { checkFolderWritable, makeDirectory, OutputExistsError } from './files';
 import { ScoringOptions, openTestImages, resolveCheckpoints, scoringOverrides } from './predict';
 import { escapeHtml } from './report/svg';
 import { GradCamPrediction, Trainer } from './train/trainer';
@@ -95,6 +95,7 @@ async function namesFromEvaluation(file: string): Promise<string[]> {
 export async function explainImages(options: ExplainOptions): Promise<ExplainResult> {
   const { data, csv, out, imageSize, log = () => undefined } = options;
   if (await fsp.stat(out).catch(() => null)) throw new OutputExistsError(`${out} already exists and was left untouched: write the explanations into a new folder`);
+  await checkFolderWritable(path.dirname(path.resolve(out))); // before the model runs, not after it
   const wanted = options.fromEvaluation ? await namesFromEvaluation(options.fromEvaluation) : [...(options.images ?? [])];
   if (wanted.length === 0) throw new RangeError('Expected images to explain: pass --images NAME,... or --hardest evaluation.json');
   const checkpoints = await resolveCheckpoints([options.checkpoint]);

@@ -91,6 +91,14 @@ test('embedDataset writes both files, row for row; refuses an existing folder an
   // The demo's patients have two images each: every row has a distance.
   expect(rows.slice(1).every((r) => /,0\.\d+(e-\d+)?$|,\d(\.\d+)?(e-\d+)?$/.test(r))).toBe(true);
   await expect(embedDataset({ checkpoint: run.runDir, data, out })).rejects.toThrow(`${out} already exists and was left untouched: write the embeddings into a new folder`);
+  // A place where nothing can be written is refused before any image is embedded.
+  if (existsSync('/proc/self')) {
+    const scored: number[] = [];
+    await expect(embedDataset({ checkpoint: run.runDir, data, out: '/proc/melanoma-nowhere/emb', onProgress: (n) => scored.push(n) })).rejects.toThrow(
+      'cannot create the folder /proc/melanoma-nowhere: this file system does not allow new folders there; choose a writable location',
+    );
+    expect(scored).toEqual([]);
+  }
   const cv = path.join(root, 'fake-cv');
   for (const fold of ['fold-0', 'fold-1']) mkdirSync(path.join(cv, fold), { recursive: true });
   for (const fold of ['fold-0', 'fold-1']) copyFileSync(path.join(run.runDir, 'best.safetensors'), path.join(cv, fold, 'best.safetensors'));
