@@ -23,6 +23,9 @@ export interface PredictionsComparison extends DelongTestResult {
  * file k's score of rows[i].
  */
 export function joinPredictionFiles(files: readonly string[]): { rows: PredictionRow[]; scores: number[][] } {
+  // One file twice would compare a model with itself, or count it twice in an ensemble.
+  const twice = files.find((file, i) => files.findIndex((other) => path.resolve(other) === path.resolve(file)) !== i);
+  if (twice !== undefined) throw new PredictionsFileError(`${twice} is given twice: give each model's predictions once`);
   const [first, ...others] = files;
   const rows = readPredictionsCsv(first);
   const scores = [rows.map((r) => r.score)];

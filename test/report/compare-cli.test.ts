@@ -6,7 +6,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { comparePredictionFiles } from '../../src/cli/compare';
+import { comparePredictionFiles, joinPredictionFiles } from '../../src/cli/compare';
 import { mulberry32 } from '../../src/data/random';
 import { delongTest } from '../../src/metrics/delong';
 
@@ -77,6 +77,9 @@ test('a model against itself: difference 0, p = 1', () => {
   const out = run(goodCsv, csv('good-copy.csv', good));
   expect(out.status).toBe(0);
   expect(out.stdout).toMatch(/A - B = 0\.0000 .*\nz = 0\.000, two-sided p = 1\.0000/);
+  // The same file twice is a mistake, not a comparison: refused (compare and ensemble alike).
+  expect(() => comparePredictionFiles(goodCsv, path.join(dir, '.', 'good.csv'))).toThrow(`${path.join(dir, 'good.csv')} is given twice: give each model's predictions once`);
+  expect(() => joinPredictionFiles([goodCsv, weakCsv, goodCsv])).toThrow(`${goodCsv} is given twice`);
 });
 
 test('files of different images or targets are refused with the first example', () => {
