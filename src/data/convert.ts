@@ -117,7 +117,10 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
   const prefix = samples.some((s) => s.target !== null) ? 'train' : 'test';
   // k = 1 is one file with everything; otherwise patient-grouped, stratified files.
   const fileOf = fileCount === 1 ? samples.map(() => 0) : stratifiedGroupKFold(samples, fileCount, seed).map((a) => a.fold);
-  log(`converting ${samples.length} images (${format}, ${patients} patients) from ${data} to ${fileCount} TFRecord file(s) of ${size}x${size} JPEGs (quality ${quality}, fit ${fit}) in ${out}`);
+  const capped = options.files !== undefined && options.files > patients ? ` (--files ${options.files} is more than the ${patients} patients, and a patient is never split)` : '';
+  log(`converting ${samples.length} images (${format}, ${patients} patients) from ${data} to ${fileCount} TFRecord file(s)${capped} of ${size}x${size} JPEGs (quality ${quality}, fit ${fit}) in ${out}`);
+  // Wide enough that the names sort in order past 100 files.
+  const digits = Math.max(2, String(fileCount - 1).length);
 
   const staging = await makeStagingFolder(out, 'an interrupted conversion', log);
   const reader = new ImageBytesReader();
@@ -149,7 +152,12 @@ export async function convertDataset(options: ConvertOptions): Promise<ConvertRe
         finishedOne();
       });
       const kept = members.filter((_, i) => records[i] !== null);
-      const name = `${prefix}${String(f).padStart(2, '0')}-${kept.length}.tfrec`;
+      if (kept.length === 0) {
+        log(`every image of file ${f + 1} of ${fileCount} was left out: no file written for it`);
+        continue;
+      }
+      // Numbered by the files written, so the names run on without gaps.
+      const name = `${prefix}${String(files.length).padStart(digits, '0')}-${kept.length}.tfrec`;
       await writeTfRecordFile(path.join(staging, name), records.filter((r): r is Buffer => r !== null));
       files.push({ file: name, images: kept.length, melanomas: kept.filter((s) => s.target === 1).length, patients: new Set(kept.map((s) => s.patientId)).size });
       log(`${name}: ${kept.length} images, ${files.at(-1)!.melanomas} melanoma, ${files.at(-1)!.patients} patients`);

@@ -109,6 +109,18 @@ test('an existing folder is refused before any work; a missing source is named',
   expect(existsSync(path.join(root, 'never'))).toBe(false);
 });
 
+test('more --files than patients: one patient a file at most, said so; a file whose images are all left out is not written, and the names run on', async () => {
+  const source = await jpegSet(path.join(root, 'many-files'), { corrupt: 'ISIC_1007' });
+  writeFileSync(path.join(source, 'train', 'ISIC_1006.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3])); // IP_3's other image
+  const lines: string[] = [];
+  const result = await convertDataset({ data: source, out: path.join(root, 'many-files-out'), size: 32, files: 20, skipBadImages: true, log: (l) => lines.push(l) });
+  expect(lines[0]).toContain('to 9 TFRecord file(s) (--files 20 is more than the 9 patients, and a patient is never split)');
+  expect(lines.filter((l) => /^every image of file [1-9] of 9 was left out: no file written for it$/.test(l))).toHaveLength(1);
+  expect(result.files.map((f) => f.file.split('-')[0])).toEqual(['train00', 'train01', 'train02', 'train03', 'train04', 'train05', 'train06', 'train07']);
+  expect(result.files.every((f) => f.images === 2)).toBe(true);
+  expect((await openDataset(result.out)).samples).toHaveLength(16);
+});
+
 test('an undecodable JPEG stops it with the name and leaves nothing; with skipBadImages it is listed', async () => {
   const source = await jpegSet(path.join(root, 'bad'), { corrupt: 'ISIC_1007' });
   const out = path.join(root, 'bad-out');
