@@ -42,7 +42,10 @@ export function cacheRoot(): string {
  * `demo-v1`; another set's name spells out how it differs, so the two never share a folder.
  */
 export function demoCacheDir(options: Omit<DemoOptions, 'dir'> = {}): string {
-  const o = demoSettings(options);
+  return cacheDirOf(demoSettings(options));
+}
+
+function cacheDirOf(o: DemoSettings): string {
   const differences = (Object.keys(DEFAULTS) as (keyof DemoSettings)[]).filter((key) => o[key] !== DEFAULTS[key]).map((key) => `${key}-${o[key]}`);
   return path.join(cacheRoot(), [DEMO_VERSION, ...differences].join('_'));
 }
@@ -135,7 +138,7 @@ export function renderLesion(size: number, malignant: boolean, random: () => num
  */
 export async function ensureDemoDataset(options: DemoOptions = {}, log: (line: string) => void = () => undefined): Promise<string> {
   const o = demoSettings(options);
-  const dir = options.dir ?? demoCacheDir(o);
+  const dir = options.dir ?? cacheDirOf(o);
   const existing = await fsp.readFile(path.join(dir, 'manifest.json'), 'utf8').catch(() => null);
   if (existing !== null) {
     // A set made otherwise would train on other data than asked for: refuse it, and touch nothing.

@@ -8,7 +8,7 @@ import { AugmentSpec, EngineConfig, torchInfo } from '../native';
 import { METADATA_FEATURES, METADATA_HIDDEN } from '../data/metadata';
 import { DECODE_BACKENDS, DecodeBackend } from '../data/types';
 import { ArchitectureOptions, MODEL_NAMES, ModelName, buildModelSpec, isModelName } from './architectures';
-import { ImageSizeStage, SCHEDULE_NAMES, ScheduleName } from '../train/schedule';
+import { ImageSizeStage, SCHEDULE_NAMES, ScheduleName, progressiveEpochs } from '../train/schedule';
 import { refuseUnknownOptions } from '../options';
 
 export type Device = 'cpu' | 'cuda';
@@ -359,7 +359,7 @@ export function resolveOptions(options: TrainerOptions, probe: DeviceProbe, { st
   // Progressive resizing: the stages give the sizes (an imageSize beside them would go unused) and,
   // by default, the epochs; fewer epochs than the stages take would drop stages silently.
   const imageSizes = resolveImageSizes(o.imageSizes);
-  const stageEpochs = imageSizes?.reduce((sum, stage) => sum + stage.epochs, 0) ?? 0;
+  const stageEpochs = imageSizes ? progressiveEpochs(imageSizes) : 0;
   if (imageSizes && !stored && options.imageSize !== undefined)
     throw new RangeError(
       `Expected imageSize (--image-size) or imageSizes (--progressive), not both, but received imageSize ${describe(options.imageSize)} beside ${imageSizes.length} stage(s): with stages, each stage trains at its own size and scoring uses the last one's`,

@@ -15,6 +15,7 @@ import { CvSummary, crossValidationSummary } from '../metrics/cv';
 import type { Evaluation } from '../report/evaluation';
 import { readPredictionsCsv } from '../report/predictions-csv';
 import { SafetensorsError } from './safetensors';
+import { progressiveEpochs } from './schedule';
 import {
   DEMO_DATA,
   PREDICTION_COLUMNS,
@@ -89,9 +90,10 @@ export async function crossValidate(options: CrossValidateOptions = {}): Promise
     const trainerOptions = omit(options, ['data', 'csv', 'folds', 'runsDir', 'signal', 'log', 'onBatch', 'onEpoch', 'checkpointMinutes', 'resume', 'onFold']);
     checkFolds(folds);
     const given = withPreset(data === DEMO_DATA, trainerOptions);
-    // Stages without epochs train their sum: stored so, a resume reads the same (see storedOptions).
-    const stageEpochs = given.imageSizes?.reduce((sum, stage) => sum + stage.epochs, 0);
-    config = { kind: 'cv', data, csv: csv ?? null, folds, trainerOptions: given.imageSizes && given.epochs === undefined ? { ...given, epochs: stageEpochs } : given };
+    // Stages without epochs train their sum: stored so, as a resume reads stored options with the
+    // default epochs of before (resolveOptions' stored).
+    const stored = given.imageSizes && given.epochs === undefined ? { ...given, epochs: progressiveEpochs(given.imageSizes) } : given;
+    config = { kind: 'cv', data, csv: csv ?? null, folds, trainerOptions: stored };
     cvDir = ''; // created once the first fold's engine is built
   }
   // Validates the options before touching data or disk.

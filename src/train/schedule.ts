@@ -119,6 +119,11 @@ export interface ImageSizeStage {
   epochs: number;
 }
 
+/** The epochs progressive-resizing stages take in all: the default epochs of a run with them. */
+export function progressiveEpochs(stages: readonly ImageSizeStage[]): number {
+  return stages.reduce((sum, stage) => sum + stage.epochs, 0);
+}
+
 /**
  * Image size of epoch `epoch` (1-based) under progressive resizing: the stages run in order and
  * the last one's size continues after they are used up. Without stages, `imageSize`.
